@@ -1,0 +1,44 @@
+#include "convert/file_convert.h"
+
+#include <unordered_map>
+
+#include "formats/any_file.h"
+#include "tensor/convert.h"
+#include "util/error.h"
+
+namespace optforge {
+
+namespace {
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+}  // namespace
+
+OutputKind output_kind_for(const std::string& path) {
+  if (ends_with(path, ".safetensors")) return OutputKind::Safetensors;
+  for (const char* ext : {".pt", ".pth", ".bin", ".ckpt"})
+    if (ends_with(path, ext)) return OutputKind::Torch;
+  throw Error("cannot tell the output format from the name: expected .pt, .pth, .bin, .ckpt or .safetensors", path);
+}
+
+void convert_file(const std::string& in, const std::string& out, const FileConvertOptions& opts) {
+  const OutputKind kind = output_kind_for(out);
+  AnyFile f = open_any(in);
+  std::unordered_map<const Storage*, std::shared_ptr<Storage>> cast_cache;
+  auto cast = [&](const Tensor& t) {
+    return opts.dtype && is_floating(t.dtype) ? lazy_cast(t, *opts.dtype, cast_cache) : t;
+  };
+  if (kind == OutputKind::Safetensors) {
+    auto tensors = state_dict(f);
+    if (tensors.empty()) throw Error("no tensors to write: the file holds no state dict", in);
+    for (auto& [name, t] : tensors) t = cast(t);
+    auto metadata = f.metadata;
+    if (metadata.empty()) metadata = {{"format", "pt"}};
+    save_safetensors(out, tensors, metadata);
+    return;
+  }
+  ValuePtr root = map_tensors(f.root, cast);
+  save_torch_file(out, root);
+}
+
+}  // namespace optforge

@@ -1,0 +1,79 @@
+#include "formats/any_file.h"
+
+#include "io/mmap_file.h"
+#include "io/zip_reader.h"
+#include "util/error.h"
+
+namespace optforge {
+
+const char* file_format_name(FileFormat f) {
+  switch (f) {
+    case FileFormat::TorchZip: return "torch zip";
+    case FileFormat::TorchLegacy: return "torch legacy";
+    case FileFormat::Safetensors: return "safetensors";
+  }
+  return "?";
+}
+
+AnyFile open_any(const std::string& path, const TorchLoadOptions& opts) {
+  AnyFile a;
+  a.path = path;
+  bool st = false;
+  {
+    auto m = MappedFile::open(path);
+    st = !ZipReader::looks_like_zip(m->data(), m->size()) && looks_like_safetensors(m->data(), m->size());
+  }
+  if (st) {
+    SafetensorsFile sf = load_safetensors(path);
+    a.format = FileFormat::Safetensors;
+    a.root = Value::dict();
+    for (auto& [name, t] : sf.tensors) a.root->entries.emplace_back(Value::str(name), Value::of_tensor(t));
+    a.metadata = sf.metadata;
+    return a;
+  }
+  a.torch = std::make_shared<TorchFile>(load_torch_file(path, opts));
+  a.format = a.torch->legacy ? FileFormat::TorchLegacy : FileFormat::TorchZip;
+  a.root = a.torch->root;
+  return a;
+}
+
+std::vector<std::pair<std::string, Tensor>> state_dict(const AnyFile& f) {
+  ValuePtr sd = f.root;
+  if (auto model = f.root->get("model"); model && model->is_dict()) sd = model;
+  else if (auto s = f.root->get("state_dict"); s && s->is_dict()) sd = s;
+  std::vector<std::pair<std::string, Tensor>> out;
+  if (!sd->is_dict()) throw Error("the file holds a " + sd->type_name() + ", not a dict of tensors", f.path);
+  for (const auto& [k, v] : sd->entries) {
+    if (!v || !v->is_tensor()) continue;
+    if (k->kind != Value::Kind::Str) throw Error("state dict key is a " + k->type_name() + ", expected str", f.path);
+    out.emplace_back(k->s, *v->tensor);
+  }
+  return out;
+}
+
+std::string describe_layout(const AnyFile& f) {
+  if (!f.root->is_dict()) return "a " + f.root->type_name();
+  auto model = f.root->get("model");
+  auto has_key_ending = [](const ValuePtr& d, const std::string& suffix) {
+    for (const auto& [k, v] : d->entries)
+      if (k->is_str() && k->s.size() >= suffix.size() && k->s.compare(k->s.size() - suffix.size(), suffix.size(), suffix) == 0)
+        return true;
+    return false;
+  };
+  if (model && model->is_dict()) {
+    bool flat = has_key_ending(model, "flat_param_0") || has_key_ending(model, "flat_param");
+    bool meta = f.root->get("shard_metadata") && f.root->get("shard_metadata")->is_dict();
+    if (flat && meta) return "metaseq FSDP shard (flat params with shard_metadata)";
+    if (flat) return "metaseq flat checkpoint without shard_metadata (released reshard layout)";
+    if (has_key_ending(model, "qkv_proj.weight")) return "metaseq unflattened model part (fused qkv_proj)";
+    if (has_key_ending(model, "embed_tokens.weight")) return "metaseq singleton (consolidated)";
+    return "checkpoint with a 'model' dict";
+  }
+  bool hf = false;
+  for (const auto& [k, v] : f.root->entries)
+    if (k->is_str() && (k->s.rfind("model.decoder.", 0) == 0 || k->s.rfind("decoder.embed_tokens", 0) == 0)) hf = true;
+  if (hf) return "OPT state dict (Hugging Face names)";
+  return "state dict";
+}
+
+}  // namespace optforge

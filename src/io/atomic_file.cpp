@@ -1,0 +1,161 @@
+#include "io/atomic_file.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <set>
+
+#include "util/error.h"
+
+namespace optforge {
+namespace {
+
+constexpr size_t kBufSize = 8 << 20;
+
+// Temporary names of open AtomicFiles, for the signal handler. The handler only reads a
+// fixed array of C strings, which is async-signal-safe.
+constexpr int kMaxTracked = 256;
+std::atomic<char*> g_tracked[kMaxTracked];
+std::mutex g_track_mutex;
+
+void track(const std::string& p) {
+  char* s = strdup(p.c_str());
+  std::lock_guard<std::mutex> lock(g_track_mutex);
+  for (auto& slot : g_tracked) {
+    char* expected = nullptr;
+    if (slot.compare_exchange_strong(expected, s)) return;
+  }
+  std::free(s);  // too many open outputs to track: cleanup on signal is best effort
+}
+
+void untrack(const std::string& p) {
+  std::lock_guard<std::mutex> lock(g_track_mutex);
+  for (auto& slot : g_tracked) {
+    char* s = slot.load();
+    if (s && p == s) {
+      slot.store(nullptr);
+      std::free(s);
+      return;
+    }
+  }
+}
+
+extern "C" void on_signal(int sig) {
+  for (auto& slot : g_tracked) {
+    char* s = slot.load();
+    if (s) ::unlink(s);
+  }
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+std::string dir_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
+}  // namespace
+
+void install_cleanup_on_signal() {
+  ::signal(SIGINT, on_signal);
+  ::signal(SIGTERM, on_signal);
+  ::signal(SIGHUP, on_signal);
+}
+
+AtomicFile::AtomicFile(std::string final_path) : final_(std::move(final_path)) {
+  std::random_device rd;
+  auto slash = final_.rfind('/');
+  std::string base = slash == std::string::npos ? final_ : final_.substr(slash + 1);
+  temp_ = dir_of(final_) + "/." + base + ".tmp-" + std::to_string(::getpid()) + "-" +
+          std::to_string(rd() % 1000000);
+  fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error(std::string("cannot create output: ") + std::strerror(errno), final_);
+  track(temp_);
+  buf_ = static_cast<char*>(std::malloc(kBufSize));
+  if (!buf_) throw Error("out of memory", final_);
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) {
+    ::unlink(temp_.c_str());
+    untrack(temp_);
+  }
+  std::free(buf_);
+}
+
+void AtomicFile::flush() {
+  size_t done = 0;
+  while (done < buffered_) {
+    ssize_t w = ::write(fd_, buf_ + done, buffered_ - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw Error(std::string("write failed: ") + std::strerror(errno), final_);
+    }
+    done += size_t(w);
+  }
+  pos_ += buffered_;
+  buffered_ = 0;
+}
+
+void AtomicFile::write(const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  if (n >= kBufSize) {  // large payloads (tensor data) go straight to the kernel
+    flush();
+    while (n > 0) {
+      ssize_t w = ::write(fd_, p, std::min<size_t>(n, size_t(1) << 30));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw Error(std::string("write failed: ") + std::strerror(errno), final_);
+      }
+      p += w;
+      n -= size_t(w);
+      pos_ += uint64_t(w);
+    }
+    return;
+  }
+  if (buffered_ + n > kBufSize) flush();
+  std::memcpy(buf_ + buffered_, p, n);
+  buffered_ += n;
+}
+
+void AtomicFile::pwrite(const void* data, size_t n, uint64_t offset) {
+  if (offset + n > pos_) flush();
+  if (offset + n > pos_) throw Error("internal: pwrite past the end of the output", final_);
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd_, p, n, off_t(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw Error(std::string("write failed: ") + std::strerror(errno), final_);
+    }
+    p += w;
+    n -= size_t(w);
+    offset += uint64_t(w);
+  }
+}
+
+void AtomicFile::commit() {
+  flush();
+  if (::fsync(fd_) != 0) throw Error(std::string("fsync failed: ") + std::strerror(errno), final_);
+  ::close(fd_);
+  fd_ = -1;
+  if (::rename(temp_.c_str(), final_.c_str()) != 0)
+    throw Error(std::string("cannot rename into place: ") + std::strerror(errno), final_);
+  committed_ = true;
+  untrack(temp_);
+  int dfd = ::open(dir_of(final_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+}  // namespace optforge

@@ -1,0 +1,42 @@
+// An output file that appears under its final name only when complete: written to a temporary
+// name in the same folder, fsynced, then renamed over the target (and the folder fsynced). If the
+// writer is destroyed without commit() — an exception, a crash, Ctrl-C — the temporary is removed
+// and nothing exists under the final name.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace optforge {
+
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string final_path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* data, size_t n);
+  void write(std::string_view s) { write(s.data(), s.size()); }
+  // Writes at an absolute offset already written (to patch headers); does not move the end.
+  void pwrite(const void* data, size_t n, uint64_t offset);
+  uint64_t position() const { return pos_ + buffered_; }
+  void commit();  // flush, fsync, rename, fsync the folder
+  const std::string& path() const { return final_; }
+
+ private:
+  void flush();
+  std::string final_, temp_;
+  int fd_ = -1;
+  uint64_t pos_ = 0;  // bytes handed to the kernel
+  char* buf_ = nullptr;
+  size_t buffered_ = 0;
+  bool committed_ = false;
+};
+
+// Removes temporary files of AtomicFiles still open when the process gets SIGINT/SIGTERM, then
+// re-raises the signal. Installed once by the CLI.
+void install_cleanup_on_signal();
+
+}  // namespace optforge

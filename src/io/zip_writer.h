@@ -1,0 +1,40 @@
+// Writes a zip archive the way torch.save does, so torch.load reads it: stored entries, each
+// entry's data aligned to 64 bytes (padding in the local header's extra field, id "FB"), CRC-32,
+// zip64 records where sizes or offsets pass 4 GiB. Entries are streamed: begin, write, end.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "io/atomic_file.h"
+
+namespace optforge {
+
+class ZipWriter {
+ public:
+  explicit ZipWriter(AtomicFile& out) : out_(out) {}
+
+  void add(const std::string& name, std::string_view data);
+  // Streaming form: exactly `size` bytes must be written before end_entry().
+  void begin_entry(const std::string& name, uint64_t size);
+  void write(const void* data, size_t n);
+  void end_entry();
+  // Writes the central directory and end records. The AtomicFile is committed by the caller.
+  void finish();
+
+ private:
+  struct Record {
+    std::string name;
+    uint64_t header_offset, size;
+    uint32_t crc;
+  };
+  AtomicFile& out_;
+  std::vector<Record> records_;
+  bool open_ = false;
+  uint64_t written_ = 0;
+  uint32_t crc_ = 0;
+};
+
+}  // namespace optforge

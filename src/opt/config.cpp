@@ -1,0 +1,60 @@
+#include "opt/config.h"
+
+#include "util/error.h"
+
+namespace optforge {
+
+namespace {
+struct Row {
+  const char* name;
+  int64_t layers, embed, heads, input;
+  bool pre_ln;
+};
+constexpr Row kPublished[] = {
+    {"125m", 12, 768, 12, 768, true},     {"350m", 24, 1024, 16, 512, false},
+    {"1.3b", 24, 2048, 32, 2048, true},   {"2.7b", 32, 2560, 32, 2560, true},
+    {"6.7b", 32, 4096, 32, 4096, true},   {"13b", 40, 5120, 40, 5120, true},
+    {"30b", 48, 7168, 56, 7168, true},    {"66b", 64, 9216, 72, 9216, true},
+    {"175b", 96, 12288, 96, 12288, true},
+};
+}  // namespace
+
+std::optional<OptConfig> published_opt_config(const std::string& name) {
+  for (const auto& r : kPublished)
+    if (name == r.name) {
+      OptConfig c;
+      c.name = r.name;
+      c.layers = r.layers;
+      c.embed_dim = r.embed;
+      c.ffn_dim = 4 * r.embed;
+      c.heads = r.heads;
+      c.input_dim = r.input;
+      c.pre_ln = r.pre_ln;
+      return c;
+    }
+  return std::nullopt;
+}
+
+std::vector<std::string> published_opt_names() {
+  std::vector<std::string> v;
+  for (const auto& r : kPublished) v.push_back(r.name);
+  return v;
+}
+
+int64_t OptConfig::parameter_count() const {
+  const int64_t E = embed_dim, F = ffn_dim;
+  int64_t n = vocab * input_dim + (max_positions + 2) * E;
+  if (has_projections()) n += 2 * E * input_dim;
+  if (pre_ln) n += 2 * E;
+  n += layers * (4 * E * E + 4 * E + 2 * E * F + F + E + 4 * E);
+  return n;
+}
+
+void OptConfig::validate() const {
+  auto bad = [&](const std::string& m) { throw Error("invalid OPT config '" + name + "': " + m); };
+  if (layers <= 0 || embed_dim <= 0 || ffn_dim <= 0 || heads <= 0 || input_dim <= 0 || vocab <= 0 || max_positions <= 0)
+    bad("every dimension must be positive");
+  if (embed_dim % heads) bad("embed_dim " + std::to_string(embed_dim) + " is not divisible by heads " + std::to_string(heads));
+}
+
+}  // namespace optforge

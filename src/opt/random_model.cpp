@@ -1,0 +1,123 @@
+#include "opt/random_model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "opt/names.h"
+#include "util/error.h"
+
+namespace optforge {
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Element i of tensor `tid`: uniform in [center - scale, center + scale], a pure function of
+// (seed, tid, i) so any block can be produced independently.
+struct Init {
+  float center, scale;
+};
+
+Init init_for(const std::string& name, int64_t embed_dim) {
+  auto ends = [&](const char* s) { return name.size() >= std::strlen(s) && name.compare(name.size() - std::strlen(s), std::strlen(s), s) == 0; };
+  if (name.find("layer_norm") != std::string::npos) return ends(".weight") ? Init{1.0f, 0.05f} : Init{0.0f, 0.02f};
+  if (ends(".bias")) return {0.0f, 0.02f};
+  // ~ N(0, 1/sqrt(E)) variance as uniform: keeps activations in range through many layers.
+  return {0.0f, float(std::sqrt(3.0 / double(embed_dim)))};
+}
+
+ValuePtr ns_field_dict(std::initializer_list<std::pair<const char*, ValuePtr>> kv) {
+  auto d = Value::dict();
+  for (const auto& [k, v] : kv) d->set(k, v);
+  return d;
+}
+
+}  // namespace
+
+ValuePtr metaseq_cfg(const OptConfig& c, int64_t mp, DType dtype) {
+  const bool megatron = c.pre_ln;  // 350m was trained without model parallelism (transformer_lm_gpt)
+  const std::string arch = megatron ? "transformer_lm_megatron" : "transformer_lm_gpt";
+  auto model = Value::object("argparse.Namespace", {}, ns_field_dict({
+      {"_name", Value::str(arch)},
+      {"arch", Value::str(arch)},
+      {"activation_fn", Value::str("relu")},
+      {"dropout", Value::real(0.1)},
+      {"attention_dropout", Value::real(0.1)},
+      {"decoder_embed_dim", Value::integer(c.embed_dim)},
+      {"decoder_ffn_embed_dim", Value::integer(c.ffn_dim)},
+      {"decoder_layers", Value::integer(c.layers)},
+      {"decoder_attention_heads", Value::integer(c.heads)},
+      {"decoder_input_dim", Value::integer(c.input_dim)},
+      {"decoder_output_dim", Value::integer(c.input_dim)},
+      {"decoder_learned_pos", Value::boolean(true)},
+      {"decoder_normalize_before", Value::boolean(c.pre_ln)},
+      {"share_decoder_input_output_embed", Value::boolean(true)},
+      {"no_scale_embedding", Value::boolean(true)},
+      {"max_target_positions", Value::integer(c.max_positions)},
+      {"tokens_per_sample", Value::integer(c.max_positions)},
+      {"model_parallel_size", Value::integer(mp)},
+  }));
+  auto cfg = Value::dict();
+  cfg->set("_name", Value::none());
+  cfg->set("common", ns_field_dict({{"fp16", Value::boolean(dtype == DType::F16)},
+                                     {"memory_efficient_fp16", Value::boolean(dtype == DType::F16)},
+                                     {"bf16", Value::boolean(dtype == DType::BF16)},
+                                     {"model_parallel_size", Value::integer(mp)}}));
+  cfg->set("distributed_training", ns_field_dict({{"distributed_world_size", Value::integer(mp)},
+                                                   {"ddp_backend", Value::str("fully_sharded")},
+                                                   {"use_sharded_state", Value::boolean(true)}}));
+  cfg->set("checkpoint", ns_field_dict({{"checkpoint_suffix", Value::str("")}}));
+  cfg->set("model", model);
+  cfg->set("task", ns_field_dict({{"_name", Value::str("streaming_language_modeling")}}));
+  return cfg;
+}
+
+ValuePtr random_opt_checkpoint(const OptConfig& c, DType dtype, uint64_t seed) {
+  c.validate();
+  if (!is_floating(dtype) || dtype == DType::F64) throw Error("demo models are f32, f16 or bf16");
+  auto model = Value::dict();
+  uint64_t tid = 0;
+  for (const ParamSpec& p : metaseq_singleton_params(c)) {
+    auto s = std::make_shared<Storage>();
+    s->dtype = dtype;
+    int64_t numel = 1;
+    for (auto d : p.shape) numel *= d;
+    s->nbytes = uint64_t(numel) * dtype_size(dtype);
+    const Init init = init_for(p.name, c.embed_dim);
+    const uint64_t key = splitmix64(seed ^ splitmix64(++tid));
+    s->generate = [key, init, dtype](uint64_t byte_offset, uint8_t* dst, size_t n) {
+      const size_t es = dtype_size(dtype);
+      for (uint64_t i = byte_offset / es, end = (byte_offset + n) / es; i < end; ++i, dst += es) {
+        // 24 random bits -> [-1, 1)
+        float u = float(int64_t(splitmix64(key + i) >> 40) - (1 << 23)) / float(1 << 23);
+        float v = init.center + init.scale * u;
+        if (dtype == DType::F32) std::memcpy(dst, &v, 4);
+        else if (dtype == DType::F16) { uint16_t h = f32_to_f16(v); std::memcpy(dst, &h, 2); }
+        else { uint16_t h = f32_to_bf16(v); std::memcpy(dst, &h, 2); }
+      }
+    };
+    model->entries.emplace_back(Value::str(p.name), Value::of_tensor(Tensor::view_of(s, p.shape)));
+  }
+  // The version buffer metaseq keeps: one element, 3.0, in the weights' dtype.
+  Tensor version = Tensor::empty(dtype, {1});
+  float three = 3.0f;
+  uint16_t h = dtype == DType::F16 ? f32_to_f16(three) : f32_to_bf16(three);
+  if (dtype == DType::F32) std::memcpy(version.storage->mutable_data(), &three, 4);
+  else std::memcpy(version.storage->mutable_data(), &h, 2);
+  model->set("decoder.version", Value::of_tensor(version));
+
+  auto root = Value::dict();
+  root->set("cfg", metaseq_cfg(c, 1, dtype));
+  root->set("model", model);
+  root->set("criterion", Value::none());
+  root->set("optimizer_history", Value::list());
+  root->set("task_state", Value::dict());
+  root->set("extra_state", Value::dict());
+  return root;
+}
+
+}  // namespace optforge

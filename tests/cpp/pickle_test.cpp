@@ -1,0 +1,97 @@
+// Unit checks of the unpickler's safety rules and of pickler/unpickler agreement. The reference
+// checks against Python's pickle and torch live in tests/python.
+#include <gtest/gtest.h>
+
+#include "pickle/pickler.h"
+#include "pickle/unpickler.h"
+#include "util/error.h"
+
+using namespace optforge;
+
+namespace {
+
+ValuePtr load(const std::string& bytes) { return unpickle(bytes, "test.pkl", "data.pkl", nullptr); }
+
+std::string error_of(const std::string& bytes) {
+  try {
+    load(bytes);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Unpickler, RefusesOsSystemWithNameFileAndOffset) {
+  // pickle.dumps of a __reduce__ returning (os.system, ('echo hi',)), protocol 2
+  std::string p = std::string("\x80\x02") + "cposix\nsystem\nq\x00X\x07\x00\x00\x00echo hiq\x01\x85q\x02Rq\x03.";
+  std::string err = error_of(p);
+  EXPECT_NE(err.find("posix.system"), std::string::npos) << err;
+  EXPECT_NE(err.find("test.pkl"), std::string::npos) << err;
+  EXPECT_NE(err.find("offset 2"), std::string::npos) << err;
+}
+
+TEST(Unpickler, RefusesBuiltinsEvalViaStackGlobal) {
+  // protocol 4: SHORT_BINUNICODE 'builtins', SHORT_BINUNICODE 'eval', STACK_GLOBAL
+  std::string p = std::string("\x80\x04\x8c\x08") + "builtins" + "\x8c\x04" + "eval" + "\x93" + "\x8c\x01" + "1" + "\x85R.";
+  std::string err = error_of(p);
+  EXPECT_NE(err.find("builtins.eval"), std::string::npos) << err;
+}
+
+TEST(Unpickler, TruncatedAtEveryOffsetIsAnErrorNotACrash) {
+  auto v = Value::dict();
+  v->set("a", Value::list({Value::integer(1), Value::real(2.5), Value::str("x")}));
+  v->set("b", Value::tuple({Value::boolean(true), Value::none(), Value::integer(-70000)}));
+  std::string p = pickle_value(v, nullptr);
+  ASSERT_NE(load(p), nullptr);
+  for (size_t n = 0; n < p.size(); ++n) EXPECT_FALSE(error_of(p.substr(0, n)).empty()) << "length " << n;
+}
+
+TEST(Unpickler, DeepNestingDoesNotOverflowTheStack) {
+  // 200k nested lists: "]" then "(]" * n then "a" * n ... simpler: EMPTY_LIST and APPEND pairs.
+  std::string p = "\x80\x02";
+  const int n = 200000;
+  for (int i = 0; i < n; ++i) p += ']';
+  for (int i = 0; i < n - 1; ++i) p += 'a';
+  p += '.';
+  ValuePtr v = load(p);
+  ASSERT_TRUE(v && v->kind == Value::Kind::List);
+  v.reset();  // the destructor must not recurse 200k deep
+  SUCCEED();
+}
+
+TEST(Pickler, RoundTripsScalarsAndContainers) {
+  auto v = Value::dict(true);
+  v->set("int", Value::integer(int64_t(1) << 40));
+  v->set("neg", Value::integer(-5));
+  v->set("big_neg", Value::integer(INT64_MIN));
+  v->set("float", Value::real(0.1));
+  v->set("bytes", Value::bytes(std::string("\x00\xff\x80 abc", 7)));
+  auto ns = Value::object("argparse.Namespace", {}, Value::dict());
+  ns->state->set("arch", Value::str("transformer_lm_megatron"));
+  v->set("cfg", ns);
+  ValuePtr back = load(pickle_value(v, nullptr));
+  ASSERT_TRUE(back->is_dict());
+  EXPECT_TRUE(back->ordered);
+  EXPECT_EQ(back->get("int")->i, int64_t(1) << 40);
+  EXPECT_EQ(back->get("neg")->i, -5);
+  EXPECT_EQ(back->get("big_neg")->i, INT64_MIN);
+  EXPECT_EQ(back->get("float")->f, 0.1);
+  EXPECT_EQ(back->get("bytes")->s, std::string("\x00\xff\x80 abc", 7));
+  EXPECT_EQ(back->get("cfg")->s, "argparse.Namespace");
+  EXPECT_EQ(back->get("cfg")->attr("arch")->s, "transformer_lm_megatron");
+}
+
+TEST(Pickler, OmegaconfIsWrittenAsPlainData) {
+  auto content = Value::dict();
+  content->set("lr", Value::object("omegaconf.nodes.AnyNode", {}, Value::dict()));
+  content->get("lr")->state->set("_val", Value::real(3e-4));
+  auto dc = Value::object("omegaconf.dictconfig.DictConfig", {}, Value::dict());
+  dc->state->set("_content", content);
+  std::string p = pickle_value(dc, nullptr);
+  EXPECT_EQ(p.find("omegaconf"), std::string::npos);
+  ValuePtr back = load(p);
+  ASSERT_TRUE(back->is_dict());
+  EXPECT_EQ(back->get("lr")->f, 3e-4);
+}
