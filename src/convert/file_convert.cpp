@@ -29,6 +29,7 @@ void convert_file(const std::string& in, const std::string& out, const FileConve
     return opts.dtype && is_floating(t.dtype) ? lazy_cast(t, *opts.dtype, cast_cache) : t;
   };
   if (kind == OutputKind::Safetensors) {
+    if (f.torch) f.torch->verify_crc();  // safetensors output re-lays bytes out: check them first
     auto tensors = state_dict(f);
     if (tensors.empty()) throw Error("no tensors to write: the file holds no state dict", in);
     for (auto& [name, t] : tensors) t = cast(t);

@@ -1,5 +1,6 @@
 #include "formats/torch_file.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -88,6 +89,8 @@ void load_zip(TorchFile& tf, const TorchLoadOptions& opts) {
     s->owner = owner;
     s->key = p.key;
     s->location = p.location;
+    s->source_crc32 = e->crc32;
+    s->source_file = tf.path;
     by_key.emplace(p.key, s);
     tf.storages.push_back({s, e->data_offset, e->name, e->crc32});
     return torch_globals::storage_value(s);
@@ -185,7 +188,14 @@ bool is_legacy_magic(const MappedFile& f) {
 void TorchFile::verify_crc() const {
   if (legacy) return;
   for (const auto& r : storages) {
-    uint32_t c = crc32(r.storage->data, size_t(r.storage->nbytes));
+    // A pass over all the data: release each piece once checked, so RSS stays small.
+    constexpr uint64_t kPiece = 32 << 20;
+    uint32_t c = 0;
+    for (uint64_t off = 0; off < r.storage->nbytes; off += kPiece) {
+      uint64_t n = std::min(kPiece, r.storage->nbytes - off);
+      c = crc32_update(c, r.storage->data + off, size_t(n));
+      file->advise_done(r.file_offset + off, n);
+    }
     if (c != r.crc32)
       throw Error("CRC-32 mismatch (corrupt data)", path, "record '" + r.entry + "'");
   }
@@ -244,6 +254,10 @@ void save_torch_file(const std::string& path, const ValuePtr& root, const TorchS
     zip.begin_entry(a + "/data/" + std::to_string(i), s.nbytes);
     stream_storage(s, [&](const uint8_t* p, size_t n) { zip.write(p, n); });
     zip.end_entry();
+    // A verbatim copy of a zip record: its CRC must be the one the input recorded.
+    if (s.source_crc32 && !s.is_lazy() && zip.last_crc32() != *s.source_crc32)
+      throw Error("CRC-32 mismatch: the record's data does not match its checksum (corrupt file); nothing was written to " + path,
+                  s.source_file, "storage record 'data/" + s.key + "'");
   }
   zip.add(a + "/version", "3\n");
   zip.finish();

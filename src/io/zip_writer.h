@@ -21,6 +21,7 @@ class ZipWriter {
   void begin_entry(const std::string& name, uint64_t size);
   void write(const void* data, size_t n);
   void end_entry();
+  uint32_t last_crc32() const { return records_.empty() ? 0 : records_.back().crc; }
   // Writes the central directory and end records. The AtomicFile is committed by the caller.
   void finish();
 

@@ -14,6 +14,32 @@ namespace {
 
 using Kind = Value::Kind;
 
+// Python decodes pickle strings as UTF-8 with 'surrogatepass': well-formed UTF-8, where encoded
+// surrogates (ED A0..BF xx) are allowed too. Anything else is an error there and here.
+bool valid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  size_t n = s.size(), i = 0;
+  while (i < n) {
+    unsigned char c = p[i];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) { ++i; continue; }
+    if ((c & 0xe0) == 0xc0) { len = 2; cp = c & 0x1f; }
+    else if ((c & 0xf0) == 0xe0) { len = 3; cp = c & 0x0f; }
+    else if ((c & 0xf8) == 0xf0) { len = 4; cp = c & 0x07; }
+    else return false;
+    if (i + len > n) return false;
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xc0) != 0x80) return false;
+      cp = cp << 6 | (p[i + k] & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
 class Machine {
  public:
   Machine(std::string_view data, const std::string& file, const std::string& where,
@@ -36,6 +62,11 @@ class Machine {
   std::string take_string(size_t k) {
     const uint8_t* r = take(k);
     return std::string(reinterpret_cast<const char*>(r), k);
+  }
+  ValuePtr take_unicode(size_t k) {
+    std::string s = take_string(k);
+    if (!valid_utf8(s)) fail("string is not valid UTF-8");
+    return Value::str(std::move(s));
   }
   std::string take_line() {
     size_t start = p_;
@@ -219,12 +250,12 @@ ValuePtr Machine::run(size_t* end_offset) {
         push(Value::real(v));
         break;
       }
-      case 'X': push(Value::str(take_string(load_le<uint32_t>(take(4))))); break;
-      case 0x8c: push(Value::str(take_string(*take(1)))); break;
+      case 'X': push(take_unicode(load_le<uint32_t>(take(4)))); break;
+      case 0x8c: push(take_unicode(*take(1))); break;
       case 0x8d: {
         uint64_t k = load_le<uint64_t>(take(8));
         if (k > n_) fail("string length " + std::to_string(k) + " exceeds the pickle");
-        push(Value::str(take_string(size_t(k))));
+        push(take_unicode(size_t(k)));
         break;
       }
       case 'V': push(Value::str(take_line())); break;  // UNICODE (raw-unicode-escape; ASCII kept)

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ struct Storage {
   // each piece (deterministic random models of any size in bounded memory).
   std::function<void(uint64_t byte_offset, uint8_t* dst, size_t n)> generate;
   bool is_lazy() const { return cast_from || generate; }
+  // CRC-32 the input file recorded for these bytes (zip records), checked when they are copied.
+  std::optional<uint32_t> source_crc32;
+  std::string source_file;  // the input it was read from, for errors
 
   uint64_t numel() const { return nbytes / dtype_size(dtype); }
   static std::shared_ptr<Storage> allocate(DType dtype, uint64_t numel);

@@ -24,8 +24,11 @@ struct Options {
 };
 
 // CRC-32 of a tensor's logical bytes; also drops the pages from our resident set afterwards, so
-// checksumming a file larger than memory stays small.
+// checksumming a file larger than memory stays small. A tensor that is its whole storage has the
+// CRC its zip record carries, which --checksum has just verified: no second pass over the data.
 uint32_t tensor_crc(const Tensor& t, const AnyFile& f) {
+  if (t.storage->source_crc32 && t.offset == 0 && t.is_contiguous() && t.nbytes() == t.storage->nbytes)
+    return *t.storage->source_crc32;
   uint32_t c = 0;
   t.for_each_chunk([&](const uint8_t* p, size_t n) { c = crc32_update(c, p, n); });
   if (f.torch && t.storage && t.storage->data >= f.torch->file->data() &&

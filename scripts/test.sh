@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: the C++ unit tests (ctest), the reference
+# tests against PyTorch, fairscale, transformers, safetensors and tokenizers (pytest), then the
+# same again under AddressSanitizer + UBSan, then the libFuzzer target for a bounded time.
+# Usage: scripts/test.sh [--quick]   (--quick: skip the sanitizer build and the fuzzer)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+jobs=$(nproc)
+
+bash scripts/setup.sh
+
+echo "== build (Release) and C++ tests"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C build -j"$jobs"
+(cd build && ctest --output-on-failure -j"$jobs")
+
+echo "== reference tests (pytest) against build/optforge"
+OPTFORGE_BIN="$PWD/build/optforge" .venv/bin/python -m pytest -q -p no:cacheprovider tests/python tests/fixtures
+
+if [ "$quick" = 1 ]; then exit 0; fi
+
+echo "== build with AddressSanitizer + UBSan, C++ tests and reference tests again"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOPTFORGE_SANITIZE=ON >/dev/null
+ninja -C build-asan -j"$jobs"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd build-asan && ctest --output-on-failure -j"$jobs")
+OPTFORGE_BIN="$PWD/build-asan/optforge" OPTFORGE_SANITIZED=1 .venv/bin/python -m pytest -q -p no:cacheprovider tests/python
+
+echo "== fuzz the .pt reader (libFuzzer, ${OPTFORGE_FUZZ_SECONDS:-60} s)"
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOPTFORGE_FUZZ=ON -DOPTFORGE_TESTS=OFF >/dev/null
+ninja -C build-fuzz -j"$jobs" fuzz_torch_file
+mkdir -p build-fuzz/corpus
+.venv/bin/python tests/fuzz/make_corpus.py build-fuzz/corpus
+ASAN_OPTIONS=detect_leaks=0 build-fuzz/fuzz_torch_file -max_total_time="${OPTFORGE_FUZZ_SECONDS:-60}" \
+  -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 build-fuzz/corpus 2>&1 | tail -n 15
+echo "fuzz: no crash"
