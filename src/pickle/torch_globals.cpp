@@ -12,6 +12,7 @@ using Kind = Value::Kind;
 // torch.load(weights_only=True) accepts these (torch/_weights_only_unpickler.py), ...
 const std::set<std::string> kTorch = {
     "collections.OrderedDict",
+    "collections.defaultdict",
     "torch._utils._rebuild_tensor",
     "torch._utils._rebuild_tensor_v2",
     "torch._utils._rebuild_parameter",
@@ -27,7 +28,6 @@ const std::set<std::string> kTorch = {
     "builtins.set",
     "builtins.frozenset",
     "builtins.bytearray",
-    "__builtin__.set",
 };
 // ... plus classes real metaseq files hold, rebuilt as inert records (checkpoint-formats.md 2.1).
 const std::set<std::string> kMetaseq = {
@@ -46,7 +46,6 @@ const std::set<std::string> kMetaseq = {
     "builtins.str",
     "builtins.bool",
     "copyreg._reconstructor",
-    "copy_reg._reconstructor",
     "numpy.core.multiarray.scalar",
     "numpy.core.multiarray._reconstruct",
     "numpy.ndarray",
@@ -128,13 +127,14 @@ ValuePtr call(const std::string& fn, const std::vector<ValuePtr>& a) {
         if (kv->is_sequence() && kv->items.size() == 2) d->entries.emplace_back(kv->items[0], kv->items[1]);
     return d;
   }
+  if (fn == "collections.defaultdict") return Value::dict();  // the default factory is irrelevant to data
   if (fn == "torch.Size" || fn == "builtins.tuple") {
     if (a.empty()) return Value::tuple();
     if (!a[0]->is_sequence()) throw Error(fn + " takes a sequence");
     return Value::tuple(a[0]->items);
   }
   if (fn == "builtins.list") return Value::list(a.empty() || !a[0]->is_sequence() ? std::vector<ValuePtr>{} : a[0]->items);
-  if (fn == "builtins.set" || fn == "builtins.frozenset" || fn == "__builtin__.set") {
+  if (fn == "builtins.set" || fn == "builtins.frozenset") {
     auto s = Value::list(a.empty() || !a[0]->is_sequence() ? std::vector<ValuePtr>{} : a[0]->items);
     s->kind = Kind::Set;
     return s;
@@ -158,7 +158,7 @@ ValuePtr call(const std::string& fn, const std::vector<ValuePtr>& a) {
   }
   if (fn == "builtins.bytearray") return Value::bytes(a.empty() ? "" : a[0]->s);
   if (fn == "torch.device") return Value::str(a.empty() ? "" : a[0]->s);
-  if (fn == "copyreg._reconstructor" || fn == "copy_reg._reconstructor") {  // (cls, base, state)
+  if (fn == "copyreg._reconstructor") {  // (cls, base, state)
     if (a.empty() || a[0]->kind != Kind::Global) throw Error("_reconstructor needs a class");
     return Value::object(a[0]->s);
   }
@@ -187,6 +187,10 @@ void build(ValuePtr& target, const ValuePtr& state) {
       } else {
         target->state = state;
       }
+      // omegaconf nodes point back at their parent: a cycle that carries no data. Cut it.
+      if (target->kind == Kind::Object && target->s.rfind("omegaconf.", 0) == 0 && target->state &&
+          target->state->is_dict())
+        target->state->erase("_parent");
       return;
     case Kind::Tensor:  // tensor / Parameter state: attributes we do not need
       return;

@@ -1,5 +1,6 @@
 #include "pickle/unpickler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -127,8 +128,14 @@ class Machine {
   std::unordered_map<uint64_t, ValuePtr> memo_;
 };
 
-void Machine::global(const std::string& module, const std::string& name) {
+void Machine::global(const std::string& module_as_written, const std::string& name) {
+  // Protocols < 3 write Python 2 module names; Python maps them (_compat_pickle), so do we.
+  std::string module = module_as_written == "__builtin__" ? "builtins"
+                       : module_as_written == "copy_reg"  ? "copyreg"
+                                                           : module_as_written;
   std::string q = module + "." + name;
+  if (q == "builtins.long") q = "builtins.int";
+  if (q == "builtins.unicode") q = "builtins.str";
   if (!global_allowed(q) && !opts_.allow_unknown_globals)
     fail("refusing to load GLOBAL '" + q + "': not on the allowlist (optforge never runs code "
          "from a pickle; only tensors, containers and known inert classes are accepted)");
@@ -401,6 +408,63 @@ ValuePtr Machine::run(size_t* end_offset) {
   }
 }
 
+// Every walk over a tree (writers, inspect, JSON) recurses and expands shared nodes. A pickle can
+// build a cycle or a DAG that doubles at each level (x = [y, y], y = [z, z], ...), so every tree
+// is checked once here: acyclic, at most kMaxDepth deep, at most kMaxExpanded nodes expanded.
+constexpr size_t kMaxDepth = 1000;
+constexpr uint64_t kMaxExpanded = uint64_t(1) << 26;
+
+const Value* child(const Value* v, size_t i) {
+  if (i < v->items.size()) return v->items[i].get();
+  i -= v->items.size();
+  if (i < 2 * v->entries.size()) return (i % 2 ? v->entries[i / 2].second : v->entries[i / 2].first).get();
+  i -= 2 * v->entries.size();
+  return i == 0 ? v->state.get() : reinterpret_cast<const Value*>(uintptr_t(1));  // 1: no more
+}
+
+void check_tree(const ValuePtr& root, const std::string& file, const std::string& where) {
+  struct Node {
+    bool done = false;
+    uint64_t expanded = 1;
+  };
+  std::unordered_map<const Value*, Node> seen;
+  struct Frame {
+    const Value* v;
+    size_t next;
+  };
+  std::vector<Frame> stack{{root.get(), 0}};
+  seen[root.get()];
+  while (!stack.empty()) {
+    Frame& f = stack.back();
+    const Value* c = child(f.v, f.next++);
+    if (c == reinterpret_cast<const Value*>(uintptr_t(1))) {
+      seen[f.v].done = true;
+      uint64_t e = seen[f.v].expanded;
+      stack.pop_back();
+      if (!stack.empty()) {
+        Node& parent = seen[stack.back().v];
+        parent.expanded = std::min(kMaxExpanded + 1, parent.expanded + e);
+        if (parent.expanded > kMaxExpanded)
+          throw Error("pickle expands to more than " + std::to_string(kMaxExpanded) + " values (shared references)", file, where);
+      }
+      continue;
+    }
+    if (!c) continue;
+    auto it = seen.find(c);
+    if (it != seen.end()) {
+      if (!it->second.done) throw Error("pickle contains a reference cycle", file, where);
+      Node& parent = seen[f.v];
+      parent.expanded = std::min(kMaxExpanded + 1, parent.expanded + it->second.expanded);
+      if (parent.expanded > kMaxExpanded)
+        throw Error("pickle expands to more than " + std::to_string(kMaxExpanded) + " values (shared references)", file, where);
+      continue;
+    }
+    if (stack.size() >= kMaxDepth) throw Error("pickle nests deeper than " + std::to_string(kMaxDepth) + " levels", file, where);
+    seen[c];
+    stack.push_back({c, 0});
+  }
+}
+
 }  // namespace
 
 bool global_allowed(const std::string& q) { return torch_globals::allowed(q); }
@@ -409,7 +473,9 @@ ValuePtr unpickle(std::string_view data, const std::string& file, const std::str
                   const PersistentLoad& persistent_load, const UnpickleOptions& opts,
                   size_t* end_offset) {
   Machine m(data, file, where, persistent_load, opts);
-  return m.run(end_offset);
+  ValuePtr root = m.run(end_offset);
+  check_tree(root, file, where);
+  return root;
 }
 
 }  // namespace optforge
