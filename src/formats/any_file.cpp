@@ -1,5 +1,6 @@
 #include "formats/any_file.h"
 
+#include "formats/npy.h"
 #include "io/mmap_file.h"
 #include "io/zip_reader.h"
 #include "util/error.h"
@@ -11,6 +12,7 @@ const char* file_format_name(FileFormat f) {
     case FileFormat::TorchZip: return "torch zip";
     case FileFormat::TorchLegacy: return "torch legacy";
     case FileFormat::Safetensors: return "safetensors";
+    case FileFormat::Npz: return "numpy npz";
   }
   return "?";
 }
@@ -22,6 +24,23 @@ AnyFile open_any(const std::string& path, const TorchLoadOptions& opts) {
   {
     auto m = MappedFile::open(path);
     st = !ZipReader::looks_like_zip(m->data(), m->size()) && looks_like_safetensors(m->data(), m->size());
+    if (ZipReader::looks_like_zip(m->data(), m->size())) {
+      // A zip of .npy members and no data.pkl: numpy's .npz.
+      ZipReader zip(m->data(), m->size(), path);
+      bool npz = !zip.entries().empty();
+      for (const auto& e : zip.entries())
+        npz = npz && e.name.size() > 4 && e.name.compare(e.name.size() - 4, 4, ".npy") == 0;
+      if (npz) {
+        a.format = FileFormat::Npz;
+        a.root = Value::dict();
+        for (const auto& e : zip.entries()) {
+          zip.verify_crc(e);
+          a.root->entries.emplace_back(Value::str(e.name.substr(0, e.name.size() - 4)),
+                                       Value::of_tensor(load_npy(m, e.data_offset, e.size)));
+        }
+        return a;
+      }
+    }
   }
   if (st) {
     SafetensorsFile sf = load_safetensors(path);
@@ -68,6 +87,11 @@ std::string describe_layout(const AnyFile& f) {
     if (has_key_ending(model, "qkv_proj.weight")) return "metaseq unflattened model part (fused qkv_proj)";
     if (has_key_ending(model, "embed_tokens.weight")) return "metaseq singleton (consolidated)";
     return "checkpoint with a 'model' dict";
+  }
+  if (f.format == FileFormat::Npz) {
+    bool tree = !f.root->entries.empty();
+    for (const auto& [k, v] : f.root->entries) tree = tree && k->s.rfind("params.transformers.", 0) == 0;
+    return tree ? "alpa OPT parameter tree (qkv_combined, [in, out] kernels)" : "numpy arrays";
   }
   bool hf = false;
   for (const auto& [k, v] : f.root->entries)

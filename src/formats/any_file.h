@@ -1,4 +1,4 @@
-// Opens any single file optforge reads (torch zip, torch legacy, safetensors), detected from its
+// Opens any single file optforge reads (torch zip, torch legacy, safetensors, numpy .npz), detected from its
 // bytes rather than its name, and presents it as one value tree whose leaves are tensors.
 #pragma once
 
@@ -12,7 +12,7 @@
 
 namespace optforge {
 
-enum class FileFormat { TorchZip, TorchLegacy, Safetensors };
+enum class FileFormat { TorchZip, TorchLegacy, Safetensors, Npz };
 const char* file_format_name(FileFormat f);
 
 struct AnyFile {

@@ -18,4 +18,11 @@ struct ParamSpec {
 
 std::vector<ParamSpec> metaseq_singleton_params(const OptConfig& c);
 
+// Name mappings between layouts (checkpoint-formats.md section 9; opt-inference-and-serving.md 3).
+// Canonical names are metaseq singleton names. Each returns "" for a name with no counterpart.
+std::string hf_name(const std::string& metaseq);            // "model.decoder...."
+std::string metaseq_name_from_hf(const std::string& hf);    // accepts with or without "model."
+std::string alpa_file_name(const std::string& metaseq);     // alpa's np folder file name
+std::string metaseq_name_from_alpa(const std::string& alpa);
+
 }  // namespace optforge

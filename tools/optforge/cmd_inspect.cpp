@@ -4,7 +4,10 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "commands.h"
+#include "convert/opt_model.h"
 #include "formats/any_file.h"
 #include "io/crc32.h"
 #include "pickle/value_json.h"
@@ -152,9 +155,32 @@ void inspect_text(const AnyFile& f, const Options& o, std::ostream& out) {
   }
 }
 
+std::string describe_model(const OptModel& m) {
+  const OptConfig& c = m.config;
+  return "OPT-" + c.name + " shape: " + std::to_string(c.layers) + " layers, hidden " + std::to_string(c.embed_dim) +
+         ", " + std::to_string(c.heads) + " heads, ffn " + std::to_string(c.ffn_dim) + ", vocab " + std::to_string(c.vocab) +
+         (c.pre_ln ? ", pre-LN" : ", post-LN") + (c.has_projections() ? ", project_in/out " + std::to_string(c.input_dim) : "") +
+         ", " + std::string(dtype_name(m.dtype()));
+}
+
 void run(const Options& o) {
   json all = json::array();
   for (const auto& path : o.files) {
+    if (std::filesystem::is_directory(path)) {  // a model folder: HF or alpa
+      ReadModelOptions ro;
+      ro.guess_heads = true;
+      OptModel m = read_opt_model(path, ro);
+      if (o.json_out) {
+        json t = json::array();
+        for (const auto& [n, x] : m.tensors) t.push_back({{"name", n}, {"dtype", std::string(dtype_name(x.dtype))}, {"shape", x.shape}});
+        all.push_back({{"file", path}, {"format", "folder"}, {"layout", m.layout}, {"model", describe_model(m)}, {"tensors", t}});
+      } else {
+        std::cout << path << ": " << m.layout << ", " << describe_model(m) << "\n";
+        for (const auto& [n, x] : m.tensors)
+          std::cout << "  " << n << "  " << dtype_name(x.dtype) << "  " << x.shape_string() << "\n";
+      }
+      continue;
+    }
     TorchLoadOptions lo;
     lo.unpickle.allow_unknown_globals = o.permissive;
     AnyFile f = open_any(path, lo);
@@ -170,7 +196,8 @@ void run(const Options& o) {
 void register_inspect(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("inspect", "Show the tensors, layout and structure of checkpoint files");
-  cmd->add_option("files", o->files, "Files (.pt zip or legacy, .safetensors)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("files", o->files, "Files (.pt zip or legacy, .safetensors, .npz) or model folders (HF, alpa)")
+      ->required()->check(CLI::ExistingPath);
   cmd->add_flag("--json", o->json_out, "Machine-readable output");
   cmd->add_flag("--checksum", o->checksum, "Verify every record's CRC-32 and print a CRC-32 of each tensor's data");
   cmd->add_flag("--permissive", o->permissive,

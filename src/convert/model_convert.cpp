@@ -1,0 +1,39 @@
+#include "convert/model_convert.h"
+
+#include <unordered_map>
+
+#include "tensor/convert.h"
+#include "util/error.h"
+
+namespace optforge {
+
+std::optional<ModelFormat> model_format_from_name(const std::string& s) {
+  if (s == "hf") return ModelFormat::Hf;
+  if (s == "safetensors") return ModelFormat::Safetensors;
+  if (s == "alpa") return ModelFormat::Alpa;
+  if (s == "alpa-tree") return ModelFormat::AlpaTree;
+  if (s == "metaseq") return ModelFormat::Metaseq;
+  return std::nullopt;
+}
+
+void convert_model(const std::string& in, const std::string& out, const ModelConvertOptions& o) {
+  ReadModelOptions ro;
+  ro.heads = o.heads;
+  OptModel m = read_opt_model(in, ro);
+  if (o.dtype) {
+    std::unordered_map<const Storage*, std::shared_ptr<Storage>> cache;
+    for (auto& [name, t] : m.tensors)
+      if (is_floating(t.dtype)) t = lazy_cast(t, *o.dtype, cache);
+  }
+  switch (o.to) {
+    case ModelFormat::Hf: return write_hf(m, out, o.hf);
+    case ModelFormat::Safetensors: return write_safetensors_state(m, out);
+    case ModelFormat::Alpa: return write_alpa_folder(m, out);
+    case ModelFormat::AlpaTree: return write_alpa_tree(m, out);
+    case ModelFormat::Metaseq:
+      if (o.mp != 1) throw Error("--mp for --to metaseq is not available yet; use `optforge reshard` on the singleton");
+      return write_metaseq_singleton(m, out);
+  }
+}
+
+}  // namespace optforge

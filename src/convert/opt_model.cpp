@@ -1,0 +1,247 @@
+#include "convert/opt_model.h"
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "formats/any_file.h"
+#include "formats/npy.h"
+#include "io/mmap_file.h"
+#include "opt/names.h"
+#include "tensor/views.h"
+#include "util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace optforge {
+
+const Tensor& OptModel::get(const std::string& name) const {
+  for (const auto& [n, t] : tensors)
+    if (n == name) return t;
+  throw Error("model has no tensor '" + name + "'", layout);
+}
+
+DType OptModel::dtype() const { return get("decoder.embed_tokens.weight").dtype; }
+
+namespace {
+
+int64_t heads_for(int64_t embed_dim, bool guess, const std::string& source) {
+  for (const auto& n : published_opt_names()) {
+    auto c = published_opt_config(n);
+    if (c->embed_dim == embed_dim) return c->heads;
+  }
+  if (guess && embed_dim % 64 == 0) return embed_dim / 64;
+  throw Error("cannot tell the number of attention heads for hidden size " + std::to_string(embed_dim) +
+              " (not a published OPT size); pass --heads", source);
+}
+
+}  // namespace
+
+OptModel opt_model_from_metaseq(std::vector<std::pair<std::string, Tensor>> named, int64_t heads,
+                                const std::string& source) {
+  std::map<std::string, Tensor> by_name;
+  for (auto& [name, t] : named) {
+    if (name == "decoder.version" || name == "decoder.output_projection.weight") continue;
+    if (name.find(".qkv_proj.") != std::string::npos) {  // metaseq fused rows: K, V, Q
+      auto parts = chunk(t, 0, 3);
+      const char* kvq[] = {"k_proj", "v_proj", "q_proj"};
+      for (int j = 0; j < 3; ++j) {
+        std::string n = name;
+        n.replace(n.find("qkv_proj"), 8, kvq[j]);
+        by_name.emplace(n, parts[size_t(j)]);
+      }
+      continue;
+    }
+    if (!by_name.emplace(name, t).second) throw Error("tensor '" + name + "' appears twice", source);
+  }
+  auto need = [&](const std::string& n) -> const Tensor& {
+    auto it = by_name.find(n);
+    if (it == by_name.end()) throw Error("missing tensor '" + n + "'", source);
+    return it->second;
+  };
+  const Tensor& emb = need("decoder.embed_tokens.weight");
+  const Tensor& pos = need("decoder.embed_positions.weight");
+  if (emb.dim() != 2 || pos.dim() != 2) throw Error("embeddings must be 2-d", source);
+  OptConfig c;
+  c.name = "custom";
+  c.vocab = emb.shape[0];
+  c.input_dim = emb.shape[1];
+  c.embed_dim = pos.shape[1];
+  c.max_positions = pos.shape[0] - 2;
+  c.pre_ln = by_name.count("decoder.layer_norm.weight") > 0;
+  int64_t layers = 0;
+  for (const auto& [n, t] : by_name)
+    if (n.rfind("decoder.layers.", 0) == 0) layers = std::max<int64_t>(layers, std::stoll(n.substr(15)) + 1);
+  c.layers = layers;
+  c.ffn_dim = layers ? need("decoder.layers.0.fc1.weight").shape.at(0) : 4 * c.embed_dim;
+  c.heads = heads > 0 ? heads : heads_for(c.embed_dim, heads < 0, source);
+  for (const auto& n : published_opt_names()) {
+    auto p = published_opt_config(n);
+    if (p->layers == c.layers && p->embed_dim == c.embed_dim && p->input_dim == c.input_dim &&
+        p->heads == c.heads && p->pre_ln == c.pre_ln && p->vocab == c.vocab && p->max_positions == c.max_positions)
+      c.name = n;
+  }
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    throw e.with_file(source);
+  }
+  OptModel m;
+  m.config = c;
+  m.layout = source;
+  std::set<std::string> expected;
+  for (const ParamSpec& p : metaseq_singleton_params(c)) {
+    const Tensor& t = need(p.name);
+    if (t.shape != p.shape)
+      throw Error("shape " + t.shape_string() + ", expected " + Tensor{DType::F32, p.shape}.shape_string() +
+                  " for this model (L=" + std::to_string(c.layers) + ", E=" + std::to_string(c.embed_dim) +
+                  ", F=" + std::to_string(c.ffn_dim) + ")", source, "tensor '" + p.name + "'");
+    m.tensors.emplace_back(p.name, t);
+    expected.insert(p.name);
+  }
+  for (const auto& [n, t] : by_name)
+    if (!expected.count(n)) throw Error("unknown tensor name '" + n + "' for an OPT model", source);
+  const DType dt = emb.dtype;
+  for (const auto& [n, t] : m.tensors)
+    if (t.dtype != dt) throw Error("dtype " + std::string(dtype_name(t.dtype)) + " differs from the embedding's " +
+                                   std::string(dtype_name(dt)), source, "tensor '" + n + "'");
+  return m;
+}
+
+namespace {
+
+int64_t cfg_heads(const ValuePtr& root) {
+  if (!root || !root->is_dict()) return 0;
+  auto cfg = root->get("cfg");
+  ValuePtr model = cfg ? cfg->attr("model") : nullptr;
+  ValuePtr h = model ? model->attr("decoder_attention_heads") : nullptr;
+  if (!h) {
+    auto args = root->get("args");
+    h = args ? args->attr("decoder_attention_heads") : nullptr;
+  }
+  return h && h->kind == Value::Kind::Int ? h->i : 0;
+}
+
+// A dict of HF-named (or metaseq-named) tensors -> metaseq names; lm_head must be the tied
+// embedding if present.
+std::vector<std::pair<std::string, Tensor>> from_state_dict(const std::vector<std::pair<std::string, Tensor>>& sd,
+                                                            const std::string& source) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  const Tensor* lm_head = nullptr;
+  for (const auto& [n, t] : sd) {
+    if (n == "lm_head.weight") {
+      lm_head = &t;
+      continue;
+    }
+    // HF names (with or without "model.") and metaseq names both map to metaseq names.
+    std::string m = metaseq_name_from_hf(n);
+    if (m.empty()) throw Error("unknown tensor name '" + n + "' for an OPT model", source);
+    out.emplace_back(m, t);
+  }
+  if (lm_head) {
+    const Tensor* emb = nullptr;
+    for (const auto& [n, t] : out)
+      if (n == "decoder.embed_tokens.weight") emb = &t;
+    if (emb && (lm_head->shape != emb->shape || lm_head->dtype != emb->dtype))
+      throw Error("lm_head.weight " + lm_head->shape_string() + " is not the tied embedding " + emb->shape_string(), source);
+  }
+  return out;
+}
+
+OptModel read_hf_folder(const fs::path& dir) {
+  const std::string src = dir.string();
+  const fs::path cfg_path = dir / "config.json";
+  nlohmann::json cfg;
+  try {
+    cfg = nlohmann::json::parse(read_text_file(cfg_path.string()));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("config.json is not valid JSON: ") + e.what(), cfg_path.string());
+  }
+  if (cfg.value("model_type", "") != "opt")
+    throw Error("model_type is '" + cfg.value("model_type", std::string("?")) + "', expected 'opt'", cfg_path.string());
+  std::vector<std::string> files;
+  for (const char* index : {"model.safetensors.index.json", "pytorch_model.bin.index.json"}) {
+    if (!fs::exists(dir / index)) continue;
+    nlohmann::json idx = nlohmann::json::parse(read_text_file((dir / index).string()));
+    std::set<std::string> uniq;
+    for (auto& [k, v] : idx.at("weight_map").items()) uniq.insert(v.get<std::string>());
+    files.assign(uniq.begin(), uniq.end());
+    break;
+  }
+  if (files.empty())
+    for (const char* single : {"model.safetensors", "pytorch_model.bin"})
+      if (fs::exists(dir / single)) {
+        files.push_back(single);
+        break;
+      }
+  if (files.empty())
+    throw Error("HF folder has config.json but no weights (model.safetensors, pytorch_model.bin or an index)", src);
+  std::vector<std::pair<std::string, Tensor>> sd;
+  for (const auto& f : files) {
+    if (!fs::exists(dir / f)) throw Error("weights file listed in the index is missing", (dir / f).string());
+    auto part = state_dict(open_any((dir / f).string()));
+    sd.insert(sd.end(), part.begin(), part.end());
+  }
+  OptModel m = opt_model_from_metaseq(from_state_dict(sd, src), cfg.value("num_attention_heads", 0), src);
+  auto check = [&](const char* key, int64_t have) {
+    if (cfg.contains(key) && cfg[key].is_number_integer() && cfg[key].get<int64_t>() != have)
+      throw Error(std::string("config.json says ") + key + " = " + std::to_string(cfg[key].get<int64_t>()) +
+                  " but the weights have " + std::to_string(have), cfg_path.string());
+  };
+  check("hidden_size", m.config.embed_dim);
+  check("num_hidden_layers", m.config.layers);
+  check("ffn_dim", m.config.ffn_dim);
+  check("vocab_size", m.config.vocab);
+  check("word_embed_proj_dim", m.config.input_dim);
+  check("max_position_embeddings", m.config.max_positions);
+  if (cfg.contains("do_layer_norm_before") && cfg["do_layer_norm_before"].get<bool>() != m.config.pre_ln)
+    throw Error("config.json's do_layer_norm_before disagrees with the weights (final layer norm " +
+                std::string(m.config.pre_ln ? "present" : "absent") + ")", cfg_path.string());
+  m.layout = "Hugging Face folder";
+  return m;
+}
+
+OptModel read_alpa_folder(const fs::path& dir, int64_t heads) {
+  std::vector<std::pair<std::string, Tensor>> named;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::string n = e.path().filename().string();
+    if (n.rfind("decoder.", 0) != 0) continue;
+    std::string m = metaseq_name_from_alpa(n);
+    if (m.empty()) throw Error("unknown tensor file in an alpa folder", e.path().string());
+    named.emplace_back(m, load_npy(e.path().string()));
+  }
+  OptModel m = opt_model_from_metaseq(std::move(named), heads, dir.string());
+  m.layout = "alpa numpy folder";
+  return m;
+}
+
+}  // namespace
+
+OptModel read_opt_model(const std::string& path, const ReadModelOptions& opts) {
+  fs::path p(path);
+  if (fs::is_directory(p)) {
+    if (fs::exists(p / "config.json")) return read_hf_folder(p);
+    if (fs::exists(p / "decoder.embed_tokens.weight"))
+      return read_alpa_folder(p, opts.heads ? opts.heads : (opts.guess_heads ? -1 : 0));
+    throw Error("folder is neither an HF model (config.json) nor an alpa numpy folder (decoder.embed_tokens.weight)", path);
+  }
+  AnyFile f = open_any(path);
+  auto sd = state_dict(f);
+  std::string layout = describe_layout(f);
+  if (layout.find("flat") != std::string::npos)
+    throw Error("this is one shard of a sharded metaseq checkpoint (" + layout + "): pass its folder or prefix", path);
+  int64_t heads = opts.heads ? opts.heads : cfg_heads(f.root);
+  if (!heads && opts.guess_heads) heads = -1;
+  OptModel m = opt_model_from_metaseq(from_state_dict(sd, path), heads, path);
+  if (f.root->get("model")) {
+    m.metaseq_root = f.root;
+    m.layout = "metaseq singleton";
+  } else {
+    m.layout = std::string(file_format_name(f.format)) + " state dict";
+  }
+  return m;
+}
+
+}  // namespace optforge

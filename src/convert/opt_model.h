@@ -1,0 +1,42 @@
+// An OPT model as one stream of named tensors, whatever layout it came from: the meeting point
+// of every reader and writer (N inputs + M outputs, not N x M converters). Names and order are
+// those of a metaseq singleton (restored.pt) with q/k/v separate; tensors are zero-copy views
+// of the inputs (or lazily generated), so a conversion never holds the model in memory.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "opt/config.h"
+#include "pickle/value.h"
+
+namespace optforge {
+
+struct OptModel {
+  OptConfig config;
+  std::vector<std::pair<std::string, Tensor>> tensors;  // canonical order, no decoder.version
+  ValuePtr metaseq_root;  // the metaseq checkpoint's other top-level keys (cfg, ...), if any
+  std::string layout;     // what the input was, for messages ("HF folder", "alpa numpy folder")
+
+  const Tensor& get(const std::string& name) const;
+  DType dtype() const;  // the dtype of the weights (embed_tokens)
+};
+
+struct ReadModelOptions {
+  int64_t heads = 0;  // when the input does not say (alpa folders): 0 = from the published sizes
+  bool guess_heads = false;  // unknown sizes: assume 64-wide heads instead of failing (inspect)
+};
+
+// Reads any layout optforge knows: a metaseq singleton .pt, an HF folder (safetensors or bin,
+// single or sharded with an index), a .safetensors or .bin state dict, an alpa numpy folder.
+// Checks that every tensor OPT needs is there with the right shape, and that nothing unknown is.
+OptModel read_opt_model(const std::string& path, const ReadModelOptions& opts = {});
+
+// Builds an OptModel from named tensors in metaseq singleton naming (fused qkv_proj accepted),
+// inferring the shape from the tensors; `heads` from the caller's config (0: published sizes).
+// heads = -1: assume 64-wide heads for unpublished sizes.
+OptModel opt_model_from_metaseq(std::vector<std::pair<std::string, Tensor>> named, int64_t heads,
+                                const std::string& source);
+
+}  // namespace optforge

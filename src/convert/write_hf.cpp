@@ -1,0 +1,157 @@
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "convert/model_writers.h"
+#include "formats/safetensors.h"
+#include "formats/torch_file.h"
+#include "io/atomic_dir.h"
+#include "io/atomic_file.h"
+#include "io/mmap_file.h"
+#include "opt/names.h"
+#include "tensor/views.h"
+#include "tokenizer/embedded_data.h"
+#include "util/error.h"
+
+namespace optforge {
+
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+void write_text(const std::string& path, const std::string& text) {
+  AtomicFile f(path);
+  f.write(text);
+  f.commit();
+}
+
+double cfg_real(const OptModel& m, const char* key, double fallback) {
+  if (!m.metaseq_root) return fallback;
+  auto cfg = m.metaseq_root->get("cfg");
+  auto model = cfg ? cfg->attr("model") : nullptr;
+  auto v = model ? model->attr(key) : nullptr;
+  if (v && v->kind == Value::Kind::Float) return v->f;
+  return fallback;
+}
+
+ojson hf_config(const OptModel& m) {
+  const OptConfig& c = m.config;
+  // Field set and order as transformers' OPTConfig.save_pretrained writes them.
+  return ojson{
+      {"_remove_final_layer_norm", false},
+      {"activation_dropout", 0.0},
+      {"activation_function", "relu"},
+      {"architectures", {"OPTForCausalLM"}},
+      {"attention_dropout", cfg_real(m, "attention_dropout", 0.0)},
+      {"bos_token_id", 2},
+      {"do_layer_norm_before", c.pre_ln},
+      {"dropout", cfg_real(m, "dropout", 0.1)},
+      {"enable_bias", true},
+      {"eos_token_id", 2},
+      {"ffn_dim", c.ffn_dim},
+      {"hidden_size", c.embed_dim},
+      {"init_std", 0.02},
+      {"layer_norm_elementwise_affine", true},
+      {"layerdrop", 0.0},
+      {"max_position_embeddings", c.max_positions},
+      {"model_type", "opt"},
+      {"num_attention_heads", c.heads},
+      {"num_hidden_layers", c.layers},
+      {"pad_token_id", 1},
+      {"prefix", "</s>"},
+      {"torch_dtype", std::string(torch_dtype_name(m.dtype()))},
+      {"transformers_version", "4.40.2"},
+      {"use_cache", true},
+      {"vocab_size", c.vocab},
+      {"word_embed_proj_dim", c.input_dim},
+  };
+}
+
+void write_tokenizer(const AtomicDir& dir, const std::string& from) {
+  if (from.empty()) {
+    auto files = embedded_tokenizer_files();
+    write_text(dir.path("vocab.json"), std::string(files.vocab_json));
+    write_text(dir.path("merges.txt"), std::string(files.merges_txt));
+  } else {
+    for (const char* f : {"vocab.json", "merges.txt"}) {
+      std::string p = from + "/" + f;
+      if (!std::filesystem::exists(p)) throw Error("tokenizer folder has no " + std::string(f), from);
+      write_text(dir.path(f), read_text_file(p));
+    }
+  }
+  // What facebook/opt-* ship: GPT2Tokenizer with </s> prepended as BOS.
+  write_text(dir.path("tokenizer_config.json"),
+             ojson{{"add_bos_token", true}, {"add_prefix_space", false}, {"bos_token", "</s>"},
+                   {"eos_token", "</s>"}, {"errors", "replace"}, {"model_max_length", 1000000000000000019ull},
+                   {"pad_token", "<pad>"}, {"tokenizer_class", "GPT2Tokenizer"}, {"unk_token", "</s>"}}
+                 .dump(2) + "\n");
+  write_text(dir.path("special_tokens_map.json"),
+             ojson{{"bos_token", "</s>"}, {"eos_token", "</s>"}, {"pad_token", "<pad>"}, {"unk_token", "</s>"}}.dump(2) + "\n");
+}
+
+}  // namespace
+
+uint64_t parse_size(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
+  if (i == 0) throw Error("bad size '" + s + "': expected e.g. 5GB, 500MB, 2GiB");
+  double v = std::stod(s.substr(0, i));
+  std::string u = s.substr(i);
+  for (auto& ch : u) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+  double mult = u.empty() || u == "B" ? 1 : u == "KB" ? 1e3 : u == "MB" ? 1e6 : u == "GB" ? 1e9 : u == "TB" ? 1e12
+              : u == "KIB" ? 1024.0 : u == "MIB" ? 1048576.0 : u == "GIB" ? 1073741824.0 : u == "TIB" ? 1099511627776.0 : -1;
+  if (mult < 0) throw Error("bad size unit in '" + s + "'");
+  return uint64_t(v * mult);
+}
+
+void write_hf(const OptModel& m, const std::string& outdir, const HfWriteOptions& o) {
+  AtomicDir dir(outdir);
+  write_text(dir.path("config.json"), hf_config(m).dump(2) + "\n");
+  write_text(dir.path("generation_config.json"),
+             ojson{{"_from_model_config", true}, {"bos_token_id", 2}, {"eos_token_id", 2}, {"pad_token_id", 1},
+                   {"transformers_version", "4.40.2"}}.dump(2) + "\n");
+  write_tokenizer(dir, o.tokenizer_dir);
+
+  // Shards as HF cuts them: tensors in order, a new shard when the next would pass the limit.
+  std::vector<std::vector<std::pair<std::string, Tensor>>> shards(1);
+  uint64_t in_shard = 0, total = 0;
+  for (const auto& [name, t] : m.tensors) {
+    if (in_shard > 0 && in_shard + t.nbytes() > o.max_shard_bytes) {
+      shards.emplace_back();
+      in_shard = 0;
+    }
+    shards.back().emplace_back(hf_name(name), compact(t));
+    in_shard += t.nbytes();
+    total += t.nbytes();
+  }
+  const std::string stem = o.safetensors ? "model" : "pytorch_model", ext = o.safetensors ? ".safetensors" : ".bin";
+  ojson weight_map = ojson::object();
+  for (size_t i = 0; i < shards.size(); ++i) {
+    std::string file = stem + ext;
+    if (shards.size() > 1) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "-%05zu-of-%05zu", i + 1, shards.size());
+      file = stem + buf + ext;
+    }
+    if (o.safetensors) {
+      save_safetensors(dir.path(file), shards[i], {{"format", "pt"}});
+    } else {
+      auto sd = Value::dict(true);
+      for (const auto& [n, t] : shards[i]) sd->entries.emplace_back(Value::str(n), Value::of_tensor(t));
+      save_torch_file(dir.path(file), sd);
+    }
+    for (const auto& [n, t] : shards[i]) weight_map[n] = file;
+  }
+  if (shards.size() > 1)
+    write_text(dir.path(stem + ext + ".index.json"),
+               ojson{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2) + "\n");
+  dir.commit();
+}
+
+void write_safetensors_state(const OptModel& m, const std::string& outfile) {
+  std::vector<std::pair<std::string, Tensor>> named;
+  for (const auto& [name, t] : m.tensors) named.emplace_back(hf_name(name), t);
+  save_safetensors(outfile, named, {{"format", "pt"}});
+}
+
+}  // namespace optforge
