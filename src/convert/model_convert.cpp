@@ -19,7 +19,7 @@ std::optional<ModelFormat> model_format_from_name(const std::string& s) {
 void convert_model(const std::string& in, const std::string& out, const ModelConvertOptions& o) {
   ReadModelOptions ro;
   ro.heads = o.heads;
-  OptModel m = read_opt_model(in, ro);
+  OptTensors m = read_opt_model(in, ro);
   if (o.dtype) {
     std::unordered_map<const Storage*, std::shared_ptr<Storage>> cache;
     for (auto& [name, t] : m.tensors)

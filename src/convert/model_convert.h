@@ -1,5 +1,5 @@
 // `optforge convert IN -o OUT --to FORMAT`: any OPT model layout optforge reads to any it writes,
-// through the one OptModel stream.
+// through the one OptTensors stream.
 #pragma once
 
 #include <optional>

@@ -1,11 +1,11 @@
-// Writers of an OptModel in each layout optforge exports. Every output is complete or absent:
+// Writers of an OptTensors in each layout optforge exports. Every output is complete or absent:
 // files go through AtomicFile, folders through AtomicDir.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
-#include "convert/opt_model.h"
+#include "convert/opt_tensors.h"
 
 namespace optforge {
 
@@ -18,18 +18,18 @@ struct HfWriteOptions {
 // An HF folder OPTForCausalLM.from_pretrained loads: config.json, generation_config.json,
 // weights (model.decoder.* names, lm_head tied and not stored), sharded with an index when over
 // max_shard_bytes, and the tokenizer files.
-void write_hf(const OptModel& m, const std::string& outdir, const HfWriteOptions& o);
+void write_hf(const OptTensors& m, const std::string& outdir, const HfWriteOptions& o);
 // One .safetensors state dict with HF names.
-void write_safetensors_state(const OptModel& m, const std::string& outfile);
+void write_safetensors_state(const OptTensors& m, const std::string& outfile);
 // alpa's numpy folder: one np.save file per tensor, no extension, torch [out, in] layout.
-void write_alpa_folder(const OptModel& m, const std::string& outdir);
+void write_alpa_folder(const OptTensors& m, const std::string& outdir);
 // alpa's in-memory parameter tree as an .npz of dotted paths (qkv_combined interleaved, kernels
 // transposed to [in, out], LayerNorm weight as scale). 350m-style models cannot be expressed.
-void write_alpa_tree(const OptModel& m, const std::string& outfile);
+void write_alpa_tree(const OptTensors& m, const std::string& outfile);
 // A metaseq singleton (restored.pt layout): {cfg, model, ...} with decoder.version.
-void write_metaseq_singleton(const OptModel& m, const std::string& outfile);
+void write_metaseq_singleton(const OptTensors& m, const std::string& outfile);
 // The singleton checkpoint value tree written by write_metaseq_singleton (for MP splitting).
-ValuePtr metaseq_singleton_root(const OptModel& m);
+ValuePtr metaseq_singleton_root(const OptTensors& m);
 
 // "5GB" (10^9), "500MB", "2GiB" (2^30), or a plain number of bytes.
 uint64_t parse_size(const std::string& s);

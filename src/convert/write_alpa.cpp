@@ -45,13 +45,13 @@ Tensor qkv_combined(const Tensor& q, const Tensor& k, const Tensor& v) {
 
 }  // namespace
 
-void write_alpa_folder(const OptModel& m, const std::string& outdir) {
+void write_alpa_folder(const OptTensors& m, const std::string& outdir) {
   AtomicDir dir(outdir);
   for (const auto& [name, t] : m.tensors) save_npy(dir.path(alpa_file_name(name)), t);
   dir.commit();
 }
 
-void write_alpa_tree(const OptModel& m, const std::string& outfile) {
+void write_alpa_tree(const OptTensors& m, const std::string& outfile) {
   const OptConfig& c = m.config;
   if (c.has_projections() || !c.pre_ln)
     throw Error("alpa's OPT model cannot express this model (post-LN with project_in/project_out, like OPT-350m); "

@@ -25,7 +25,7 @@ void write_text(const std::string& path, const std::string& text) {
   f.commit();
 }
 
-double cfg_real(const OptModel& m, const char* key, double fallback) {
+double cfg_real(const OptTensors& m, const char* key, double fallback) {
   if (!m.metaseq_root) return fallback;
   auto cfg = m.metaseq_root->get("cfg");
   auto model = cfg ? cfg->attr("model") : nullptr;
@@ -34,7 +34,7 @@ double cfg_real(const OptModel& m, const char* key, double fallback) {
   return fallback;
 }
 
-ojson hf_config(const OptModel& m) {
+ojson hf_config(const OptTensors& m) {
   const OptConfig& c = m.config;
   // Field set and order as transformers' OPTConfig.save_pretrained writes them.
   return ojson{
@@ -104,7 +104,7 @@ uint64_t parse_size(const std::string& s) {
   return uint64_t(v * mult);
 }
 
-void write_hf(const OptModel& m, const std::string& outdir, const HfWriteOptions& o) {
+void write_hf(const OptTensors& m, const std::string& outdir, const HfWriteOptions& o) {
   AtomicDir dir(outdir);
   write_text(dir.path("config.json"), hf_config(m).dump(2) + "\n");
   write_text(dir.path("generation_config.json"),
@@ -148,7 +148,7 @@ void write_hf(const OptModel& m, const std::string& outdir, const HfWriteOptions
   dir.commit();
 }
 
-void write_safetensors_state(const OptModel& m, const std::string& outfile) {
+void write_safetensors_state(const OptTensors& m, const std::string& outfile) {
   std::vector<std::pair<std::string, Tensor>> named;
   for (const auto& [name, t] : m.tensors) named.emplace_back(hf_name(name), t);
   save_safetensors(outfile, named, {{"format", "pt"}});

@@ -22,7 +22,7 @@ ValuePtr copy_shallow(const ValuePtr& v) {
 }
 }  // namespace
 
-ValuePtr metaseq_singleton_root(const OptModel& m) {
+ValuePtr metaseq_singleton_root(const OptTensors& m) {
   const DType dt = m.dtype();
   auto model = Value::dict();
   for (const auto& [name, t] : m.tensors) model->entries.emplace_back(Value::str(name), Value::of_tensor(compact(t)));
@@ -60,7 +60,7 @@ ValuePtr metaseq_singleton_root(const OptModel& m) {
   return root;
 }
 
-void write_metaseq_singleton(const OptModel& m, const std::string& outfile) {
+void write_metaseq_singleton(const OptTensors& m, const std::string& outfile) {
   save_torch_file(outfile, metaseq_singleton_root(m));
 }
 

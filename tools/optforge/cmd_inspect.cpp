@@ -7,7 +7,7 @@
 #include <filesystem>
 
 #include "commands.h"
-#include "convert/opt_model.h"
+#include "convert/opt_tensors.h"
 #include "formats/any_file.h"
 #include "io/crc32.h"
 #include "pickle/value_json.h"
@@ -155,7 +155,7 @@ void inspect_text(const AnyFile& f, const Options& o, std::ostream& out) {
   }
 }
 
-std::string describe_model(const OptModel& m) {
+std::string describe_model(const OptTensors& m) {
   const OptConfig& c = m.config;
   return "OPT-" + c.name + " shape: " + std::to_string(c.layers) + " layers, hidden " + std::to_string(c.embed_dim) +
          ", " + std::to_string(c.heads) + " heads, ffn " + std::to_string(c.ffn_dim) + ", vocab " + std::to_string(c.vocab) +
@@ -169,7 +169,7 @@ void run(const Options& o) {
     if (std::filesystem::is_directory(path)) {  // a model folder: HF or alpa
       ReadModelOptions ro;
       ro.guess_heads = true;
-      OptModel m = read_opt_model(path, ro);
+      OptTensors m = read_opt_model(path, ro);
       if (o.json_out) {
         json t = json::array();
         for (const auto& [n, x] : m.tensors) t.push_back({{"name", n}, {"dtype", std::string(dtype_name(x.dtype))}, {"shape", x.shape}});

@@ -1,4 +1,4 @@
-#include "convert/opt_model.h"
+#include "convert/opt_tensors.h"
 
 #include <filesystem>
 #include <map>
@@ -16,13 +16,13 @@ namespace fs = std::filesystem;
 
 namespace optforge {
 
-const Tensor& OptModel::get(const std::string& name) const {
+const Tensor& OptTensors::get(const std::string& name) const {
   for (const auto& [n, t] : tensors)
     if (n == name) return t;
   throw Error("model has no tensor '" + name + "'", layout);
 }
 
-DType OptModel::dtype() const { return get("decoder.embed_tokens.weight").dtype; }
+DType OptTensors::dtype() const { return get("decoder.embed_tokens.weight").dtype; }
 
 namespace {
 
@@ -38,7 +38,7 @@ int64_t heads_for(int64_t embed_dim, bool guess, const std::string& source) {
 
 }  // namespace
 
-OptModel opt_model_from_metaseq(std::vector<std::pair<std::string, Tensor>> named, int64_t heads,
+OptTensors opt_model_from_metaseq(std::vector<std::pair<std::string, Tensor>> named, int64_t heads,
                                 const std::string& source) {
   std::map<std::string, Tensor> by_name;
   for (auto& [name, t] : named) {
@@ -87,7 +87,7 @@ OptModel opt_model_from_metaseq(std::vector<std::pair<std::string, Tensor>> name
   } catch (const Error& e) {
     throw e.with_file(source);
   }
-  OptModel m;
+  OptTensors m;
   m.config = c;
   m.layout = source;
   std::set<std::string> expected;
@@ -149,7 +149,7 @@ std::vector<std::pair<std::string, Tensor>> from_state_dict(const std::vector<st
   return out;
 }
 
-OptModel read_hf_folder(const fs::path& dir) {
+OptTensors read_hf_folder(const fs::path& dir) {
   const std::string src = dir.string();
   const fs::path cfg_path = dir / "config.json";
   nlohmann::json cfg;
@@ -183,7 +183,7 @@ OptModel read_hf_folder(const fs::path& dir) {
     auto part = state_dict(open_any((dir / f).string()));
     sd.insert(sd.end(), part.begin(), part.end());
   }
-  OptModel m = opt_model_from_metaseq(from_state_dict(sd, src), cfg.value("num_attention_heads", 0), src);
+  OptTensors m = opt_model_from_metaseq(from_state_dict(sd, src), cfg.value("num_attention_heads", 0), src);
   auto check = [&](const char* key, int64_t have) {
     if (cfg.contains(key) && cfg[key].is_number_integer() && cfg[key].get<int64_t>() != have)
       throw Error(std::string("config.json says ") + key + " = " + std::to_string(cfg[key].get<int64_t>()) +
@@ -202,7 +202,7 @@ OptModel read_hf_folder(const fs::path& dir) {
   return m;
 }
 
-OptModel read_alpa_folder(const fs::path& dir, int64_t heads) {
+OptTensors read_alpa_folder(const fs::path& dir, int64_t heads) {
   std::vector<std::pair<std::string, Tensor>> named;
   for (const auto& e : fs::directory_iterator(dir)) {
     if (!e.is_regular_file()) continue;
@@ -212,14 +212,14 @@ OptModel read_alpa_folder(const fs::path& dir, int64_t heads) {
     if (m.empty()) throw Error("unknown tensor file in an alpa folder", e.path().string());
     named.emplace_back(m, load_npy(e.path().string()));
   }
-  OptModel m = opt_model_from_metaseq(std::move(named), heads, dir.string());
+  OptTensors m = opt_model_from_metaseq(std::move(named), heads, dir.string());
   m.layout = "alpa numpy folder";
   return m;
 }
 
 }  // namespace
 
-OptModel read_opt_model(const std::string& path, const ReadModelOptions& opts) {
+OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts) {
   fs::path p(path);
   if (fs::is_directory(p)) {
     if (fs::exists(p / "config.json")) return read_hf_folder(p);
@@ -234,7 +234,7 @@ OptModel read_opt_model(const std::string& path, const ReadModelOptions& opts) {
     throw Error("this is one shard of a sharded metaseq checkpoint (" + layout + "): pass its folder or prefix", path);
   int64_t heads = opts.heads ? opts.heads : cfg_heads(f.root);
   if (!heads && opts.guess_heads) heads = -1;
-  OptModel m = opt_model_from_metaseq(from_state_dict(sd, path), heads, path);
+  OptTensors m = opt_model_from_metaseq(from_state_dict(sd, path), heads, path);
   if (f.root->get("model")) {
     m.metaseq_root = f.root;
     m.layout = "metaseq singleton";

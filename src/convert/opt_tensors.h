@@ -13,7 +13,7 @@
 
 namespace optforge {
 
-struct OptModel {
+struct OptTensors {
   OptConfig config;
   std::vector<std::pair<std::string, Tensor>> tensors;  // canonical order, no decoder.version
   ValuePtr metaseq_root;  // the metaseq checkpoint's other top-level keys (cfg, ...), if any
@@ -31,12 +31,12 @@ struct ReadModelOptions {
 // Reads any layout optforge knows: a metaseq singleton .pt, an HF folder (safetensors or bin,
 // single or sharded with an index), a .safetensors or .bin state dict, an alpa numpy folder.
 // Checks that every tensor OPT needs is there with the right shape, and that nothing unknown is.
-OptModel read_opt_model(const std::string& path, const ReadModelOptions& opts = {});
+OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts = {});
 
-// Builds an OptModel from named tensors in metaseq singleton naming (fused qkv_proj accepted),
+// Builds an OptTensors from named tensors in metaseq singleton naming (fused qkv_proj accepted),
 // inferring the shape from the tensors; `heads` from the caller's config (0: published sizes).
 // heads = -1: assume 64-wide heads for unpublished sizes.
-OptModel opt_model_from_metaseq(std::vector<std::pair<std::string, Tensor>> named, int64_t heads,
+OptTensors opt_model_from_metaseq(std::vector<std::pair<std::string, Tensor>> named, int64_t heads,
                                 const std::string& source);
 
 }  // namespace optforge
