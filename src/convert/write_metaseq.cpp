@@ -26,12 +26,7 @@ ValuePtr metaseq_singleton_root(const OptTensors& m) {
   const DType dt = m.dtype();
   auto model = Value::dict();
   for (const auto& [name, t] : m.tensors) model->entries.emplace_back(Value::str(name), Value::of_tensor(compact(t)));
-  Tensor version = Tensor::empty(dt, {1});
-  float three = 3.0f;
-  uint16_t h = dt == DType::F16 ? f32_to_f16(three) : f32_to_bf16(three);
-  if (dt == DType::F32) std::memcpy(version.storage->mutable_data(), &three, 4);
-  else std::memcpy(version.storage->mutable_data(), &h, 2);
-  model->set("decoder.version", Value::of_tensor(version));
+  model->set("decoder.version", Value::of_tensor(metaseq_version_buffer(dt)));
 
   ValuePtr root;
   if (m.metaseq_root && m.metaseq_root->is_dict()) {

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "opt/names.h"
+#include "tensor/convert.h"
 #include "util/error.h"
 
 namespace optforge {
@@ -37,6 +38,13 @@ ValuePtr ns_field_dict(std::initializer_list<std::pair<const char*, ValuePtr>> k
 }
 
 }  // namespace
+
+Tensor metaseq_version_buffer(DType dtype) {
+  Tensor version = Tensor::empty(dtype, {1});
+  const float three = 3.0f;
+  convert_elements(DType::F32, reinterpret_cast<const uint8_t*>(&three), dtype, version.storage->mutable_data(), 1);
+  return version;
+}
 
 ValuePtr metaseq_cfg(const OptConfig& c, int64_t mp, DType dtype) {
   const bool megatron = c.pre_ln;  // 350m was trained without model parallelism (transformer_lm_gpt)
@@ -102,13 +110,7 @@ ValuePtr random_opt_checkpoint(const OptConfig& c, DType dtype, uint64_t seed) {
     };
     model->entries.emplace_back(Value::str(p.name), Value::of_tensor(Tensor::view_of(s, p.shape)));
   }
-  // The version buffer metaseq keeps: one element, 3.0, in the weights' dtype.
-  Tensor version = Tensor::empty(dtype, {1});
-  float three = 3.0f;
-  uint16_t h = dtype == DType::F16 ? f32_to_f16(three) : f32_to_bf16(three);
-  if (dtype == DType::F32) std::memcpy(version.storage->mutable_data(), &three, 4);
-  else std::memcpy(version.storage->mutable_data(), &h, 2);
-  model->set("decoder.version", Value::of_tensor(version));
+  model->set("decoder.version", Value::of_tensor(metaseq_version_buffer(dtype)));
 
   auto root = Value::dict();
   root->set("cfg", metaseq_cfg(c, 1, dtype));
