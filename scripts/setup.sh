@@ -12,6 +12,7 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   python3 python3-venv python3-dev python3-torch python3-numpy
+  chromium prometheus
 )
 
 missing=()

@@ -106,6 +106,7 @@ void AtomicFile::flush() {
 }
 
 void AtomicFile::write(const void* data, size_t n) {
+  if (finished_) throw Error("internal: write after finish()", final_);
   const char* p = static_cast<const char*>(data);
   if (n >= kBufSize) {  // large payloads (tensor data) go straight to the kernel
     flush();
@@ -142,19 +143,44 @@ void AtomicFile::pwrite(const void* data, size_t n, uint64_t offset) {
   }
 }
 
-void AtomicFile::commit() {
+void AtomicFile::resize(uint64_t size) {
+  if (finished_) throw Error("internal: resize after finish()", final_);
+  flush();
+  if (::ftruncate(fd_, off_t(size)) != 0)
+    throw Error(std::string("cannot set the output's size: ") + std::strerror(errno), final_);
+  pos_ = size;
+}
+
+void AtomicFile::finish() {
+  if (finished_) return;
   flush();
   if (::fsync(fd_) != 0) throw Error(std::string("fsync failed: ") + std::strerror(errno), final_);
   ::close(fd_);
   fd_ = -1;
-  if (::rename(temp_.c_str(), final_.c_str()) != 0)
-    throw Error(std::string("cannot rename into place: ") + std::strerror(errno), final_);
-  committed_ = true;
-  untrack(temp_);
-  int dfd = ::open(dir_of(final_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
+  std::free(buf_);
+  buf_ = nullptr;
+  finished_ = true;
+}
+
+void AtomicFile::commit() { commit_all({this}); }
+
+void AtomicFile::commit_all(const std::vector<AtomicFile*>& files) {
+  for (AtomicFile* f : files) f->finish();
+  std::set<std::string> dirs;
+  for (AtomicFile* f : files) {
+    if (f->committed_) continue;
+    if (::rename(f->temp_.c_str(), f->final_.c_str()) != 0)
+      throw Error(std::string("cannot rename into place: ") + std::strerror(errno), f->final_);
+    f->committed_ = true;
+    untrack(f->temp_);
+    dirs.insert(dir_of(f->final_));
+  }
+  for (const std::string& d : dirs) {
+    int dfd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
   }
 }
 

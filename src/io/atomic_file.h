@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace optforge {
 
@@ -22,7 +23,18 @@ class AtomicFile {
   // Writes at an absolute offset already written (to patch headers); does not move the end.
   void pwrite(const void* data, size_t n, uint64_t offset);
   uint64_t position() const { return pos_ + buffered_; }
+  // Sets the file's length to `size` (new bytes read as zeros) and moves the end there, so that
+  // pwrite() may fill any part of [0, size). pwrite()s inside that range never touch the buffer
+  // and may come from several threads at once (each to its own bytes).
+  void resize(uint64_t size);
   void commit();  // flush, fsync, rename, fsync the folder
+  // The first half of commit(): flush, fsync and close, but keep the temporary name. The file can
+  // no longer be written; it appears under its final name only through commit()/commit_all(), and
+  // is still removed if the object is destroyed before that.
+  void finish();
+  // Commits a group of outputs that belong together (the shards of one checkpoint): finishes all
+  // of them first, and renames any into place only once every one is complete on disk.
+  static void commit_all(const std::vector<AtomicFile*>& files);
   const std::string& path() const { return final_; }
 
  private:
@@ -33,6 +45,7 @@ class AtomicFile {
   char* buf_ = nullptr;
   size_t buffered_ = 0;
   bool committed_ = false;
+  bool finished_ = false;
 };
 
 // Removes temporary files of AtomicFiles still open when the process gets SIGINT/SIGTERM, then

@@ -10,5 +10,9 @@ void register_inspect(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_demo_model(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_score(CLI::App& app);
+void register_consolidate(CLI::App& app);
+void register_reshard(CLI::App& app);
 
 }  // namespace optforge::cli

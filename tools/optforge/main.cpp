@@ -15,6 +15,10 @@ int main(int argc, char** argv) {
   optforge::cli::register_convert(app);
   optforge::cli::register_tokenize(app);
   optforge::cli::register_demo_model(app);
+  optforge::cli::register_generate(app);
+  optforge::cli::register_score(app);
+  optforge::cli::register_consolidate(app);
+  optforge::cli::register_reshard(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

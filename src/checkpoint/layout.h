@@ -1,0 +1,66 @@
+// Finding a metaseq checkpoint on disk: all model parts and FSDP shards of one save, by metaseq's
+// naming (checkpoint-formats.md section 1), checked to be a complete, consistent set.
+//
+// Names are parsed with one anchored regex on the file name:
+//   <prefix>[-model_part-<K>][-shard<R>].pt
+// which also covers released files (reshard-model_part-K.pt, reshard.pt) and odd names seen in
+// the wild (checkpoint_1_6000.pt-model_part-0.pt: prefix "checkpoint_1_6000.pt").
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "formats/torch_file.h"
+
+namespace optforge::ckpt {
+
+struct ParsedName {
+  std::string prefix;
+  std::optional<int64_t> part, shard;
+};
+// nullopt if the name (a file name, no folder) is not "<prefix>[-model_part-K][-shardR].pt".
+std::optional<ParsedName> parse_checkpoint_name(const std::string& file_name);
+
+struct CheckpointFiles {
+  std::string dir, prefix;
+  bool part_suffix = false, shard_suffix = false;
+  // paths[part][shard], every part has the same number of shards.
+  std::vector<std::vector<std::string>> paths;
+  int64_t parts() const { return int64_t(paths.size()); }
+  int64_t shards() const { return paths.empty() ? 0 : int64_t(paths[0].size()); }
+};
+
+// `in`: a folder (holding one checkpoint, or checkpoint_last*, or reshard*), or a path prefix
+// ("DIR/checkpoint_last", "DIR/reshard.pt"). Throws a clear error for a missing or duplicate
+// shard, a part without shards, or different shard counts across parts.
+CheckpointFiles find_checkpoint(const std::string& in);
+
+// The model dimensions a cfg states (cfg['model'], a Namespace or dict; fields of section 3.3).
+struct ModelDims {
+  int64_t layers = 0, embed_dim = 0, ffn_dim = 0, heads = 0, input_dim = 0, positions = 0;
+  bool pre_ln = true;       // decoder_normalize_before (absent: true)
+  bool fused_qkv = true;    // Megatron model (qkv_proj); transformer_lm_gpt has k/v/q_proj
+  std::optional<int64_t> model_parallel_size, world_size;
+  std::string arch;
+};
+// Throws (naming `file`) if cfg lacks the dimensions.
+ModelDims dims_from_cfg(const ValuePtr& cfg, const std::string& file);
+
+// Every file of a checkpoint, loaded (pickles parsed, tensors viewing the mmapped data).
+struct LoadedCheckpoint {
+  CheckpointFiles files;
+  std::vector<std::vector<std::shared_ptr<TorchFile>>> shards;  // [part][shard]
+  const TorchFile& first() const { return *shards[0][0]; }
+};
+// Loads every file (threads: how many at once) and checks that they belong to one save: the
+// same cfg['model'] (apart from per-rank fields), the same number of updates, and a
+// model_parallel_size / world size in cfg that agrees with the parts and shards found.
+LoadedCheckpoint load_checkpoint(const CheckpointFiles& files, int threads);
+
+// Removes FSDP wrapper components ("_fsdp_wrapped_module", "_fpw_module") from a dotted name.
+std::string clean_fsdp_name(const std::string& name);
+
+}  // namespace optforge::ckpt

@@ -1,0 +1,327 @@
+#include "checkpoint/reshard.h"
+
+#include <filesystem>
+#include <map>
+#include <regex>
+
+#include "checkpoint/megatron.h"
+#include "util/error.h"
+
+namespace optforge::ckpt {
+namespace {
+
+namespace fs = std::filesystem;
+
+uint64_t numel_of(const Shape& s) {
+  uint64_t n = 1;
+  for (auto d : s) n *= uint64_t(d);
+  return n;
+}
+
+ValuePtr int_list(const std::vector<uint64_t>& v) {
+  auto l = Value::list();
+  for (auto x : v) l->items.push_back(Value::integer(int64_t(x)));
+  return l;
+}
+
+ValuePtr shape_tuple(const Shape& s) {
+  auto t = Value::tuple();
+  for (auto d : s) t->items.push_back(Value::integer(d));
+  return t;
+}
+
+// A singleton (or any part) with separate k/v/q projections of a Megatron model: fuse them into
+// qkv_proj = [K; V; Q] rows, as ModelParallelMultiheadAttention stores them.
+void fuse_qkv(PartModel& pm) {
+  static const std::regex k_re(R"(^(.*)\.k_proj\.(weight|bias)$)");
+  for (FlatLayout& fl : pm.layout) {
+    for (size_t i = 0; i < fl.names.size(); ++i) {
+      std::smatch m;
+      if (!std::regex_match(fl.names[i], m, k_re)) continue;
+      const std::string base = m[1].str(), kind = m[2].str();
+      auto pos = [&](const std::string& rel) -> size_t {
+        for (size_t j = 0; j < fl.names.size(); ++j)
+          if (fl.names[j] == rel) return j;
+        return size_t(-1);
+      };
+      size_t iv = pos(base + ".v_proj." + kind), iq = pos(base + ".q_proj." + kind);
+      if (iv == size_t(-1) || iq == size_t(-1)) continue;
+      auto param = [&](size_t j) -> PartTensor* {
+        for (auto& t : pm.params)
+          if (t.name == fl.full_name(j)) return &t;
+        throw Error("internal: parameter '" + fl.full_name(j) + "' missing");
+      };
+      PartTensor *k = param(i), *v = param(iv), *q = param(iq);
+      if (k->shape != v->shape || k->shape != q->shape || k->dtype != v->dtype || k->dtype != q->dtype)
+        throw Error("cannot fuse '" + k->name + "', v_proj and q_proj: their shapes or dtypes differ", k->origin);
+      PartTensor fused = *k;
+      fused.name = fl.full_name(i);
+      fused.name.replace(fused.name.size() - kind.size() - 7, 6, "qkv_proj");
+      fused.shape[0] *= 3;
+      fused.bytes = concat({k->bytes, v->bytes, q->bytes});
+      const std::string vn = v->name, qn = q->name;
+      *k = fused;
+      std::erase_if(pm.params, [&](const PartTensor& t) { return t.name == vn || t.name == qn; });
+      fl.names[i] = base + ".qkv_proj." + kind;
+      fl.shapes[i] = fused.shape;
+      // drop v and q from the layout (higher index first)
+      for (size_t j : {std::max(iv, iq), std::min(iv, iq)}) {
+        fl.names.erase(fl.names.begin() + int64_t(j));
+        fl.shapes.erase(fl.shapes.begin() + int64_t(j));
+        if (j < i) --i;
+      }
+    }
+  }
+  // The params vector must follow the layout order.
+  std::vector<PartTensor> ordered;
+  for (const FlatLayout& fl : pm.layout)
+    for (size_t i = 0; i < fl.names.size(); ++i)
+      for (auto& t : pm.params)
+        if (t.name == fl.full_name(i)) ordered.push_back(t);
+  pm.params = std::move(ordered);
+}
+
+ValuePtr state_entry(const ValuePtr& optim_root, size_t k) {
+  ValuePtr st = optim_root ? optim_root->get("state") : nullptr;
+  if (st)
+    for (const auto& [key, v] : st->entries)
+      if (key->kind == Value::Kind::Int && uint64_t(key->i) == k) return v;
+  return nullptr;
+}
+
+Plan build(std::shared_ptr<LoadedCheckpoint> ck, const ReshardOptions& o) {
+  Plan plan;
+  plan.operation = "reshard";
+  plan.input = ck;
+  const int64_t M = o.mp, W = o.fsdp;
+  if (M < 1) throw Error("--mp must be at least 1");
+  if (W < 1) throw Error("--fsdp must be at least 1");
+  if (!ck->first().root->get("cfg")) throw Error("no 'cfg' in the checkpoint: resharding needs the model's config", ck->first().path);
+  const ModelDims dims = input_dims(*ck);
+  if (dims.heads % M != 0)
+    throw Error("--mp " + std::to_string(M) + " does not divide the model's " + std::to_string(dims.heads) +
+                    " attention heads (decoder_attention_heads; tensor decoder.layers.0.self_attn.qkv_proj.weight)",
+                ck->first().path);
+  plan.parts = read_parts(*ck, dims, !o.drop_optimizer_state, o.threads);
+  auto& parts = plan.parts;
+  if (dims.fused_qkv)
+    for (auto& p : parts)
+      if (p->moments.empty()) fuse_qkv(*p);
+  const PartModel& p0 = *parts[0];
+  const size_t P = parts.size();
+  plan.notes.push_back("input form: " + p0.form + (p0.moments.empty() ? "" : ", with optimizer state"));
+  if (!p0.moments.empty() && o.drop_optimizer_state) plan.notes.push_back("optimizer state dropped");
+  const bool with_optim = !p0.moments.empty() && !o.drop_optimizer_state;
+
+  // Replicated tensors are compared across input parts once.
+  if (P > 1) {
+    for (size_t i = 0; i < p0.params.size(); ++i)
+      if (classify(p0.params[i].name) == Split::Replicated) plan.replica_checks.push_back(across_parts(parts, i));
+    for (size_t i = 0; i < p0.buffers.size(); ++i) plan.replica_checks.push_back(buffers_across_parts(parts, i));
+  }
+
+  auto cast_to = [&](const ProducerPtr& p, DType from, DType* dt) {
+    if (o.dtype && is_floating(from) && *o.dtype != from) {
+      *dt = *o.dtype;
+      return cast(p, from, *o.dtype);
+    }
+    *dt = from;
+    return p;
+  };
+
+  const TorchFile& f0 = ck->first();
+  for (int64_t m = 0; m < M; ++m) {
+    // This part's parameters, flat by flat.
+    struct Flat {
+      std::vector<std::string> names;
+      std::vector<Shape> shapes;
+      ProducerPtr bytes;
+      DType dtype;
+      uint64_t n = 0;
+      std::vector<ProducerPtr> moments;  // per moment key (fp32 as stored)
+      std::vector<DType> moment_dtypes;
+    };
+    std::vector<Flat> flats;
+    size_t idx = 0;
+    for (const FlatLayout& fl : p0.layout) {
+      Flat f;
+      std::vector<ProducerPtr> ps;
+      std::vector<std::vector<ProducerPtr>> ms(p0.moments.size());
+      for (size_t j = 0; j < fl.names.size(); ++j, ++idx) {
+        const PartTensor& t = p0.params.at(idx);
+        Regrouped r = regroup(across_parts(parts, idx), M, m);
+        DType dt;
+        ProducerPtr b = cast_to(r.bytes, t.dtype, &dt);
+        if (j == 0) f.dtype = dt;
+        else if (dt != f.dtype)
+          throw Error("'" + t.name + "' is " + std::string(dtype_name(dt)) + " but the other parameters of '" + fl.key() +
+                          "' are " + std::string(dtype_name(f.dtype)) + ": one flat parameter holds one dtype",
+                      t.origin);
+        f.names.push_back(fl.names[j]);
+        f.shapes.push_back(r.shape);
+        f.n += numel_of(r.shape);
+        ps.push_back(b);
+        if (with_optim)
+          for (size_t mk = 0; mk < p0.moments.size(); ++mk) {
+            std::vector<const PartTensor*> mt;
+            for (const auto& p : parts) mt.push_back(&p->moments[mk].second.at(idx));
+            ms[mk].push_back(regroup(mt, M, m).bytes);
+          }
+      }
+      f.bytes = concat(ps);
+      if (with_optim)
+        for (size_t mk = 0; mk < p0.moments.size(); ++mk) {
+          f.moments.push_back(concat(ms[mk]));
+          f.moment_dtypes.push_back(p0.moments[mk].second.at(idx - 1).dtype);
+        }
+      flats.push_back(std::move(f));
+    }
+    std::vector<std::pair<std::string, std::pair<ProducerPtr, const PartTensor*>>> buffers;
+    for (size_t i = 0; i < p0.buffers.size(); ++i) {
+      const PartTensor& t = p0.buffers[i];
+      DType dt;
+      ProducerPtr b = cast_to(t.bytes, t.dtype, &dt);
+      buffers.push_back({t.name, {b, &t}});
+    }
+
+    // cfg for this part.
+    ValuePtr cfg = copy_tree(f0.root->get("cfg"));
+    set_field(cfg->attr("model"), "model_parallel_size", Value::integer(M));
+    if (auto v = cfg->attr("model"); v && v->attr("distributed_world_size"))
+      set_field(v, "distributed_world_size", Value::integer(M * W));
+    if (auto c = cfg->attr("common"); c && c->attr("model_parallel_size")) set_field(c, "model_parallel_size", Value::integer(M));
+    if (auto d = cfg->attr("distributed_training"); d && d->attr("distributed_world_size"))
+      set_field(d, "distributed_world_size", Value::integer(M * W));
+    if (auto c = cfg->attr("checkpoint"); c && c->attr("checkpoint_suffix"))
+      set_field(c, "checkpoint_suffix", Value::str("-model_part-" + std::to_string(m)));
+
+    for (int64_t r = 0; r < W; ++r) {
+      auto model = Value::dict();
+      auto param_metadata = Value::list();
+      auto state = Value::dict();
+      std::map<std::string, ValuePtr> md_by_path;
+      auto flat_tensor = [&](const ProducerPtr& bytes, DType dt, uint64_t n) {
+        ShardSpan s = fsdp_shard(n, W, r);
+        const uint64_t es = dtype_size(dt);
+        ProducerPtr p = concat({slice(bytes, s.begin * es, s.len * es), zeros(s.pad * es)});
+        return std::make_pair(Value::of_tensor(produced_tensor(p, dt, {int64_t(s.stored())}, plan.producers)), s);
+      };
+      auto add_flat = [&](size_t k) {
+        const FlatLayout& fl = p0.layout[k];
+        const Flat& f = flats[k];
+        auto [tv, span] = flat_tensor(f.bytes, f.dtype, f.n);
+        model->set(fl.key(), tv);
+        auto info = Value::dict();
+        auto names = Value::list(), shapes = Value::list();
+        std::vector<uint64_t> numels;
+        for (size_t j = 0; j < f.names.size(); ++j) {
+          names->items.push_back(Value::str(f.names[j]));
+          shapes->items.push_back(shape_tuple(f.shapes[j]));
+          numels.push_back(numel_of(f.shapes[j]));
+        }
+        info->set("names", names);
+        info->set("shapes", shapes);
+        info->set("numels", int_list(numels));
+        info->set("padding", Value::integer(int64_t(span.pad)));
+        auto it = md_by_path.find(fl.fsdp_path);
+        if (it == md_by_path.end()) {
+          auto inst = Value::dict();
+          inst->set("fsdp_path", Value::str(fl.fsdp_path));
+          inst->set("params", Value::dict());
+          inst->set("no_broadcast_optim_state", Value::boolean(fl.no_broadcast_optim_state));
+          inst->set("shared_param_info", fl.shared_param_info ? fl.shared_param_info : Value::list());
+          param_metadata->items.push_back(inst);
+          it = md_by_path.emplace(fl.fsdp_path, inst).first;
+        }
+        it->second->get("params")->set(fl.flat_name, info);
+        if (with_optim) {
+          auto entry = Value::dict();
+          ValuePtr e0 = state_entry(p0.optim_root, k);
+          for (const auto& [key, v] : e0->entries) {
+            if (!key->is_str()) continue;
+            bool moment = false;
+            for (size_t mk = 0; mk < p0.moments.size(); ++mk)
+              if (p0.moments[mk].first == key->s) {
+                entry->set(key->s, flat_tensor(f.moments[mk], f.moment_dtypes[mk], f.n).first);
+                moment = true;
+              }
+            if (!moment) entry->set(key->s, v);
+          }
+          state->entries.emplace_back(Value::integer(int64_t(k)), entry);
+        }
+      };
+      // fairscale's order: the root's flat parameters, then buffers, then the inner instances.
+      for (size_t k = 0; k < p0.layout.size(); ++k)
+        if (p0.layout[k].fsdp_path.empty()) add_flat(k);
+      auto buffer_names = Value::list();
+      for (const auto& [name, bp] : buffers) {
+        DType dt = o.dtype && is_floating(bp.second->dtype) ? *o.dtype : bp.second->dtype;
+        model->set(name, Value::of_tensor(produced_tensor(bp.first, dt, bp.second->shape, plan.producers)));
+        buffer_names->items.push_back(Value::str(name));
+      }
+      for (size_t k = 0; k < p0.layout.size(); ++k)
+        if (!p0.layout[k].fsdp_path.empty()) add_flat(k);
+      auto shard_md = Value::dict();
+      shard_md->set("param_metadata", param_metadata);
+      shard_md->set("buffer_names", buffer_names);
+
+      auto root = Value::dict();
+      for (const auto& [k, v] : f0.root->entries) {
+        if (!k->is_str()) continue;
+        if (k->s == "model") root->set("model", model);
+        else if (k->s == "cfg") root->set("cfg", cfg);
+        else if (k->s == "shard_metadata") root->set("shard_metadata", shard_md);
+        else if (k->s == "last_optimizer_state") {
+          if (with_optim) {
+            ValuePtr os = Value::dict();
+            for (const auto& [ok, ov] : p0.optim_root->entries)
+              os->entries.emplace_back(ok, ok->is_str() && ok->s == "state" ? state : ov);
+            root->set("last_optimizer_state", os);
+          }
+        } else {
+          root->entries.emplace_back(k, v);
+        }
+      }
+      if (!root->get("model")) root->set("model", model);
+      if (!root->get("shard_metadata")) root->set("shard_metadata", shard_md);
+      plan.outputs.push_back({(fs::path(o.outdir) / (o.prefix + "-model_part-" + std::to_string(m) + "-shard" +
+                                                     std::to_string(r) + ".pt"))
+                                  .string(),
+                              root});
+    }
+  }
+  // Never mix with another checkpoint in the output folder.
+  std::error_code ec;
+  if (fs::is_directory(o.outdir, ec)) {
+    for (const auto& e : fs::directory_iterator(o.outdir, ec)) {
+      auto pn = parse_checkpoint_name(e.path().filename().string());
+      if (pn && pn->prefix == o.prefix)
+        throw Error("the output folder already holds " + e.path().filename().string() +
+                        "; choose an empty folder (outputs of two runs must not mix)",
+                    o.outdir);
+    }
+  } else if (fs::exists(o.outdir, ec)) {
+    throw Error("exists and is not a folder", o.outdir);
+  } else {
+    plan.created_dir = o.outdir;
+  }
+  return plan;
+}
+
+}  // namespace
+
+Plan plan_reshard(const ReshardOptions& o) { return build(open_input(o.input, o.threads), o); }
+
+Plan plan_write_sharded(const ValuePtr& singleton_root, const ReshardOptions& o) {
+  auto tf = std::make_shared<TorchFile>();
+  tf->path = "(in-memory checkpoint)";
+  tf->root = singleton_root;
+  if (!tf->root || !tf->root->is_dict() || !tf->root->get("model")) throw Error("not a metaseq state: no 'model' dict");
+  auto ck = std::make_shared<LoadedCheckpoint>();
+  ck->files.dir = ".";
+  ck->files.paths = {{tf->path}};
+  ck->shards = {{tf}};
+  return build(ck, o);
+}
+
+}  // namespace optforge::ckpt

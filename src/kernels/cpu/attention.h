@@ -1,0 +1,18 @@
+// Causal self-attention for one sequence and one head, over that sequence's cached keys/values.
+#pragma once
+
+#include <cstdint>
+
+namespace optforge::cpu {
+
+// q: s query rows (row stride ldq), already scaled by head_dim^-0.5 as OPT does.
+// keys, values: [t0 + s, hd] rows (stride hd), slots 0 .. t0+s-1 of the cache.
+// key_mask[t]: 0 for a padding slot, which no query sees.
+// Query i sits at slot t0 + i and attends to the unmasked slots <= t0 + i; the softmax is in f32
+// and its probabilities are normalised before multiplying V (HF's order). A query with no
+// visible key (a left-padding row) gets zeros instead of NaN.
+// out: s rows (stride ldo) of hd. scratch: t0 + s floats.
+void attend_head(const float* q, int64_t ldq, int64_t s, const float* keys, const float* values,
+                 const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo, float* scratch);
+
+}  // namespace optforge::cpu

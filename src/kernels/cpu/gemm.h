@@ -1,0 +1,21 @@
+// y = x · Wᵀ + bias, the one matrix product of the model (every Linear and the tied head).
+// x is f32 [M, K]; W is [N, K] in f32, f16 or bf16; y is f32 [M, N]; accumulation is f32.
+// Small M (decode) streams W once through our own kernel, converting in registers; large M
+// (prompts) goes to OpenBLAS sgemm, converting W to f32 a block of rows at a time.
+#pragma once
+
+#include "kernels/cpu/matrix.h"
+
+namespace optforge::cpu {
+
+// Row counts up to this use the streaming kernel.
+constexpr int64_t kSkinnyMaxRows = 8;
+
+void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y);
+
+// The streaming kernel on its own: rows [n0, n1) of W against all M (<= kSkinnyMaxRows) rows of
+// x, y has leading dimension ldy. Single-threaded; `linear` splits the rows over threads.
+void skinny_gemm(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
+                 int64_t n0, int64_t n1, bool simd);
+
+}  // namespace optforge::cpu

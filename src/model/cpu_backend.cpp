@@ -1,0 +1,135 @@
+// The CPU backend: matrices stay where the checkpoint's mmap put them, in their stored dtype;
+// vectors (biases, norms) are converted to f32 once, since every row of a batch reads them.
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/norm.h"
+#include "kernels/cpu/threads.h"
+#include "model/backend.h"
+#include "model/kv_cache.h"
+#include "model/step.h"
+#include "tensor/convert.h"
+#include "util/error.h"
+
+namespace optforge {
+namespace {
+
+struct CpuWeight : BackendWeight {
+  Tensor tensor;             // keeps the mapping alive
+  cpu::MatrixRef matrix;     // 2-D weights, viewed as stored
+  std::vector<float> f32;    // 1-D weights, converted
+};
+
+const CpuWeight& cw(const Weight& w) { return static_cast<const CpuWeight&>(*w); }
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) { cpu::set_threads(threads); }
+  std::string name() const override { return "cpu (" + std::to_string(cpu::threads()) + " threads)"; }
+
+  Weight upload(const Tensor& t) override {
+    auto w = std::make_shared<CpuWeight>();
+    w->shape = t.shape;
+    w->tensor = t.is_contiguous() ? t : t.contiguous();
+    if (t.dim() == 2) {
+      w->matrix = {t.dtype, w->tensor.data(), t.shape[0], t.shape[1]};
+    } else {
+      w->f32.resize(size_t(t.numel()));
+      convert_elements(t.dtype, w->tensor.data(), DType::F32, reinterpret_cast<uint8_t*>(w->f32.data()), uint64_t(t.numel()));
+    }
+    return w;
+  }
+
+  Act alloc(int64_t rows, int64_t cols) override {
+    return Act{std::shared_ptr<float[]>(new float[size_t(std::max<int64_t>(1, rows * cols))]), rows, cols};
+  }
+
+  void read(const Act& x, float* host) override { std::memcpy(host, x.data(), size_t(x.rows * x.cols) * 4); }
+
+  void copy_rows(const Act& src, int64_t src_row, Act& dst, int64_t dst_row, int64_t rows) override {
+    std::memmove(dst.data() + dst_row * dst.cols, src.data() + src_row * src.cols, size_t(rows * src.cols) * 4);
+  }
+
+  void gather_rows(const Act& x, const std::vector<int64_t>& rows, Act& out) override {
+    for (size_t i = 0; i < rows.size(); ++i)
+      std::memcpy(out.data() + int64_t(i) * x.cols, x.data() + rows[i] * x.cols, size_t(x.cols) * 4);
+  }
+
+  void embedding(const Weight& table, const std::vector<int32_t>& ids, Act& out) override {
+    const cpu::MatrixRef& m = cw(table).matrix;
+    for (size_t i = 0; i < ids.size(); ++i) cpu::load_row(m, check_id(m, ids[i]), out.data() + int64_t(i) * m.cols);
+  }
+
+  void add_embedding(const Weight& table, const std::vector<int32_t>& ids, Act& x) override {
+    const cpu::MatrixRef& m = cw(table).matrix;
+    std::vector<float> row(size_t(m.cols));
+    for (size_t i = 0; i < ids.size(); ++i) {
+      cpu::load_row(m, check_id(m, ids[i]), row.data());
+      float* xr = x.data() + int64_t(i) * m.cols;
+      for (int64_t c = 0; c < m.cols; ++c) xr[c] += row[size_t(c)];
+    }
+  }
+
+  void linear(const Act& x, const Weight& w, const Weight* bias, Act& y) override {
+    cpu::linear(x.data(), x.rows, cw(w).matrix, bias ? cw(*bias).f32.data() : nullptr, y.data());
+  }
+
+  void layer_norm(const Act& x, const Weight& g, const Weight& b, float eps, Act& y) override {
+    cpu::layer_norm(x.data(), x.rows, x.cols, cw(g).f32.data(), cw(b).f32.data(), eps, y.data());
+  }
+
+  void relu(Act& x) override {
+    float* p = x.data();
+    for (int64_t i = 0, n = x.rows * x.cols; i < n; ++i) p[i] = p[i] > 0.0f ? p[i] : 0.0f;
+  }
+
+  void add(Act& x, const Act& y) override {
+    float* p = x.data();
+    const float* q = y.data();
+    for (int64_t i = 0, n = x.rows * x.cols; i < n; ++i) p[i] += q[i];
+  }
+
+  void scale(Act& x, float s) override {
+    float* p = x.data();
+    for (int64_t i = 0, n = x.rows * x.cols; i < n; ++i) p[i] *= s;
+  }
+
+  void attention(const Act& q, const Act& k, const Act& v, KvCache& cache, int64_t layer, const Step& step,
+                 Act& out) override {
+    const int64_t H = cache.heads(), hd = cache.head_dim(), E = H * hd;
+    Act& K = cache.keys(layer);
+    Act& V = cache.values(layer);
+    const int64_t units = int64_t(step.seqs.size()) * H;
+    cpu::parallel_for(units, 1, [&](int64_t u0, int64_t u1) {
+      std::vector<float> scratch;
+      for (int64_t u = u0; u < u1; ++u) {
+        const Step::Seq& s = step.seqs[size_t(u / H)];
+        const int64_t h = u % H;
+        float* kc = K.data() + cache.row(s.seq, h, 0) * hd;
+        float* vc = V.data() + cache.row(s.seq, h, 0) * hd;
+        for (int64_t i = 0; i < s.rows; ++i) {  // append this step's keys and values
+          std::memcpy(kc + (s.start + i) * hd, k.data() + (s.row0 + i) * E + h * hd, size_t(hd) * 4);
+          std::memcpy(vc + (s.start + i) * hd, v.data() + (s.row0 + i) * E + h * hd, size_t(hd) * 4);
+        }
+        scratch.resize(size_t(s.start + s.rows));
+        cpu::attend_head(q.data() + s.row0 * E + h * hd, E, s.rows, kc, vc, cache.key_mask(s.seq), s.start, hd,
+                         out.data() + s.row0 * E + h * hd, E, scratch.data());
+      }
+    });
+  }
+
+ private:
+  static int64_t check_id(const cpu::MatrixRef& m, int32_t id) {
+    if (id < 0 || id >= m.rows)
+      throw Error("token id " + std::to_string(id) + " is outside the embedding table (" + std::to_string(m.rows) + " rows)");
+    return id;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+
+}  // namespace optforge

@@ -1,0 +1,23 @@
+// A model ready to run: its weights (mmapped), a backend, and the OPT model over them, kept
+// together so the references between them stay valid.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "model/backend.h"
+#include "model/opt.h"
+#include "model/weights.h"
+
+namespace optforge {
+
+struct ModelRuntime {
+  OptWeights weights;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<OptModel> model;
+};
+
+// threads: 0 = every hardware thread; heads: 0 = from the checkpoint's config.
+std::unique_ptr<ModelRuntime> open_model(const std::string& path, int threads = 0, int64_t heads = 0);
+
+}  // namespace optforge

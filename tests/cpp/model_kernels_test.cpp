@@ -1,0 +1,174 @@
+// The CPU kernels against straightforward double-precision references, on sizes that are not
+// multiples of the SIMD widths or tile sizes, with both the AVX2 and the scalar paths.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/norm.h"
+#include "kernels/cpu/threads.h"
+#include "tensor/dtype.h"
+
+using namespace optforge;
+
+namespace {
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(-scale, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(g);
+  return v;
+}
+
+// W stored as `dtype`; returns the stored bytes and the f32 values they stand for.
+struct Stored {
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;
+};
+Stored store(const std::vector<float>& w, DType dtype) {
+  Stored s;
+  s.bytes.resize(w.size() * dtype_size(dtype));
+  s.values.resize(w.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (dtype == DType::F32) {
+      std::memcpy(&s.bytes[i * 4], &w[i], 4);
+      s.values[i] = w[i];
+    } else {
+      uint16_t h = dtype == DType::F16 ? f32_to_f16(w[i]) : f32_to_bf16(w[i]);
+      std::memcpy(&s.bytes[i * 2], &h, 2);
+      s.values[i] = dtype == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
+    }
+  }
+  return s;
+}
+
+std::vector<double> reference_linear(const std::vector<float>& x, int64_t M, const std::vector<float>& w, int64_t N,
+                                     int64_t K, const std::vector<float>& bias) {
+  std::vector<double> y(size_t(M * N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double s = bias.empty() ? 0.0 : bias[size_t(n)];
+      for (int64_t k = 0; k < K; ++k) s += double(x[size_t(m * K + k)]) * w[size_t(n * K + k)];
+      y[size_t(m * N + n)] = s;
+    }
+  return y;
+}
+
+}  // namespace
+
+class LinearTest : public ::testing::TestWithParam<std::tuple<DType, int64_t>> {};
+
+TEST_P(LinearTest, MatchesReferenceOnOddSizes) {
+  const auto [dtype, M] = GetParam();
+  const int64_t N = 37, K = 83;  // tails everywhere: 4-row tiles, 8-wide vectors
+  const auto x = random_floats(size_t(M * K), 1);
+  const auto bias = random_floats(size_t(N), 2);
+  const Stored w = store(random_floats(size_t(N * K), 3), dtype);
+  const cpu::MatrixRef ref{dtype, w.bytes.data(), N, K};
+  const auto want = reference_linear(x, M, w.values, N, K, bias);
+  std::vector<float> y(size_t(M * N), -1.0f);
+  cpu::linear(x.data(), M, ref, bias.data(), y.data());
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], want[i], 1e-4) << i;
+  if (M <= cpu::kSkinnyMaxRows) {  // the scalar fallback gives the same products
+    for (bool simd : {false, true}) {
+      std::vector<float> z(size_t(M * N), -1.0f);
+      cpu::skinny_gemm(x.data(), M, ref, bias.data(), z.data(), N, 0, N, simd);
+      for (size_t i = 0; i < z.size(); ++i) EXPECT_NEAR(z[i], want[i], 1e-4) << i << " simd=" << simd;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllDtypesAndBatches, LinearTest,
+                         ::testing::Combine(::testing::Values(DType::F32, DType::F16, DType::BF16),
+                                            ::testing::Values(int64_t(1), int64_t(2), int64_t(3), int64_t(8),
+                                                              int64_t(9), int64_t(40))));
+
+TEST(Linear, NoBiasAndLargeMatrixThroughTheConversionBlocks) {
+  // K small enough that the BLAS path converts W in several blocks of rows.
+  const int64_t M = 12, N = 70000, K = 64;
+  const auto x = random_floats(size_t(M * K), 4);
+  const Stored w = store(random_floats(size_t(N * K), 5), DType::BF16);
+  std::vector<float> y(size_t(M * N));
+  cpu::linear(x.data(), M, {DType::BF16, w.bytes.data(), N, K}, nullptr, y.data());
+  for (int64_t n : {int64_t(0), int64_t(65535), int64_t(65536), N - 1})
+    for (int64_t m = 0; m < M; ++m) {
+      double s = 0;
+      for (int64_t k = 0; k < K; ++k) s += double(x[size_t(m * K + k)]) * w.values[size_t(n * K + k)];
+      EXPECT_NEAR(y[size_t(m * N + n)], s, 1e-4);
+    }
+}
+
+TEST(LayerNorm, MatchesReference) {
+  const int64_t rows = 5, cols = 77;
+  auto x = random_floats(size_t(rows * cols), 6, 3.0f);
+  for (auto& v : x) v += 10.0f;  // a large mean: the variance must not cancel badly
+  const auto g = random_floats(size_t(cols), 7), b = random_floats(size_t(cols), 8);
+  std::vector<float> y(x.size());
+  cpu::layer_norm(x.data(), rows, cols, g.data(), b.data(), 1e-5f, y.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    double mean = 0, var = 0;
+    for (int64_t c = 0; c < cols; ++c) mean += x[size_t(r * cols + c)];
+    mean /= double(cols);
+    for (int64_t c = 0; c < cols; ++c) var += std::pow(x[size_t(r * cols + c)] - mean, 2);
+    var /= double(cols);
+    for (int64_t c = 0; c < cols; ++c) {
+      double want = (x[size_t(r * cols + c)] - mean) / std::sqrt(var + 1e-5) * g[size_t(c)] + b[size_t(c)];
+      EXPECT_NEAR(y[size_t(r * cols + c)], want, 1e-5);
+    }
+  }
+}
+
+TEST(Attention, CausalMaskedSoftmaxMatchesReference) {
+  const int64_t hd = 13, t0 = 5, s = 4, T = t0 + s;
+  const auto q = random_floats(size_t(s * hd), 9), k = random_floats(size_t(T * hd), 10), v = random_floats(size_t(T * hd), 11);
+  const std::vector<uint8_t> mask = {0, 0, 1, 1, 0, 1, 1, 1, 1};  // slots 0, 1 and 4 are padding
+  std::vector<float> out(static_cast<size_t>(s * hd)), scratch(static_cast<size_t>(T));
+  cpu::attend_head(q.data(), hd, s, k.data(), v.data(), mask.data(), t0, hd, out.data(), hd, scratch.data());
+  for (int64_t i = 0; i < s; ++i) {
+    std::vector<double> w(size_t(T), 0.0);
+    double mx = -1e300, sum = 0;
+    for (int64_t t = 0; t <= t0 + i; ++t)
+      if (mask[size_t(t)]) {
+        double d = 0;
+        for (int64_t j = 0; j < hd; ++j) d += double(q[size_t(i * hd + j)]) * k[size_t(t * hd + j)];
+        w[size_t(t)] = d;
+        mx = std::max(mx, d);
+      }
+    for (int64_t t = 0; t <= t0 + i; ++t)
+      if (mask[size_t(t)]) sum += w[size_t(t)] = std::exp(w[size_t(t)] - mx);
+    for (int64_t j = 0; j < hd; ++j) {
+      double o = 0;
+      for (int64_t t = 0; t <= t0 + i; ++t)
+        if (mask[size_t(t)]) o += w[size_t(t)] / sum * v[size_t(t * hd + j)];
+      EXPECT_NEAR(out[size_t(i * hd + j)], o, 1e-5);
+    }
+  }
+}
+
+TEST(Attention, AQueryThatSeesOnlyPaddingGetsZerosNotNaN) {
+  const int64_t hd = 4;
+  const auto q = random_floats(8, 12), k = random_floats(8, 13), v = random_floats(8, 14);
+  const std::vector<uint8_t> mask = {0, 1};
+  std::vector<float> out(8, 7.0f), scratch(2);
+  cpu::attend_head(q.data(), hd, 2, k.data(), v.data(), mask.data(), 0, hd, out.data(), hd, scratch.data());
+  for (int j = 0; j < hd; ++j) {
+    EXPECT_EQ(out[size_t(j)], 0.0f);                    // query 0 sees only slot 0 (padding)
+    EXPECT_NEAR(out[size_t(hd + j)], v[size_t(hd + j)], 1e-6);  // query 1 sees only slot 1
+  }
+}
+
+TEST(Threads, ParallelForCoversEveryIndexOnce) {
+  for (int threads : {1, 2, 3}) {
+    cpu::set_threads(threads);
+    std::vector<int> hits(1001, 0);
+    cpu::parallel_for(1001, 7, [&](int64_t a, int64_t b) {
+      for (int64_t i = a; i < b; ++i) ++hits[size_t(i)];
+    });
+    for (int h : hits) EXPECT_EQ(h, 1);
+  }
+  cpu::set_threads(0);
+}

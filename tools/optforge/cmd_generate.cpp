@@ -1,0 +1,155 @@
+// optforge generate MODEL --prompt "...": runs OPT on the CPU and streams the completion to the
+// terminal; --json prints token ids, text and per-token logprobs instead (and timings, which
+// bench/inference.sh reads).
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "model/generate.h"
+#include "model/runtime.h"
+#include "tokenizer/bpe.h"
+#include "util/error.h"
+
+namespace optforge::cli {
+namespace {
+
+struct Options {
+  std::string model, prompt, prompt_ids, tokenizer_dir;
+  int64_t max_tokens = 16, n = 1, top_logprobs = -1, heads = 0;
+  int threads = 0;
+  float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f;
+  int64_t top_k = 0;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;
+  bool echo = false, json = false, ignore_eos = false;
+};
+
+// "2,31414,232" or "[2, 31414, 232]"
+std::vector<int32_t> parse_ids(std::string s) {
+  for (char& c : s)
+    if (c == '[' || c == ']' || c == ',') c = ' ';
+  std::vector<int32_t> ids;
+  size_t i = 0;
+  while (i < s.size()) {
+    if (s[i] == ' ') { ++i; continue; }
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(s.substr(i), &used);
+    } catch (const std::exception&) {
+      throw Error("--prompt-ids: '" + s.substr(i, 16) + "' is not a token id");
+    }
+    ids.push_back(int32_t(v));
+    i += used;
+  }
+  return ids;
+}
+
+nlohmann::json token_json(const GeneratedToken& t, const Tokenizer* tok) {
+  nlohmann::json j = {{"id", t.id}};
+  if (tok) j["text"] = std::string(tok->token_bytes(t.id));
+  j["logprob"] = t.logprob ? nlohmann::json(*t.logprob) : nlohmann::json(nullptr);
+  if (!t.top.empty()) {
+    nlohmann::json top = nlohmann::json::array();
+    for (const auto& a : t.top) {
+      nlohmann::json e = {{"id", a.id}, {"logprob", a.logprob}};
+      if (tok) e["text"] = std::string(tok->token_bytes(a.id));
+      top.push_back(e);
+    }
+    j["top_logprobs"] = top;
+  }
+  return j;
+}
+
+void run(const Options& o) {
+  if (o.prompt.empty() == o.prompt_ids.empty()) throw Error("give exactly one of --prompt and --prompt-ids");
+  std::optional<Tokenizer> tok;
+  if (!o.tokenizer_dir.empty()) tok = Tokenizer::load(o.tokenizer_dir);
+  else tok = Tokenizer::builtin();
+  const std::vector<int32_t> prompt = o.prompt_ids.empty() ? tok->encode(o.prompt) : parse_ids(o.prompt_ids);
+
+  auto rt = open_model(o.model, o.threads, o.heads);
+  GenerateOptions g;
+  g.sampling = {o.temperature, o.top_k, o.top_p, o.repetition_penalty, o.seed};
+  g.max_tokens = o.max_tokens;
+  g.n = o.n;
+  g.stop = o.stop;
+  g.stop_at_eos = !o.ignore_eos;
+  g.echo = o.echo;
+  g.top_logprobs = std::max<int64_t>(0, o.top_logprobs);
+
+  // Streams one sample's text as it becomes final; with several samples, prints each at the end.
+  const bool stream = !o.json && o.n == 1;
+  GenerateCallbacks cb;
+  if (stream) {
+    if (o.echo) std::fputs(tok->decode(prompt).c_str(), stdout);
+    cb.on_text = [](int64_t, std::string_view text) {
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+    };
+  }
+  GenerateStats stats;
+  const Tokenizer& t = *tok;
+  auto completions = generate(*rt->model, prompt, g, [&t](const std::vector<int32_t>& ids) { return t.decode(ids); }, cb, &stats);
+
+  if (!o.json) {
+    if (stream) {
+      std::fputc('\n', stdout);
+    } else {
+      for (size_t i = 0; i < completions.size(); ++i)
+        std::printf("--- sample %zu (%s)\n%s%s\n", i, completions[i].finish_reason.c_str(),
+                    o.echo ? tok->decode(prompt).c_str() : "", completions[i].text.c_str());
+    }
+    return;
+  }
+  nlohmann::json out = {{"model", o.model}, {"prompt_ids", prompt}};
+  nlohmann::json choices = nlohmann::json::array();
+  for (size_t i = 0; i < completions.size(); ++i) {
+    const Completion& c = completions[i];
+    std::vector<int32_t> ids;
+    nlohmann::json tokens = nlohmann::json::array();
+    for (const auto& p : c.prompt) tokens.push_back(token_json(p, &t));
+    for (const auto& g : c.tokens) {
+      ids.push_back(g.id);
+      tokens.push_back(token_json(g, &t));
+    }
+    choices.push_back({{"index", i}, {"ids", ids}, {"text", (o.echo ? t.decode(prompt) : "") + c.text},
+                       {"finish_reason", c.finish_reason}, {"tokens", tokens}});
+  }
+  out["choices"] = choices;
+  out["timing"] = {{"threads", rt->backend->name()},
+                   {"prompt_tokens", stats.prompt_tokens}, {"prompt_seconds", stats.prompt_seconds},
+                   {"decode_steps", stats.decode_steps}, {"decode_tokens", stats.decode_tokens},
+                   {"decode_seconds", stats.decode_seconds}};
+  // Text is bytes; a token may end inside a UTF-8 character: print U+FFFD there, as HF does.
+  std::puts(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
+
+}  // namespace
+
+void register_generate(CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("generate", "Generate text with an OPT checkpoint on the CPU");
+  cmd->add_option("model", o->model, "Checkpoint file (.pt, .bin, .safetensors) or Hugging Face directory")->required();
+  cmd->add_option("--prompt", o->prompt, "Prompt text (encoded with </s> first, as OPT was trained)");
+  cmd->add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids, used as given: \"2,31414,232\"");
+  cmd->add_option("--max-tokens", o->max_tokens, "Tokens to generate at most")->capture_default_str();
+  cmd->add_option("--temperature", o->temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
+  cmd->add_option("--top-k", o->top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
+  cmd->add_option("--top-p", o->top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
+  cmd->add_option("--repetition-penalty", o->repetition_penalty, "HF/CTRL repetition penalty (1 = off)")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Random seed (sample i uses its own stream)")->capture_default_str();
+  cmd->add_option("--stop", o->stop, "Stop sequence (repeatable); the text is cut before it");
+  cmd->add_option("--n", o->n, "Number of samples of the prompt")->capture_default_str();
+  cmd->add_flag("--echo", o->echo, "Include the prompt in the output (with its logprobs in --json)");
+  cmd->add_flag("--json", o->json, "Print ids, text and per-token logprobs as JSON");
+  cmd->add_option("--top-logprobs", o->top_logprobs, "With --json: the K most likely alternatives per token");
+  cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep going past </s>");
+  cmd->add_option("--tokenizer", o->tokenizer_dir, "Directory with vocab.json and merges.txt (default: built-in)")
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--threads", o->threads, "CPU threads (default: all)");
+  cmd->add_option("--heads", o->heads, "Attention heads, if the checkpoint does not record them");
+  cmd->callback([o] { run(*o); });
+}
+
+}  // namespace optforge::cli
