@@ -80,6 +80,24 @@ std::vector<const PartTensor*> buffers_across_parts(const std::vector<std::share
   return out;
 }
 
+void check_replicas(const Plan& plan, const ExecOptions& opts) {
+  // Replicated tensors: metaseq keeps part 0's and at most logs a difference; we report it.
+  std::mutex mu;
+  std::vector<ReplicaDiff> diffs;
+  parallel_for(plan.replica_checks.size(), opts.threads, [&](size_t i) {
+    auto d = check_replicated(plan.replica_checks[i]);
+    std::lock_guard<std::mutex> lock(mu);
+    diffs.insert(diffs.end(), d.begin(), d.end());
+  });
+  for (const auto& d : diffs)
+    std::fprintf(stderr, "optforge: %s: replicated tensor '%s' differs between model part 0 and part %zu: %llu element(s), max |diff| %g; part 0's is kept\n",
+                 opts.strict_replicas ? "error" : "warning", d.name.c_str(), d.part,
+                 (unsigned long long)d.elements_differing, d.max_abs_diff);
+  if (opts.strict_replicas && !diffs.empty())
+    throw Error("replicated tensor '" + diffs[0].name + "' differs across model parts (--strict-replicas)",
+                plan.input->files.paths[diffs[0].part][0]);
+}
+
 uint64_t execute(Plan& plan, const ExecOptions& opts) {
   GroupWriter writer(plan.outputs, plan.producers, opts.unit_bytes);
   FILE* out = opts.out;
@@ -125,21 +143,7 @@ uint64_t execute(Plan& plan, const ExecOptions& opts) {
     }
   };
   try {
-    // Replicated tensors: metaseq keeps part 0's and at most logs a difference; we report it.
-    std::mutex mu;
-    std::vector<ReplicaDiff> diffs;
-    parallel_for(plan.replica_checks.size(), opts.threads, [&](size_t i) {
-      auto d = check_replicated(plan.replica_checks[i]);
-      std::lock_guard<std::mutex> lock(mu);
-      diffs.insert(diffs.end(), d.begin(), d.end());
-    });
-    for (const auto& d : diffs)
-      std::fprintf(stderr, "optforge: %s: replicated tensor '%s' differs between model part 0 and part %zu: %llu element(s), max |diff| %g; part 0's is kept\n",
-                   opts.strict_replicas ? "error" : "warning", d.name.c_str(), d.part,
-                   (unsigned long long)d.elements_differing, d.max_abs_diff);
-    if (opts.strict_replicas && !diffs.empty())
-      throw Error("replicated tensor '" + diffs[0].name + "' differs across model parts (--strict-replicas)",
-                  plan.input->files.paths[diffs[0].part][0]);
+    check_replicas(plan, opts);
     Progress bar(plan.operation, writer.total_data_bytes(), opts.progress);
     writer.run(opts.threads, [&](uint64_t n) { bar.add(n); });
     bar.finish();

@@ -40,6 +40,9 @@ struct ExecOptions {
 // Prints the plan (dry run), or runs it: replica checks, then every output unit, then commits
 // all outputs together. Returns the bytes written.
 uint64_t execute(Plan& plan, const ExecOptions& opts);
+// The replicated-tensor comparison execute() starts with (for callers that stream a plan's
+// outputs themselves, like convert): warns, or throws with strict_replicas.
+void check_replicas(const Plan& plan, const ExecOptions& opts);
 
 // Shared by consolidate and reshard.
 ValuePtr copy_tree(const ValuePtr& v);                       // containers copied, leaves shared

@@ -284,10 +284,9 @@ Plan build(std::shared_ptr<LoadedCheckpoint> ck, const ReshardOptions& o) {
       }
       if (!root->get("model")) root->set("model", model);
       if (!root->get("shard_metadata")) root->set("shard_metadata", shard_md);
-      plan.outputs.push_back({(fs::path(o.outdir) / (o.prefix + "-model_part-" + std::to_string(m) + "-shard" +
-                                                     std::to_string(r) + ".pt"))
-                                  .string(),
-                              root});
+      std::string name = o.prefix + "-model_part-" + std::to_string(m);
+      if (o.shard_suffix || o.fsdp > 1) name += "-shard" + std::to_string(r);
+      plan.outputs.push_back({(fs::path(o.outdir) / (name + ".pt")).string(), root});
     }
   }
   // Never mix with another checkpoint in the output folder.

@@ -21,6 +21,8 @@ struct ReshardOptions {
   bool drop_optimizer_state = false;
   std::optional<DType> dtype;  // cast floating-point weights and buffers (not the fp32 moments)
   std::string prefix = "checkpoint_last";
+  // false with fsdp == 1: "<prefix>-model_part-K.pt", the released reshard layout.
+  bool shard_suffix = true;
   int threads = 1;
 };
 

@@ -2,6 +2,7 @@
 
 #include <unordered_map>
 
+#include "checkpoint/reshard.h"
 #include "tensor/convert.h"
 #include "util/error.h"
 
@@ -19,6 +20,7 @@ std::optional<ModelFormat> model_format_from_name(const std::string& s) {
 void convert_model(const std::string& in, const std::string& out, const ModelConvertOptions& o) {
   ReadModelOptions ro;
   ro.heads = o.heads;
+  ro.threads = o.threads;
   OptTensors m = read_opt_model(in, ro);
   if (o.dtype) {
     std::unordered_map<const Storage*, std::shared_ptr<Storage>> cache;
@@ -30,9 +32,23 @@ void convert_model(const std::string& in, const std::string& out, const ModelCon
     case ModelFormat::Safetensors: return write_safetensors_state(m, out);
     case ModelFormat::Alpa: return write_alpa_folder(m, out);
     case ModelFormat::AlpaTree: return write_alpa_tree(m, out);
-    case ModelFormat::Metaseq:
-      if (o.mp != 1) throw Error("--mp for --to metaseq is not available yet; use `optforge reshard` on the singleton");
-      return write_metaseq_singleton(m, out);
+    case ModelFormat::Metaseq: {
+      if (o.mp == 1) return write_metaseq_singleton(m, out);
+      // MP parts as metaseq's released files: OUT/reshard-model_part-K.pt, flat, one per part.
+      ckpt::ReshardOptions ro;
+      ro.outdir = out;
+      ro.mp = o.mp;
+      ro.fsdp = 1;
+      ro.prefix = "reshard";
+      ro.shard_suffix = false;
+      ro.threads = o.threads;
+      ckpt::Plan plan = ckpt::plan_write_sharded(metaseq_singleton_root(m), ro);
+      ckpt::ExecOptions eo;
+      eo.threads = o.threads;
+      eo.out = stderr;
+      ckpt::execute(plan, eo);
+      return;
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "checkpoint/consolidate.h"
 #include "formats/any_file.h"
 #include "formats/npy.h"
 #include "io/mmap_file.h"
@@ -219,19 +220,43 @@ OptTensors read_alpa_folder(const fs::path& dir, int64_t heads) {
 
 }  // namespace
 
+// A sharded metaseq checkpoint (MP parts x FSDP shards, released flat files, unflattened parts),
+// consolidated on the fly: the plan's tensors produce their bytes from the inputs when written.
+OptTensors read_sharded_metaseq(const std::string& path, const ReadModelOptions& opts) {
+  ckpt::ConsolidateOptions co;
+  co.input = path;
+  co.output = "consolidated.pt";  // names nothing: the plan's outputs are streamed, not executed
+  co.threads = opts.threads;
+  auto plan = std::make_shared<ckpt::Plan>(ckpt::plan_consolidate(co));
+  ckpt::ExecOptions eo;
+  eo.threads = opts.threads;
+  ckpt::check_replicas(*plan, eo);
+  ValuePtr root = plan->outputs.at(0).root;
+  std::vector<std::pair<std::string, Tensor>> named;
+  for (const auto& [k, v] : root->get("model")->entries)
+    if (v->is_tensor()) named.emplace_back(k->s, *v->tensor);
+  OptTensors m = opt_model_from_metaseq(std::move(named), opts.heads ? opts.heads : cfg_heads(root), path);
+  m.metaseq_root = root;
+  m.layout = "sharded metaseq checkpoint (" + std::to_string(plan->input->files.parts()) + " MP parts x " +
+             std::to_string(plan->input->files.shards()) + " FSDP shards, consolidated on the fly)";
+  m.keep_alive = plan;
+  return m;
+}
+
 OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts) {
   fs::path p(path);
   if (fs::is_directory(p)) {
     if (fs::exists(p / "config.json")) return read_hf_folder(p);
     if (fs::exists(p / "decoder.embed_tokens.weight"))
       return read_alpa_folder(p, opts.heads ? opts.heads : (opts.guess_heads ? -1 : 0));
-    throw Error("folder is neither an HF model (config.json) nor an alpa numpy folder (decoder.embed_tokens.weight)", path);
+    return read_sharded_metaseq(path, opts);  // or a clear error naming what was expected
   }
+  if (!fs::exists(p)) return read_sharded_metaseq(path, opts);  // a prefix: DIR/checkpoint_last
   AnyFile f = open_any(path);
   auto sd = state_dict(f);
   std::string layout = describe_layout(f);
-  if (layout.find("flat") != std::string::npos)
-    throw Error("this is one shard of a sharded metaseq checkpoint (" + layout + "): pass its folder or prefix", path);
+  if (layout.find("flat") != std::string::npos || f.root->get("shard_metadata"))
+    return read_sharded_metaseq(path, opts);  // one file of a sharded set (or a flat reshard.pt)
   int64_t heads = opts.heads ? opts.heads : cfg_heads(f.root);
   if (!heads && opts.guess_heads) heads = -1;
   OptTensors m = opt_model_from_metaseq(from_state_dict(sd, path), heads, path);

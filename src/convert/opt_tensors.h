@@ -4,6 +4,7 @@
 // of the inputs (or lazily generated), so a conversion never holds the model in memory.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +19,7 @@ struct OptTensors {
   std::vector<std::pair<std::string, Tensor>> tensors;  // canonical order, no decoder.version
   ValuePtr metaseq_root;  // the metaseq checkpoint's other top-level keys (cfg, ...), if any
   std::string layout;     // what the input was, for messages ("HF folder", "alpa numpy folder")
+  std::shared_ptr<const void> keep_alive;  // whatever the tensors' bytes come from (a plan)
 
   const Tensor& get(const std::string& name) const;
   DType dtype() const;  // the dtype of the weights (embed_tokens)
@@ -26,10 +28,13 @@ struct OptTensors {
 struct ReadModelOptions {
   int64_t heads = 0;  // when the input does not say (alpa folders): 0 = from the published sizes
   bool guess_heads = false;  // unknown sizes: assume 64-wide heads instead of failing (inspect)
+  int threads = 1;           // reading a sharded checkpoint's files
 };
 
-// Reads any layout optforge knows: a metaseq singleton .pt, an HF folder (safetensors or bin,
-// single or sharded with an index), a .safetensors or .bin state dict, an alpa numpy folder.
+// Reads any layout optforge knows: a sharded metaseq checkpoint (a folder, a prefix such as
+// DIR/checkpoint_last, or one of its files; consolidated on the fly), a metaseq singleton .pt,
+// an HF folder (safetensors or bin, single or sharded with an index), a .safetensors or .bin
+// state dict, an alpa numpy folder.
 // Checks that every tensor OPT needs is there with the right shape, and that nothing unknown is.
 OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts = {});
 

@@ -3,6 +3,9 @@
 //   convert IN -o OUT --to FORMAT  an OPT model from any layout (metaseq, HF folder, safetensors,
 //                                  alpa folder) to hf | safetensors | alpa | alpa-tree | metaseq
 // --dtype f32|f16|bf16 casts floating-point tensors (round to nearest even, as torch's .to()).
+#include <algorithm>
+#include <thread>
+
 #include "commands.h"
 #include "convert/file_convert.h"
 #include "convert/model_convert.h"
@@ -14,11 +17,13 @@ void register_convert(CLI::App& app) {
   struct Options {
     std::string in, out, dtype, to, max_shard_size = "5GB", tokenizer, format = "safetensors";
     int64_t mp = 1, heads = 0;
+    int threads = int(std::thread::hardware_concurrency());
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("convert", "Convert a checkpoint: between files, or an OPT model between layouts (--to)");
-  cmd->add_option("input", o->in, "Input: a .pt or .safetensors file, an HF folder, an alpa numpy folder")->required()
-      ->check(CLI::ExistingPath);
+  cmd->add_option("input", o->in,
+                  "Input: a .pt or .safetensors file, a sharded metaseq checkpoint (folder or prefix), an HF folder, "
+                  "an alpa numpy folder")->required();
   cmd->add_option("output,-o,--output", o->out, "Output file or folder")->required();
   cmd->add_option("--to", o->to, "Model layout to write: hf, safetensors, alpa, alpa-tree, metaseq");
   cmd->add_option("--dtype", o->dtype, "Cast floating-point tensors: f32, f16 or bf16");
@@ -26,6 +31,7 @@ void register_convert(CLI::App& app) {
   cmd->add_option("--format", o->format, "hf: weights as safetensors or bin")->capture_default_str();
   cmd->add_option("--tokenizer", o->tokenizer, "hf: copy vocab.json and merges.txt from this folder (default: built in)");
   cmd->add_option("--mp", o->mp, "metaseq: model-parallel parts")->capture_default_str();
+  cmd->add_option("-j,--threads", o->threads, "Threads")->capture_default_str();
   cmd->add_option("--heads", o->heads, "Attention heads, for inputs that do not record it (alpa folders of unpublished sizes)");
   cmd->callback([o] {
     std::optional<DType> dtype;
@@ -48,6 +54,7 @@ void register_convert(CLI::App& app) {
     mo.hf.tokenizer_dir = o->tokenizer;
     mo.mp = o->mp;
     mo.heads = o->heads;
+    mo.threads = std::max(1, o->threads);
     convert_model(o->in, o->out, mo);
   });
 }
