@@ -6,7 +6,7 @@
 #include <mutex>
 
 #include "io/atomic_file.h"
-#include "io/byte_io.h"
+#include "io/zip_writer.h"
 #include "io/crc32.h"
 #include "pickle/pickler.h"
 #include "util/error.h"
@@ -15,43 +15,9 @@
 namespace optforge::ckpt {
 namespace {
 
-constexpr uint64_t kAlign = 64;
-constexpr uint64_t k32 = 0xffffffffu;
-constexpr uint16_t kDosTime = 0, kDosDate = (0 << 9) | (1 << 5) | 1;
 constexpr size_t kNoRecord = size_t(-1);
 
-uint32_t gf2_times(const uint32_t* mat, uint32_t vec) {
-  uint32_t sum = 0;
-  for (; vec; vec >>= 1, ++mat)
-    if (vec & 1) sum ^= *mat;
-  return sum;
-}
-
-void gf2_square(uint32_t* square, const uint32_t* mat) {
-  for (int n = 0; n < 32; ++n) square[n] = gf2_times(mat, mat[n]);
-}
-
 }  // namespace
-
-uint32_t crc32_combine(uint32_t crc1, uint32_t crc2, uint64_t len2) {
-  if (len2 == 0) return crc1;
-  uint32_t even[32], odd[32];
-  odd[0] = 0xedb88320u;
-  uint32_t row = 1;
-  for (int n = 1; n < 32; ++n, row <<= 1) odd[n] = row;
-  gf2_square(even, odd);
-  gf2_square(odd, even);
-  do {
-    gf2_square(even, odd);
-    if (len2 & 1) crc1 = gf2_times(even, crc1);
-    len2 >>= 1;
-    if (!len2) break;
-    gf2_square(odd, even);
-    if (len2 & 1) crc1 = gf2_times(odd, crc1);
-    len2 >>= 1;
-  } while (len2);
-  return crc1 ^ crc2;
-}
 
 Tensor produced_tensor(ProducerPtr p, DType dtype, const Shape& shape, ProducerMap& map) {
   auto s = storage_of(p, dtype);
@@ -90,105 +56,15 @@ struct GroupWriter::Plan {
   std::vector<Unit> units;
   uint64_t total = 0;
 
+  static ZipRecord zip_record(const Record& r) { return {r.name, r.header_off, r.size, r.crc}; }
   static uint64_t header_size(const std::string& name, uint64_t header_off, uint64_t size) {
-    uint64_t extra = size >= k32 ? 20 : 0;
-    uint64_t data_start = header_off + 30 + name.size() + extra + 4;
-    return 30 + name.size() + extra + 4 + (kAlign - data_start % kAlign) % kAlign;
+    return zip_local_header({name, header_off, size, 0}).size();
   }
-
-  static std::string local_header(const Record& r) {
-    const bool z64 = r.size >= k32;
-    std::string h;
-    append_le<uint32_t>(h, 0x04034b50);
-    append_le<uint16_t>(h, z64 ? 45 : 20);
-    append_le<uint16_t>(h, 0x0800);
-    append_le<uint16_t>(h, 0);
-    append_le<uint16_t>(h, kDosTime);
-    append_le<uint16_t>(h, kDosDate);
-    append_le<uint32_t>(h, r.crc);
-    append_le<uint32_t>(h, z64 ? uint32_t(k32) : uint32_t(r.size));
-    append_le<uint32_t>(h, z64 ? uint32_t(k32) : uint32_t(r.size));
-    append_le<uint16_t>(h, uint16_t(r.name.size()));
-    std::string extra;
-    if (z64) {
-      append_le<uint16_t>(extra, 0x0001);
-      append_le<uint16_t>(extra, 16);
-      append_le<uint64_t>(extra, r.size);
-      append_le<uint64_t>(extra, r.size);
-    }
-    uint64_t data_start = r.header_off + 30 + r.name.size() + extra.size() + 4;
-    uint64_t pad = (kAlign - data_start % kAlign) % kAlign;
-    append_le<uint16_t>(extra, 0x4246);
-    append_le<uint16_t>(extra, uint16_t(pad));
-    extra.append(size_t(pad), 'Z');
-    append_le<uint16_t>(h, uint16_t(extra.size()));
-    h += r.name;
-    h += extra;
-    return h;
-  }
-
+  static std::string local_header(const Record& r) { return zip_local_header(zip_record(r)); }
   static std::string central_directory(const std::vector<Record>& records, uint64_t cd_start) {
-    std::string cd;
-    for (const Record& r : records) {
-      const bool big_size = r.size >= k32, big_off = r.header_off >= k32;
-      std::string extra;
-      if (big_size || big_off) {
-        append_le<uint16_t>(extra, 0x0001);
-        append_le<uint16_t>(extra, uint16_t((big_size ? 16 : 0) + (big_off ? 8 : 0)));
-        if (big_size) {
-          append_le<uint64_t>(extra, r.size);
-          append_le<uint64_t>(extra, r.size);
-        }
-        if (big_off) append_le<uint64_t>(extra, r.header_off);
-      }
-      append_le<uint32_t>(cd, 0x02014b50);
-      append_le<uint16_t>(cd, 45);
-      append_le<uint16_t>(cd, big_size || big_off ? 45 : 20);
-      append_le<uint16_t>(cd, 0x0800);
-      append_le<uint16_t>(cd, 0);
-      append_le<uint16_t>(cd, kDosTime);
-      append_le<uint16_t>(cd, kDosDate);
-      append_le<uint32_t>(cd, r.crc);
-      append_le<uint32_t>(cd, big_size ? uint32_t(k32) : uint32_t(r.size));
-      append_le<uint32_t>(cd, big_size ? uint32_t(k32) : uint32_t(r.size));
-      append_le<uint16_t>(cd, uint16_t(r.name.size()));
-      append_le<uint16_t>(cd, uint16_t(extra.size()));
-      append_le<uint16_t>(cd, 0);
-      append_le<uint16_t>(cd, 0);
-      append_le<uint16_t>(cd, 0);
-      append_le<uint32_t>(cd, 0);
-      append_le<uint32_t>(cd, big_off ? uint32_t(k32) : uint32_t(r.header_off));
-      cd += r.name;
-      cd += extra;
-    }
-    const uint64_t n = records.size(), cd_size = cd.size();
-    const bool z64 = n >= 0xffff || cd_start >= k32 || cd_size >= k32;
-    if (z64) {
-      const uint64_t z64_off = cd_start + cd_size;
-      append_le<uint32_t>(cd, 0x06064b50);
-      append_le<uint64_t>(cd, 44);
-      append_le<uint16_t>(cd, 45);
-      append_le<uint16_t>(cd, 45);
-      append_le<uint32_t>(cd, 0);
-      append_le<uint32_t>(cd, 0);
-      append_le<uint64_t>(cd, n);
-      append_le<uint64_t>(cd, n);
-      append_le<uint64_t>(cd, cd_size);
-      append_le<uint64_t>(cd, cd_start);
-      append_le<uint32_t>(cd, 0x07064b50);
-      append_le<uint32_t>(cd, 0);
-      append_le<uint64_t>(cd, z64_off);
-      append_le<uint32_t>(cd, 1);
-    }
-    append_le<uint32_t>(cd, 0x06054b50);
-    append_le<uint16_t>(cd, 0);
-    append_le<uint16_t>(cd, 0);
-    append_le<uint16_t>(cd, z64 ? 0xffff : uint16_t(n));
-    append_le<uint16_t>(cd, z64 ? 0xffff : uint16_t(n));
-    append_le<uint32_t>(cd, z64 ? uint32_t(k32) : uint32_t(cd_size));
-    append_le<uint32_t>(cd, z64 ? uint32_t(k32) : uint32_t(cd_start));
-    append_le<uint16_t>(cd, 0);
-    return cd;
+    std::vector<ZipRecord> z;
+    for (const Record& r : records) z.push_back(zip_record(r));
+    return zip_central_directory(z, cd_start);
   }
 
   void open(File& f) {

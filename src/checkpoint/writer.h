@@ -39,8 +39,6 @@ struct OutputSpec {
   std::string archive = "archive";  // the zip's top folder (torch.save to a file object)
 };
 
-// 32-bit CRC of A||B from crc(A), crc(B) and len(B) (zlib's crc32_combine).
-uint32_t crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
 class GroupWriter {
  public:

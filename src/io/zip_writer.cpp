@@ -14,10 +14,8 @@ constexpr uint16_t kDosTime = 0, kDosDate = (0 << 9) | (1 << 5) | 1;
 
 }  // namespace
 
-void ZipWriter::begin_entry(const std::string& name, uint64_t size) {
-  if (open_) throw Error("internal: zip entry '" + name + "' begun while another is open", out_.path());
-  Record r{name, out_.position(), size, 0};
-  const bool z64 = size >= k32;
+std::string zip_local_header(const ZipRecord& r) {
+  const bool z64 = r.size >= k32;
   std::string h;
   append_le<uint32_t>(h, 0x04034b50);
   append_le<uint16_t>(h, z64 ? 45 : 20);  // version needed
@@ -25,27 +23,33 @@ void ZipWriter::begin_entry(const std::string& name, uint64_t size) {
   append_le<uint16_t>(h, 0);              // stored
   append_le<uint16_t>(h, kDosTime);
   append_le<uint16_t>(h, kDosDate);
-  append_le<uint32_t>(h, 0);              // CRC-32, patched by end_entry()
-  append_le<uint32_t>(h, z64 ? uint32_t(k32) : uint32_t(size));
-  append_le<uint32_t>(h, z64 ? uint32_t(k32) : uint32_t(size));
-  append_le<uint16_t>(h, uint16_t(name.size()));
+  append_le<uint32_t>(h, r.crc);
+  append_le<uint32_t>(h, z64 ? uint32_t(k32) : uint32_t(r.size));
+  append_le<uint32_t>(h, z64 ? uint32_t(k32) : uint32_t(r.size));
+  append_le<uint16_t>(h, uint16_t(r.name.size()));
   std::string extra;
   if (z64) {
     append_le<uint16_t>(extra, 0x0001);
     append_le<uint16_t>(extra, 16);
-    append_le<uint64_t>(extra, size);
-    append_le<uint64_t>(extra, size);
+    append_le<uint64_t>(extra, r.size);
+    append_le<uint64_t>(extra, r.size);
   }
   // Pad with an "FB" extra field so the data starts on a 64-byte boundary.
-  uint64_t data_start = r.header_offset + 30 + name.size() + extra.size() + 4;
+  uint64_t data_start = r.header_offset + 30 + r.name.size() + extra.size() + 4;
   uint64_t pad = (kAlign - data_start % kAlign) % kAlign;
   append_le<uint16_t>(extra, 0x4246);
   append_le<uint16_t>(extra, uint16_t(pad));
   extra.append(pad, 'Z');
   append_le<uint16_t>(h, uint16_t(extra.size()));
-  h += name;
+  h += r.name;
   h += extra;
-  out_.write(h);
+  return h;
+}
+
+void ZipWriter::begin_entry(const std::string& name, uint64_t size) {
+  if (open_) throw Error("internal: zip entry '" + name + "' begun while another is open", out_.path());
+  ZipRecord r{name, out_.position(), size, 0};
+  out_.write(zip_local_header(r));  // CRC-32 patched by end_entry()
   records_.push_back(std::move(r));
   open_ = true;
   written_ = 0;
@@ -59,7 +63,7 @@ void ZipWriter::write(const void* data, size_t n) {
 }
 
 void ZipWriter::end_entry() {
-  Record& r = records_.back();
+  ZipRecord& r = records_.back();
   if (written_ != r.size)
     throw Error("internal: zip entry '" + r.name + "' declared " + std::to_string(r.size) +
                 " bytes but got " + std::to_string(written_), out_.path());
@@ -76,10 +80,9 @@ void ZipWriter::add(const std::string& name, std::string_view data) {
   end_entry();
 }
 
-void ZipWriter::finish() {
-  const uint64_t cd_start = out_.position();
+std::string zip_central_directory(const std::vector<ZipRecord>& records, uint64_t cd_start) {
   std::string cd;
-  for (const Record& r : records_) {
+  for (const ZipRecord& r : records) {
     const bool big_size = r.size >= k32, big_off = r.header_offset >= k32;
     std::string extra;
     if (big_size || big_off) {
@@ -111,7 +114,7 @@ void ZipWriter::finish() {
     cd += r.name;
     cd += extra;
   }
-  const uint64_t n = records_.size(), cd_size = cd.size();
+  const uint64_t n = records.size(), cd_size = cd.size();
   const bool z64 = n >= 0xffff || cd_start >= k32 || cd_size >= k32;
   if (z64) {
     const uint64_t z64_off = cd_start + cd_size;
@@ -138,7 +141,9 @@ void ZipWriter::finish() {
   append_le<uint32_t>(cd, z64 ? uint32_t(k32) : uint32_t(cd_size));
   append_le<uint32_t>(cd, z64 ? uint32_t(k32) : uint32_t(cd_start));
   append_le<uint16_t>(cd, 0);
-  out_.write(cd);
+  return cd;
 }
+
+void ZipWriter::finish() { out_.write(zip_central_directory(records_, out_.position())); }
 
 }  // namespace optforge

@@ -12,6 +12,20 @@
 
 namespace optforge {
 
+// The byte formats both writers share: this streaming one and the planned, parallel one
+// (checkpoint/writer.h), which knows every offset in advance and pwrites pieces out of order.
+struct ZipRecord {
+  std::string name;
+  uint64_t header_offset = 0, size = 0;
+  uint32_t crc = 0;
+};
+// The local header (with the zip64 extra if needed and "FB" padding to a 64-byte boundary) of a
+// record whose header starts at r.header_offset; its length tells where the data starts.
+std::string zip_local_header(const ZipRecord& r);
+// The central directory, zip64 end records if needed, and the end record, for a directory that
+// starts at cd_start.
+std::string zip_central_directory(const std::vector<ZipRecord>& records, uint64_t cd_start);
+
 class ZipWriter {
  public:
   explicit ZipWriter(AtomicFile& out) : out_(out) {}
@@ -26,13 +40,8 @@ class ZipWriter {
   void finish();
 
  private:
-  struct Record {
-    std::string name;
-    uint64_t header_offset, size;
-    uint32_t crc;
-  };
   AtomicFile& out_;
-  std::vector<Record> records_;
+  std::vector<ZipRecord> records_;
   bool open_ = false;
   uint64_t written_ = 0;
   uint32_t crc_ = 0;
