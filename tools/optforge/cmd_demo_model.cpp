@@ -2,6 +2,10 @@
 // published shape (or a custom one), written as a metaseq singleton checkpoint by our own writer.
 #include <cstdio>
 
+#include <algorithm>
+#include <thread>
+
+#include "checkpoint/reshard.h"
 #include "commands.h"
 #include "formats/torch_file.h"
 #include "opt/random_model.h"
@@ -14,11 +18,15 @@ void register_demo_model(CLI::App& app) {
   struct Options {
     std::string out, shape = "125m", dtype = "f16";
     uint64_t seed = 0;
+    int64_t mp = 0, fsdp = 0;
     int64_t layers = 0, embed_dim = 0, heads = 0, ffn_dim = 0, input_dim = 0, vocab = 0, positions = 0;
   };
   auto o = std::make_shared<Options>();
-  auto* cmd = app.add_subcommand("demo-model", "Write a deterministic random OPT checkpoint (metaseq singleton)");
-  cmd->add_option("-o,--output", o->out, "Output .pt file")->required();
+  auto* cmd = app.add_subcommand("demo-model",
+                                 "Write a deterministic random OPT checkpoint: a metaseq singleton, or sharded (--mp/--fsdp)");
+  cmd->add_option("-o,--output", o->out, "Output .pt file (a folder with --mp/--fsdp)")->required();
+  cmd->add_option("--mp", o->mp, "Write metaseq's raw sharded layout with this many model-parallel parts");
+  cmd->add_option("--fsdp", o->fsdp, "... and this many FSDP shards per part");
   std::string shapes;
   for (const auto& n : published_opt_names()) shapes += (shapes.empty() ? "" : ", ") + n;
   cmd->add_option("--shape", o->shape, "Published OPT shape: " + shapes)->capture_default_str();
@@ -48,7 +56,21 @@ void register_demo_model(CLI::App& app) {
     if (o->layers || o->embed_dim || o->heads || o->ffn_dim || o->input_dim || o->vocab || o->positions) c->name = "custom";
     auto dtype = dtype_from_name(o->dtype);
     if (!dtype) throw Error("unknown --dtype '" + o->dtype + "'");
-    save_torch_file(o->out, random_opt_checkpoint(*c, *dtype, o->seed));
+    ValuePtr model = random_opt_checkpoint(*c, *dtype, o->seed);
+    if (o->mp || o->fsdp) {  // the trainer's layout: OUT/checkpoint_last-model_part-K-shardR.pt
+      ckpt::ReshardOptions ro;
+      ro.outdir = o->out;
+      ro.mp = std::max<int64_t>(1, o->mp);
+      ro.fsdp = std::max<int64_t>(1, o->fsdp);
+      ro.threads = int(std::max(1u, std::thread::hardware_concurrency()));
+      ckpt::Plan plan = ckpt::plan_write_sharded(model, ro);
+      ckpt::ExecOptions eo;
+      eo.threads = ro.threads;
+      eo.out = stderr;
+      ckpt::execute(plan, eo);
+    } else {
+      save_torch_file(o->out, model);
+    }
     std::printf("wrote %s: OPT-%s shape, %lld parameters, %s\n", o->out.c_str(), c->name.c_str(),
                 static_cast<long long>(c->parameter_count()),
                 human_bytes(uint64_t(c->parameter_count()) * dtype_size(*dtype)).c_str());
