@@ -258,6 +258,11 @@ OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts)
   if (layout.find("flat") != std::string::npos || f.root->get("shard_metadata"))
     return read_sharded_metaseq(path, opts);  // one file of a sharded set (or a flat reshard.pt)
   int64_t heads = opts.heads ? opts.heads : cfg_heads(f.root);
+  const fs::path sibling_config = p.parent_path() / "config.json";  // a weights file of an HF folder
+  if (!heads && fs::exists(sibling_config)) {
+    auto j = nlohmann::json::parse(read_text_file(sibling_config.string()), nullptr, false);
+    if (j.is_object() && j.value("model_type", "") == "opt") heads = j.value("num_attention_heads", int64_t(0));
+  }
   if (!heads && opts.guess_heads) heads = -1;
   OptTensors m = opt_model_from_metaseq(from_state_dict(sd, path), heads, path);
   if (f.root->get("model")) {

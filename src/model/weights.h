@@ -1,8 +1,7 @@
-// OPT's weights bound by name, whatever layout they came in: a metaseq singleton (`decoder.*`,
-// fused or split qkv, `layer_norm`, `project_in_dim`), or a Hugging Face state dict
-// (`model.decoder.*` or `decoder.*`, optional tied `lm_head`, `final_layer_norm`, `project_in`),
-// from a .pt/.bin, a .safetensors, or an HF directory (sharded or not). Tensors are views into
-// the mmapped files in their stored dtype (f32, f16 or bf16): nothing is copied here.
+// OPT's weights bound by name, whatever layout they came in: anything convert/opt_tensors.h reads
+// (a metaseq singleton or sharded checkpoint, an HF folder or state dict, .pt/.bin/.safetensors,
+// an alpa numpy folder). Tensors are views into the mmapped files in their stored dtype (f32, f16
+// or bf16); only a sharded checkpoint's tensors, produced while it is consolidated, are copied.
 #pragma once
 
 #include <optional>
@@ -36,8 +35,7 @@ struct WeightLoadOptions {
   int64_t heads = 0;  // needed only when neither a metaseq cfg nor a config.json says
 };
 
-// `path`: a checkpoint file, or an HF directory (config.json + model.safetensors,
-// pytorch_model.bin, or their sharded *.index.json).
+// `path`: a checkpoint file, folder or prefix.
 OptWeights load_opt_weights(const std::string& path, const WeightLoadOptions& opts = {});
 
 }  // namespace optforge
