@@ -8,7 +8,7 @@
 #include "io/atomic_file.h"
 #include "io/zip_writer.h"
 #include "io/crc32.h"
-#include "pickle/pickler.h"
+#include "formats/torch_file.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -146,20 +146,11 @@ GroupWriter::GroupWriter(std::vector<OutputSpec> specs, const ProducerMap& produ
     auto fp = std::make_unique<Plan::File>();
     Plan::File& f = *fp;
     f.spec = std::move(spec);
-    std::vector<std::shared_ptr<Storage>> order;
-    std::unordered_map<const Storage*, std::string> keys;
-    StorageKeyFor key_for = [&](const Tensor& t) -> std::string {
-      auto it = keys.find(t.storage.get());
-      if (it != keys.end()) return it->second;
-      std::string k = std::to_string(order.size());
-      keys.emplace(t.storage.get(), k);
-      order.push_back(t.storage);
-      return k;
-    };
+    auto [pickled, order] = pickle_torch_tree(f.spec.root);
     const std::string& a = f.spec.archive;
     Plan::Record pkl;
     pkl.name = a + "/data.pkl";
-    pkl.inline_data = pickle_value(f.spec.root, key_for);
+    pkl.inline_data = std::move(pickled);
     f.records.push_back(std::move(pkl));
     Plan::Record bo;
     bo.name = a + "/byteorder";

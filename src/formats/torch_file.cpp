@@ -230,19 +230,23 @@ TorchFile load_torch_file(std::shared_ptr<MappedFile> file, const TorchLoadOptio
 
 namespace optforge {
 
-void save_torch_file(const std::string& path, const ValuePtr& root, const TorchSaveOptions& opts) {
-  // Storages get keys "0", "1", ... in order of first use; shared storages keep one key.
-  std::vector<std::shared_ptr<Storage>> order;
+PickledTree pickle_torch_tree(const ValuePtr& root) {
+  PickledTree out;
   std::unordered_map<const Storage*, std::string> keys;
   StorageKeyFor key_for = [&](const Tensor& t) -> std::string {
     auto it = keys.find(t.storage.get());
     if (it != keys.end()) return it->second;
-    std::string k = std::to_string(order.size());
+    std::string k = std::to_string(out.storages.size());
     keys.emplace(t.storage.get(), k);
-    order.push_back(t.storage);
+    out.storages.push_back(t.storage);
     return k;
   };
-  std::string pkl = pickle_value(root, key_for);
+  out.pkl = pickle_value(root, key_for);
+  return out;
+}
+
+void save_torch_file(const std::string& path, const ValuePtr& root, const TorchSaveOptions& opts) {
+  auto [pkl, order] = pickle_torch_tree(root);
 
   AtomicFile out(path);
   ZipWriter zip(out);

@@ -47,6 +47,14 @@ struct TorchSaveOptions {
   std::string archive_name = "archive";  // what torch.save uses when given a file object
 };
 
+// A value tree's data.pkl, and the storages it names in key order ("0", "1", ...: order of first
+// use; a storage shared by several tensors gets one key). The two .pt writers share this.
+struct PickledTree {
+  std::string pkl;
+  std::vector<std::shared_ptr<Storage>> storages;
+};
+PickledTree pickle_torch_tree(const ValuePtr& root);
+
 // Writes `root` atomically to `path`. Storages referenced by several tensors are written once
 // and stay shared; each storage is streamed straight from wherever it lives (e.g. an input map).
 void save_torch_file(const std::string& path, const ValuePtr& root, const TorchSaveOptions& opts = {});

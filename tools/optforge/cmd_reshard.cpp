@@ -5,19 +5,17 @@
 
 #include "checkpoint/reshard.h"
 #include "commands.h"
+#include "plan_options.h"
 #include "util/error.h"
 #include "util/human.h"
-#include "util/progress.h"
-#include "util/thread_pool.h"
 
 namespace optforge::cli {
 
 void register_reshard(CLI::App& app) {
-  struct Options {
-    std::string in, out, dtype, prefix = "checkpoint_last";
+  struct Options : PlanOptions {
+    std::string in, out, prefix = "checkpoint_last";
     int64_t fsdp = 1, mp = 1;
-    bool drop = false, dry_run = false, strict = false, quiet = false;
-    int threads = 0;
+    bool drop = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("reshard", "Reshard a metaseq checkpoint to any FSDP and model-parallel degree");
@@ -27,12 +25,8 @@ void register_reshard(CLI::App& app) {
   cmd->add_option("--fsdp", o->fsdp, "FSDP shards per model part")->capture_default_str();
   cmd->add_option("--mp", o->mp, "Model-parallel parts (must divide heads, FFN and vocabulary)")->capture_default_str();
   cmd->add_flag("--drop-optimizer-state", o->drop, "Do not write last_optimizer_state");
-  cmd->add_option("--dtype", o->dtype, "Cast floating-point weights: f32, f16 or bf16 (optimizer moments stay as they are)");
   cmd->add_option("--prefix", o->prefix, "Output file prefix")->capture_default_str();
-  cmd->add_option("-j,--threads", o->threads, "Threads (default: all cores)");
-  cmd->add_flag("--dry-run", o->dry_run, "Print the plan (inputs, outputs, bytes) and write nothing");
-  cmd->add_flag("--strict-replicas", o->strict, "Fail if a replicated tensor differs between model parts");
-  cmd->add_flag("-q,--quiet", o->quiet, "No progress bar");
+  add_plan_options(cmd, *o, "Cast floating-point weights: f32, f16 or bf16 (optimizer moments stay as they are)");
   cmd->callback([o] {
     auto t0 = std::chrono::steady_clock::now();
     ckpt::ReshardOptions ro;
@@ -42,18 +36,10 @@ void register_reshard(CLI::App& app) {
     ro.mp = o->mp;
     ro.drop_optimizer_state = o->drop;
     ro.prefix = o->prefix;
-    ro.threads = o->threads > 0 ? o->threads : hardware_threads();
-    if (!o->dtype.empty()) {
-      ro.dtype = dtype_from_name(o->dtype);
-      if (!ro.dtype || !is_floating(*ro.dtype)) throw Error("--dtype must be f32, f16 or bf16, got '" + o->dtype + "'");
-    }
+    ro.threads = plan_threads(*o);
+    ro.dtype = plan_dtype(*o);
     ckpt::Plan plan = ckpt::plan_reshard(ro);
-    ckpt::ExecOptions eo;
-    eo.threads = ro.threads;
-    eo.dry_run = o->dry_run;
-    eo.strict_replicas = o->strict;
-    eo.progress = !o->quiet && Progress::stderr_is_terminal();
-    uint64_t bytes = ckpt::execute(plan, eo);
+    uint64_t bytes = run_plan(plan, *o);
     if (o->dry_run) return;
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("wrote %zu files to %s: %lld part(s) x %lld shard(s), %s in %.2f s (%s/s)\n", plan.outputs.size(),
