@@ -49,6 +49,9 @@ class Machine {
         where_(where), persistent_load_(pl), opts_(opts) {}
 
   ValuePtr run(size_t* end_offset);
+  // After a failure: empties every container the machine built, so that a reference cycle a
+  // hostile pickle made (list.append(list)) is broken and freed rather than leaked.
+  void break_cycles();
 
  private:
   [[noreturn]] void fail(const std::string& msg) const {
@@ -465,6 +468,39 @@ void check_tree(const ValuePtr& root, const std::string& file, const std::string
   }
 }
 
+void Machine::break_cycles() {
+  std::vector<Value*> todo;
+  std::unordered_map<const Value*, bool> seen;
+  auto add = [&](const ValuePtr& v) {
+    if (v && seen.emplace(v.get(), true).second) todo.push_back(v.get());
+  };
+  for (const auto& v : stack_) add(v);
+  for (const auto& [k, v] : memo_) add(v);
+  std::vector<Value*> all;
+  while (!todo.empty()) {
+    Value* v = todo.back();
+    todo.pop_back();
+    all.push_back(v);
+    for (const auto& c : v->items) add(c);
+    for (const auto& [k, c] : v->entries) {
+      add(k);
+      add(c);
+    }
+    add(v->state);
+  }
+  std::vector<ValuePtr> keep;  // hold every node until all links are cut
+  for (Value* v : all) {
+    for (auto& c : v->items) keep.push_back(std::move(c));
+    for (auto& [k, c] : v->entries) {
+      keep.push_back(std::move(k));
+      keep.push_back(std::move(c));
+    }
+    keep.push_back(std::move(v->state));
+    v->items.clear();
+    v->entries.clear();
+  }
+}
+
 }  // namespace
 
 bool global_allowed(const std::string& q) { return torch_globals::allowed(q); }
@@ -473,9 +509,14 @@ ValuePtr unpickle(std::string_view data, const std::string& file, const std::str
                   const PersistentLoad& persistent_load, const UnpickleOptions& opts,
                   size_t* end_offset) {
   Machine m(data, file, where, persistent_load, opts);
-  ValuePtr root = m.run(end_offset);
-  check_tree(root, file, where);
-  return root;
+  try {
+    ValuePtr root = m.run(end_offset);
+    check_tree(root, file, where);
+    return root;
+  } catch (...) {
+    m.break_cycles();
+    throw;
+  }
 }
 
 }  // namespace optforge
