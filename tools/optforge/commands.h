@@ -14,5 +14,6 @@ void register_generate(CLI::App& app);
 void register_score(CLI::App& app);
 void register_consolidate(CLI::App& app);
 void register_reshard(CLI::App& app);
+void register_serve(CLI::App& app);
 
 }  // namespace optforge::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   optforge::cli::register_score(app);
   optforge::cli::register_consolidate(app);
   optforge::cli::register_reshard(app);
+  optforge::cli::register_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,311 @@
+#include "serve/scheduler.h"
+
+#include <algorithm>
+
+#include "serve/api_error.h"
+#include "util/error.h"
+
+namespace optforge::serve {
+namespace {
+
+double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+Scheduler::Scheduler(OptModel& model, Tokenizer tokenizer, SchedulerOptions options, Metrics& metrics)
+    : model_(model), tok_(std::move(tokenizer)), opt_(options), metrics_(metrics),
+      context_(model.config().max_positions), vocab_(model.config().vocab),
+      // Every slot can hold a full context; pages are only touched as tokens are written, so the
+      // resident size follows what admission lets the batch use.
+      cache_(model.make_cache(std::max<int64_t>(1, options.max_batch), model.config().max_positions)) {
+  if (opt_.max_batch < 1) throw Error("--max-batch must be at least 1");
+  if (opt_.kv_cache_tokens <= 0) opt_.kv_cache_tokens = opt_.max_batch * context_;
+  for (int64_t s = opt_.max_batch - 1; s >= 0; --s) free_slots_.push_back(s);
+  publish_gauges();
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() { shutdown(std::chrono::milliseconds(0)); }
+
+int64_t Scheduler::budget_for(const JobSpec& spec) const {
+  return std::max<int64_t>(0, std::min(spec.opts.max_tokens, context_ - int64_t(spec.prompt.size())));
+}
+
+void Scheduler::submit(const std::shared_ptr<Job>& job) {
+  const JobSpec& s = job->spec;
+  const int64_t P = int64_t(s.prompt.size());
+  if (P == 0) throw bad_request("the prompt is empty", "prompt");
+  if (P > context_)
+    throw bad_request("the prompt has " + std::to_string(P) + " tokens; this model's maximum context length is " +
+                          std::to_string(context_) + " tokens",
+                      "prompt");
+  if (s.opts.n > opt_.max_batch)
+    throw bad_request("n = " + std::to_string(s.opts.n) + " is more than the server's batch size (" +
+                          std::to_string(opt_.max_batch) + ")",
+                      "n");
+  const int64_t need = s.opts.n * (P + budget_for(s));
+  if (need > opt_.kv_cache_tokens)
+    throw bad_request("the request needs " + std::to_string(need) + " KV cache tokens (n x (prompt + max_tokens)); the server's budget is " +
+                      std::to_string(opt_.kv_cache_tokens));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (draining_ || abort_) throw ApiError(503, "the server is shutting down");
+    if (int64_t(queue_.size()) >= opt_.max_queue)
+      throw ApiError(429, "the server is busy: " + std::to_string(queue_.size()) + " requests are waiting");
+    queue_.push_back(job);
+  }
+  cv_.notify_all();
+}
+
+void Scheduler::cancel(const std::shared_ptr<Job>& job) {
+  job->cancelled.store(true);
+  cv_.notify_all();
+}
+
+void Scheduler::shutdown(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    draining_ = true;
+  }
+  const auto deadline = Clock::now() + grace;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (queue_.empty() && running_count_.load() == 0) break;
+    }
+    if (Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    abort_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Scheduler::loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return abort_ || !queue_.empty() || !running_.empty(); });
+      if (abort_) {
+        for (auto& job : queue_) {
+          JobEvent e{JobEvent::Kind::Error};
+          e.index = job->spec.index, e.status = 503, e.text = "the server is shutting down";
+          job->sink->push(std::move(e));
+        }
+        queue_.clear();
+        lock.unlock();
+        for (Running& r : running_) fail(r, 503, "the server is shutting down");
+        sweep();
+        publish_gauges();
+        return;
+      }
+      admit_locked();
+    }
+    drop_cancelled();
+    sweep();
+    publish_gauges();  // admissions show in /metrics before their first token goes out
+    try {
+      step();
+    } catch (const std::exception& e) {
+      // The model refused the step (it should not: requests are validated). Fail the whole
+      // batch rather than the process.
+      for (Running& r : running_) fail(r, 500, std::string("the model failed: ") + e.what());
+    }
+    sweep();
+    publish_gauges();
+  }
+}
+
+void Scheduler::admit_locked() {
+  while (!queue_.empty()) {
+    std::shared_ptr<Job> job = queue_.front();
+    if (job->cancelled.load()) {
+      queue_.pop_front();
+      for (int64_t i = 0; i < job->spec.opts.n; ++i) metrics_.count_finished("cancelled");
+      continue;
+    }
+    const JobSpec& s = job->spec;
+    Running r;
+    r.job = job;
+    r.budget = budget_for(s);
+    r.reserve_per_sample = int64_t(s.prompt.size()) + r.budget;
+    if (int64_t(free_slots_.size()) < s.opts.n || kv_used_ + s.opts.n * r.reserve_per_sample > opt_.kv_cache_tokens)
+      break;  // the head waits for room; nothing overtakes it
+    queue_.pop_front();
+    kv_used_ += s.opts.n * r.reserve_per_sample;
+    for (int64_t i = 0; i < s.opts.n; ++i) {
+      Sample smp;
+      smp.slot = free_slots_.back();
+      free_slots_.pop_back();
+      cache_.clear(smp.slot);
+      smp.dec = std::make_unique<SampleDecoder>(job->spec, i, r.budget, tok_);
+      r.samples.push_back(std::move(smp));
+    }
+    running_.push_back(std::move(r));
+    running_count_.store(int64_t(running_.size()));
+  }
+}
+
+void Scheduler::drop_cancelled() {
+  for (Running& r : running_)
+    if (r.job->cancelled.load())
+      for (Sample& s : r.samples)
+        if (!s.done) finish_sample(r, s, "cancelled", {});
+}
+
+// Ends one sample: its final text goes out, its slot and KV reservation come back, and the job
+// leaves the batch once its last sample is done.
+void Scheduler::finish_sample(Running& r, Sample& s, const std::string& reason, std::string text) {
+  s.done = true;
+  metrics_.count_finished(reason);
+  if (reason != "cancelled" && reason != "error") {
+    JobEvent e{JobEvent::Kind::Finish};
+    e.index = r.job->spec.index;
+    e.sample = int64_t(&s - r.samples.data());
+    e.text = std::move(text);
+    e.finish_reason = reason;
+    r.job->sink->push(std::move(e));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  cache_.clear(s.slot);
+  free_slots_.push_back(s.slot);
+  kv_used_ -= r.reserve_per_sample;
+}
+
+// Jobs whose samples are all done leave the batch (only here, so no reference dangles mid-step).
+void Scheduler::sweep() {
+  running_.remove_if([](const Running& r) {
+    return std::all_of(r.samples.begin(), r.samples.end(), [](const Sample& x) { return x.done; });
+  });
+  running_count_.store(int64_t(running_.size()));
+}
+
+void Scheduler::fail(Running& r, int status, const std::string& message) {
+  JobEvent e{JobEvent::Kind::Error};
+  e.index = r.job->spec.index, e.status = status, e.text = message;
+  r.job->sink->push(std::move(e));
+  for (Sample& s : r.samples)
+    if (!s.done) finish_sample(r, s, "error", {});
+}
+
+void Scheduler::step() {
+  const auto t0 = Clock::now();
+  std::vector<SeqTokens> batch;
+  std::vector<std::pair<Running*, int64_t>> owner;  // per batch row: job, sample (-1: its prefill)
+  std::vector<Running*> ready;  // jobs finished without a forward step
+  for (Running& r : running_) {
+    if (!r.prefilled) {
+      const JobSpec& s = r.job->spec;
+      if (s.opts.echo) {
+        prefill_with_prompt_logprobs(r);  // needs every position's logits: its own forward
+        continue;
+      }
+      if (r.budget == 0 && s.next_logprobs == 0) {
+        ready.push_back(&r);
+        continue;
+      }
+      batch.push_back({r.samples[0].slot, s.prompt, {}});
+      owner.emplace_back(&r, -1);
+      continue;
+    }
+    for (size_t i = 0; i < r.samples.size(); ++i)
+      if (!r.samples[i].done) {
+        batch.push_back({r.samples[i].slot, {r.samples[i].dec->last_token()}, {}});
+        owner.emplace_back(&r, int64_t(i));
+      }
+  }
+  for (Running* r : ready) {
+    r->prefilled = true;
+    for (Sample& s : r->samples) finish_sample(*r, s, "length", {});
+  }
+  if (batch.empty()) return;
+
+  int64_t rows = 0;
+  for (const SeqTokens& b : batch) rows += int64_t(b.tokens.size());
+  const std::vector<float> logits = model_.forward(cache_, batch, OptModel::Logits::Last);
+  // One row per batch entry, in batch order.
+  for (size_t row = 0; row < owner.size(); ++row) {
+    auto [r, i] = owner[row];
+    const float* l = logits.data() + row * size_t(vocab_);
+    if (i < 0) after_prefill(*r, l);
+    else advance(*r, r->samples[size_t(i)], l);
+  }
+  metrics_.observe_step(int64_t(batch.size()), rows, seconds(Clock::now() - t0));
+}
+
+void Scheduler::prefill_with_prompt_logprobs(Running& r) {
+  const JobSpec& s = r.job->spec;
+  const std::vector<float> logits = model_.forward(cache_, {{r.samples[0].slot, s.prompt, {}}}, OptModel::Logits::All);
+  const size_t V = size_t(vocab_);
+  JobEvent e{JobEvent::Kind::Prompt};
+  e.index = s.index;
+  e.tokens.push_back({s.prompt[0], std::nullopt, {}});  // nothing predicts the first token
+  for (size_t i = 1; i < s.prompt.size(); ++i) {
+    const std::vector<float> lp = log_softmax(&logits[(i - 1) * V], vocab_);
+    e.tokens.push_back({s.prompt[i], lp[size_t(s.prompt[i])], top_logprobs(lp, s.opts.top_logprobs)});
+  }
+  r.job->sink->push(std::move(e));
+  after_prefill(r, logits.data() + (s.prompt.size() - 1) * V);
+}
+
+// The prompt is in sample 0's slot: copy it to the other samples, which all start from the
+// prompt's last logits (generate() does the same, so n samples match `generate --n`).
+void Scheduler::after_prefill(Running& r, const float* last) {
+  const JobSpec& s = r.job->spec;
+  r.prefilled = true;
+  metrics_.add_prompt_tokens(int64_t(s.prompt.size()));
+  if (s.next_logprobs > 0) {
+    JobEvent e{JobEvent::Kind::NextLogprobs};
+    e.index = s.index;
+    e.next = top_logprobs(log_softmax(last, vocab_), s.next_logprobs);
+    r.job->sink->push(std::move(e));
+  }
+  for (size_t i = 1; i < r.samples.size(); ++i) cache_.copy_sequence(r.samples[0].slot, r.samples[i].slot);
+  for (Sample& smp : r.samples) {
+    if (r.budget == 0) finish_sample(r, smp, "length", {});
+    else advance(r, smp, last);
+  }
+}
+
+void Scheduler::advance(Running& r, Sample& s, const float* logits) {
+  const auto now = Clock::now();
+  SampleDecoder::Step st = s.dec->next(std::vector<float>(logits, logits + vocab_));
+  if (st.token) {
+    metrics_.add_generated_tokens(1);
+    if (!r.first_token_seen) {
+      r.first_token_seen = true;
+      metrics_.observe_ttft(seconds(now - r.job->submitted));
+    }
+    if (s.dec->generated() > 1) metrics_.observe_token_latency(seconds(now - s.last_token));
+    s.last_token = now;
+    JobEvent e{JobEvent::Kind::Token};
+    e.index = r.job->spec.index;
+    e.sample = int64_t(&s - r.samples.data());
+    e.tokens.push_back(std::move(*st.token));
+    e.text = std::move(st.text);
+    r.job->sink->push(std::move(e));
+  }
+  if (s.dec->finished()) finish_sample(r, s, s.dec->finish_reason(), s.dec->rest());
+}
+
+void Scheduler::publish_gauges() {
+  SchedulerGauges g;
+  int64_t seqs = 0;
+  for (const Running& r : running_)
+    for (const Sample& s : r.samples) seqs += s.done ? 0 : 1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    g.queued = int64_t(queue_.size());
+    g.kv_tokens_used = kv_used_;
+  }
+  g.running_requests = int64_t(running_.size());
+  g.running_sequences = seqs;
+  g.kv_tokens_capacity = opt_.kv_cache_tokens;
+  g.max_batch = opt_.max_batch;
+  metrics_.set_scheduler(g);
+}
+
+}  // namespace optforge::serve

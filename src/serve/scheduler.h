@@ -1,0 +1,105 @@
+// Continuous (iteration-level) batching over one model and one KV cache. A single thread runs
+// the model: each iteration it drops cancelled jobs, admits waiting jobs in FIFO order while
+// batch slots and the KV-cache token budget allow, then runs ONE forward step holding every new
+// prompt (prefill) and every running sample's last token (decode), and samples each row. A job
+// joins the batch at the next step after it arrives and leaves the step after it finishes; a
+// cancelled job (its client went away) gives its slots back at the next iteration.
+//
+// Memory: the cache has --max-batch sequences of the model's full context. Admission reserves
+// prompt + max_tokens per sample against --kv-cache-tokens, so the budget bounds what the
+// running batch can ever write. The head of the queue waits until it fits (no overtaking: FIFO).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "model/opt.h"
+#include "serve/job.h"
+#include "serve/metrics.h"
+#include "serve/sample_decoder.h"
+#include "tokenizer/bpe.h"
+
+namespace optforge::serve {
+
+struct SchedulerOptions {
+  int64_t max_batch = 32;        // samples decoded together (cache sequences)
+  int64_t kv_cache_tokens = 0;   // admission budget in tokens; 0: max_batch x context
+  int64_t max_queue = 1024;      // waiting jobs beyond this are refused (429)
+};
+
+class Scheduler {
+ public:
+  Scheduler(OptModel& model, Tokenizer tokenizer, SchedulerOptions options, Metrics& metrics);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  int64_t context() const { return context_; }
+  int64_t max_batch() const { return opt_.max_batch; }
+  int64_t kv_budget() const { return opt_.kv_cache_tokens; }
+
+  // Queues the job, or throws ApiError: 400 when it could never run (prompt longer than the
+  // context, n above --max-batch, more KV tokens than the budget), 429 when the queue is full,
+  // 503 while shutting down.
+  void submit(const std::shared_ptr<Job>& job);
+  // Marks the job cancelled and wakes the scheduler; its slots are free after the next step.
+  void cancel(const std::shared_ptr<Job>& job);
+  // Stops admitting new submissions, lets queued and running jobs finish for up to `grace`,
+  // then ends the rest with an Error event (503) and stops the thread.
+  void shutdown(std::chrono::milliseconds grace);
+
+ private:
+  struct Sample {
+    int64_t slot = -1;
+    std::unique_ptr<SampleDecoder> dec;
+    std::chrono::steady_clock::time_point last_token;
+    bool done = false;
+  };
+  struct Running {
+    std::shared_ptr<Job> job;
+    int64_t budget = 0, reserve_per_sample = 0;
+    bool prefilled = false, first_token_seen = false;
+    std::vector<Sample> samples;
+  };
+  using Clock = std::chrono::steady_clock;
+
+  void loop();
+  void admit_locked();
+  void drop_cancelled();
+  void sweep();
+  void step();
+  void prefill_with_prompt_logprobs(Running& r);
+  void after_prefill(Running& r, const float* last_logits);
+  void advance(Running& r, Sample& s, const float* logits);
+  void finish_sample(Running& r, Sample& s, const std::string& reason, std::string text);
+  void fail(Running& r, int status, const std::string& message);
+  void publish_gauges();
+  int64_t budget_for(const JobSpec& spec) const;
+
+  OptModel& model_;
+  Tokenizer tok_;
+  SchedulerOptions opt_;
+  Metrics& metrics_;
+  int64_t context_ = 0, vocab_ = 0;
+  KvCache cache_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Job>> queue_;  // guarded by mu_
+  bool draining_ = false, abort_ = false;   // guarded by mu_
+  std::vector<int64_t> free_slots_;         // guarded by mu_ (admission runs under it)
+  int64_t kv_used_ = 0;                     // guarded by mu_
+  std::list<Running> running_;              // scheduler thread only (admission adds under mu_)
+  std::atomic<int64_t> running_count_{0};   // running_.size(), for shutdown's wait
+  std::thread thread_;
+};
+
+}  // namespace optforge::serve

@@ -1,0 +1,144 @@
+// optforge serve MODEL: the completions server (OpenAI- and alpa-compatible HTTP API, a web
+// page, Prometheus metrics) with continuous batching on the CPU. SIGTERM or SIGINT shut it down
+// gracefully: stop accepting, let running requests finish (up to --shutdown-grace), exit 0.
+// --once PROMPT starts the same server on a free loopback port, sends one greedy completion
+// through it over HTTP, prints the text and exits (a smoke test of the whole stack).
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "model/runtime.h"
+#include "serve/http_client.h"
+#include "serve/http_server.h"
+#include "serve/server_app.h"
+#include "tokenizer/bpe.h"
+#include "util/error.h"
+#include "util/human.h"
+
+namespace optforge::cli {
+namespace {
+
+struct Options {
+  std::string model, host = "127.0.0.1", api_key, model_name, tokenizer_dir, once;
+  int port = 8080, threads = 0;
+  int64_t heads = 0, max_batch = 32, kv_cache_tokens = 0, max_tokens_limit = 0, max_body_bytes = 1 << 20,
+          max_connections = 64, max_queue = 1024, once_max_tokens = 32;
+  double shutdown_grace = 10;
+};
+
+std::string default_model_name(const std::string& path) {
+  std::filesystem::path p(path);
+  while (!p.empty() && p.filename().empty()) p = p.parent_path();  // "dir/" -> "dir"
+  return std::filesystem::is_directory(p) ? p.filename().string() : p.stem().string();
+}
+
+int once(const Options& o, serve::HttpServer& server, const serve::ApiContext& ctx) {
+  const nlohmann::json req = {{"model", ctx.model_id}, {"prompt", o.once}, {"max_tokens", o.once_max_tokens}, {"temperature", 0}};
+  serve::HttpHeaders headers = {{"Content-Type", "application/json"}};
+  if (!o.api_key.empty()) headers.emplace_back("Authorization", "Bearer " + o.api_key);
+  const auto r = serve::http_request("127.0.0.1", server.port(), "POST", "/v1/completions", req.dump(), headers, 600000);
+  const auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (r.status != 200 || j.is_discarded()) {
+    std::fprintf(stderr, "optforge serve --once: HTTP %d: %s\n", r.status, r.body.c_str());
+    return 1;
+  }
+  std::printf("%s%s\n", o.once.c_str(), j["choices"][0]["text"].get<std::string>().c_str());
+  return 0;
+}
+
+void run(const Options& o) {
+  // Every thread started from here on inherits this mask, so SIGTERM and SIGINT stay pending
+  // for the sigwait below instead of killing the process mid-request.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const Tokenizer tok = o.tokenizer_dir.empty() ? Tokenizer::builtin() : Tokenizer::load(o.tokenizer_dir);
+  auto rt = open_model(o.model, o.threads, o.heads);
+  const OptConfig& cfg = rt->model->config();
+  serve::Metrics metrics;
+  serve::SchedulerOptions so;
+  so.max_batch = o.max_batch;
+  so.kv_cache_tokens = o.kv_cache_tokens;
+  so.max_queue = o.max_queue;
+  serve::Scheduler scheduler(*rt->model, tok, so, metrics);
+
+  serve::ApiContext ctx;
+  ctx.tok = &tok;
+  ctx.model_id = o.model_name.empty() ? default_model_name(o.model) : o.model_name;
+  ctx.vocab = cfg.vocab;
+  ctx.context = cfg.max_positions;
+  ctx.max_tokens_limit = o.max_tokens_limit > 0 ? o.max_tokens_limit : cfg.max_positions;
+  ctx.max_n = o.max_batch;
+  serve::ServeApp app(scheduler, metrics, ctx, o.api_key);
+
+  serve::HttpServerOptions ho;
+  ho.host = o.once.empty() ? o.host : "127.0.0.1";
+  ho.port = o.once.empty() ? o.port : 0;
+  ho.max_connections = o.max_connections;
+  ho.max_body_bytes = o.max_body_bytes;
+  serve::HttpServer server(
+      ho, [&app](const serve::HttpRequest& r, serve::HttpExchange& ex) { app.handle(r, ex); },
+      [&app](int status, const std::string& m) { return app.error_page(status, m); });
+  app.attach(&server);
+  server.start();
+
+  int rc = 0;
+  if (!o.once.empty()) {
+    rc = once(o, server, ctx);
+  } else {
+    const uint64_t kv_bytes = uint64_t(scheduler.kv_budget()) * uint64_t(2 * cfg.layers * cfg.embed_dim) * 4;
+    std::fprintf(stderr, "optforge serve: %s (%s, %lld parameters) on %s; batch %lld, KV budget %lld tokens (%s)\n",
+                 ctx.model_id.c_str(), o.model.c_str(), static_cast<long long>(cfg.parameter_count()),
+                 rt->backend->name().c_str(), static_cast<long long>(scheduler.max_batch()),
+                 static_cast<long long>(scheduler.kv_budget()), human_bytes(kv_bytes).c_str());
+    std::printf("optforge serve: listening on http://%s:%d/ (web page; OpenAI API under /v1)\n",
+                o.host.find(':') != std::string::npos ? ("[" + o.host + "]").c_str() : o.host.c_str(), server.port());
+    std::fflush(stdout);
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::fprintf(stderr, "optforge serve: %s: shutting down (finishing running requests, at most %.0f s)\n",
+                 sig == SIGTERM ? "SIGTERM" : "SIGINT", o.shutdown_grace);
+  }
+  app.begin_shutdown();
+  server.stop_accepting();
+  scheduler.shutdown(std::chrono::milliseconds(int64_t(o.shutdown_grace * 1000)));
+  server.wait_connections(std::chrono::seconds(2));  // let handlers send their last bytes
+  server.stop();
+  if (rc != 0) throw Error("the --once request failed");
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("serve", "Serve an OPT checkpoint over HTTP (OpenAI and alpa APIs, web page, metrics)");
+  cmd->add_option("model", o->model, "Checkpoint file (.pt, .bin, .safetensors) or Hugging Face directory")->required();
+  cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", o->port, "Port to listen on (0: any free port, printed at start)")->capture_default_str();
+  cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (or alpa's api_key field)");
+  cmd->add_option("--model-name", o->model_name, "Model id for the API (default: the checkpoint's file name)");
+  cmd->add_option("--max-batch", o->max_batch, "Sequences decoded together (continuous batching slots)")->capture_default_str();
+  cmd->add_option("--kv-cache-tokens", o->kv_cache_tokens, "KV cache budget in tokens (default: max-batch x context)");
+  cmd->add_option("--max-tokens-limit", o->max_tokens_limit, "Largest max_tokens a request may ask for (default: the context)");
+  cmd->add_option("--max-body-bytes", o->max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
+  cmd->add_option("--max-connections", o->max_connections, "Concurrent connections (429 beyond)")->capture_default_str();
+  cmd->add_option("--max-queue", o->max_queue, "Prompts waiting for a batch slot (429 beyond)")->capture_default_str();
+  cmd->add_option("--shutdown-grace", o->shutdown_grace, "Seconds running requests may take to finish on SIGTERM")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "CPU threads for the model (default: all)");
+  cmd->add_option("--heads", o->heads, "Attention heads, if the checkpoint does not record them");
+  cmd->add_option("--tokenizer", o->tokenizer_dir, "Directory with vocab.json and merges.txt (default: built-in)")
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--once", o->once, "Serve on a free loopback port, send this prompt through HTTP, print the greedy completion, exit");
+  cmd->add_option("--once-max-tokens", o->once_max_tokens, "max_tokens for --once")->capture_default_str();
+  cmd->callback([o] { run(*o); });
+}
+
+}  // namespace optforge::cli
