@@ -23,7 +23,8 @@ echo "== 3. consolidate (unflatten FSDP, glue Megatron parts)"
 $bin consolidate "$out/sharded" -o "$out/restored.pt"
 echo "== 4. convert to a Hugging Face folder"
 $bin convert "$out/restored.pt" -o "$out/hf" --to hf
-$bin inspect "$out/hf" | head -n 1
+info=$($bin inspect "$out/hf")
+echo "${info%%$'\n'*}"
 echo "== 5. generate (random weights: the words are random too)"
 $bin generate "$out/hf" --prompt "The capital of France is" --max-tokens 16 --temperature 0
 echo
