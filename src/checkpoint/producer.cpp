@@ -249,7 +249,12 @@ std::shared_ptr<Storage> storage_of(ProducerPtr p, DType dtype) {
   auto s = std::make_shared<Storage>();
   s->dtype = dtype;
   s->nbytes = p->size();
-  s->generate = [p](uint64_t off, uint8_t* dst, size_t n) { p->read(off, dst, n); };
+  // Writers outside the group writer (convert, the model loader) stream a storage front to back:
+  // drop the input pages behind each piece once read, so RSS stays bounded there too.
+  s->generate = [p](uint64_t off, uint8_t* dst, size_t n) {
+    p->read(off, dst, n);
+    p->release(off, n);
+  };
   return s;
 }
 
