@@ -11,6 +11,8 @@ import sys
 
 import torch
 
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # keep the bench's table readable
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
 
 
