@@ -16,8 +16,18 @@ GeneratedToken make_token(int32_t id, const std::vector<float>& logprobs, int64_
   return {id, logprobs[size_t(id)], top_logprobs(logprobs, top)};
 }
 
-// Bytes at the end of `s` that may still change or grow into something: an unfinished UTF-8
-// character (or a replacement character a decoder put in its place), or a prefix of a stop.
+
+struct Sample {
+  std::vector<int32_t> history;  // prompt + generated, for the repetition penalty
+  std::vector<int32_t> ids;      // generated
+  Rng rng;
+  Completion out;
+  size_t emitted = 0;  // bytes of text already handed to on_text
+  bool done = false;
+};
+
+}  // namespace
+
 size_t unstable_tail(const std::string& s, const std::vector<std::string>& stops) {
   size_t hold = 0;
   for (const std::string& st : stops)
@@ -38,17 +48,6 @@ size_t unstable_tail(const std::string& s, const std::vector<std::string>& stops
   if (s.size() >= 3 && s.compare(s.size() - 3, 3, kReplacement) == 0) hold = std::max<size_t>(hold, 3);
   return hold;
 }
-
-struct Sample {
-  std::vector<int32_t> history;  // prompt + generated, for the repetition penalty
-  std::vector<int32_t> ids;      // generated
-  Rng rng;
-  Completion out;
-  size_t emitted = 0;  // bytes of text already handed to on_text
-  bool done = false;
-};
-
-}  // namespace
 
 std::vector<Completion> generate(OptModel& model, const std::vector<int32_t>& prompt, const GenerateOptions& opts,
                                  const Detokenize& detokenize, const GenerateCallbacks& cb, GenerateStats* stats) {

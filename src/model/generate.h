@@ -56,6 +56,11 @@ struct GenerateCallbacks {
   std::function<void(int64_t sample, const std::vector<float>& logits)> on_logits;
 };
 
+// Bytes at the end of generated text that may still change or grow into something: an
+// unfinished UTF-8 character (or the replacement character a decoder put in its place), or a
+// prefix of a stop sequence. Streaming holds them back (generate here, and the server).
+size_t unstable_tail(const std::string& s, const std::vector<std::string>& stops);
+
 std::vector<Completion> generate(OptModel& model, const std::vector<int32_t>& prompt, const GenerateOptions& opts,
                                  const Detokenize& detokenize = {}, const GenerateCallbacks& callbacks = {},
                                  GenerateStats* stats = nullptr);

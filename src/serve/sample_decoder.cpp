@@ -6,26 +6,6 @@
 
 namespace optforge::serve {
 
-size_t unstable_tail(const std::string& s, const std::vector<std::string>& stops) {
-  size_t hold = 0;
-  for (const std::string& st : stops)
-    for (size_t k = std::min(st.size() - 1, s.size()); k > hold; --k)
-      if (s.compare(s.size() - k, k, st, 0, k) == 0) {
-        hold = k;
-        break;
-      }
-  size_t i = s.size(), back = 0;
-  while (i > 0 && back < 4 && (uint8_t(s[i - 1]) & 0xC0) == 0x80) --i, ++back;
-  if (i > 0) {
-    const uint8_t lead = uint8_t(s[i - 1]);
-    const size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
-    if (need > back + 1) hold = std::max(hold, back + 1);
-  }
-  static const std::string kReplacement = "\xEF\xBF\xBD";
-  if (s.size() >= 3 && s.compare(s.size() - 3, 3, kReplacement) == 0) hold = std::max<size_t>(hold, 3);
-  return hold;
-}
-
 SampleDecoder::SampleDecoder(const JobSpec& spec, int64_t sample, int64_t budget, const Tokenizer& tok)
     // Sample i's generator is seeded as generate() seeds it, so seeds reproduce across both.
     : spec_(spec), tok_(tok), budget_(budget), rng_(spec.opts.sampling.seed + uint64_t(sample) * 0x9E3779B97F4A7C15ull),

@@ -52,8 +52,7 @@ class SampleDecoder {
   std::string finish_reason_ = "length";
 };
 
-// Bytes at the end of `s` that may still change: a prefix of a stop sequence, or an unfinished
-// UTF-8 character (or the U+FFFD a decoder put in its place).
-size_t unstable_tail(const std::string& s, const std::vector<std::string>& stops);
+// Text held back while streaming: the one rule generate() uses (model/generate.h).
+using optforge::unstable_tail;
 
 }  // namespace optforge::serve
