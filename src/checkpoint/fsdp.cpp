@@ -13,11 +13,6 @@ namespace {
 
 using Kind = Value::Kind;
 
-uint64_t numel_of(const Shape& s) {
-  uint64_t n = 1;
-  for (auto d : s) n *= uint64_t(d);
-  return n;
-}
 
 std::string shape_str(const Shape& s) {
   std::string out = "(";

@@ -12,11 +12,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-uint64_t numel_of(const Shape& s) {
-  uint64_t n = 1;
-  for (auto d : s) n *= uint64_t(d);
-  return n;
-}
 
 ValuePtr int_list(const std::vector<uint64_t>& v) {
   auto l = Value::list();

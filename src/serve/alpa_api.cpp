@@ -26,15 +26,20 @@ std::string uuid4() {
   return s;
 }
 
-CompletionRequest parse_alpa_completion(const json& body, const ApiContext& ctx) {
-  Fields f(body);
-  CompletionRequest r;
+// alpa's prompt field: a string, a list of strings or token ids; newlines normalised as alpa does.
+static std::vector<std::vector<int32_t>> alpa_prompts(Fields& f, const ApiContext& ctx) {
   const json* p = f.raw("prompt");
   if (!p) throw bad_request("The prompt must be nonempty.", "prompt");
   PromptLimits lim;
   lim.vocab = ctx.vocab;
   lim.normalize_newlines = true;
-  r.prompts = parse_prompts(*p, *ctx.tok, lim);
+  return parse_prompts(*p, *ctx.tok, lim);
+}
+
+CompletionRequest parse_alpa_completion(const json& body, const ApiContext& ctx) {
+  Fields f(body);
+  CompletionRequest r;
+  r.prompts = alpa_prompts(f, ctx);
   size_t longest = 0;
   for (const auto& q : r.prompts) longest = std::max(longest, q.size());
   if (int64_t(longest) > ctx.context)
@@ -73,12 +78,7 @@ CompletionRequest parse_alpa_completion(const json& body, const ApiContext& ctx)
 AlpaLogprobsRequest parse_alpa_logprobs(const json& body, const ApiContext& ctx, int64_t max_prompts) {
   Fields f(body);
   AlpaLogprobsRequest r;
-  const json* p = f.raw("prompt");
-  if (!p) throw bad_request("The prompt must be nonempty.", "prompt");
-  PromptLimits lim;
-  lim.vocab = ctx.vocab;
-  lim.normalize_newlines = true;
-  r.prompts = parse_prompts(*p, *ctx.tok, lim);
+  r.prompts = alpa_prompts(f, ctx);
   if (int64_t(r.prompts.size()) > max_prompts)
     throw bad_request("at most " + std::to_string(max_prompts) + " prompts per logprobs request (the batch size)", "prompt");
   for (const auto& q : r.prompts) {

@@ -39,6 +39,13 @@ struct Storage {
 
 using Shape = std::vector<int64_t>;
 
+// Elements of a tensor of this shape (1 for a 0-d shape).
+inline uint64_t numel_of(const Shape& s) {
+  uint64_t n = 1;
+  for (auto d : s) n *= uint64_t(d);
+  return n;
+}
+
 struct Tensor {
   DType dtype = DType::F32;
   Shape shape;
