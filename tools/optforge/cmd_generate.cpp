@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "model_options.h"
 #include "model/generate.h"
 #include "model/runtime.h"
 #include "tokenizer/bpe.h"
@@ -130,7 +131,7 @@ void run(const Options& o) {
 void register_generate(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("generate", "Generate text with an OPT checkpoint on the CPU");
-  cmd->add_option("model", o->model, "Checkpoint file (.pt, .bin, .safetensors) or Hugging Face directory")->required();
+  add_model_argument(cmd, o->model);
   cmd->add_option("--prompt", o->prompt, "Prompt text (encoded with </s> first, as OPT was trained)");
   cmd->add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids, used as given: \"2,31414,232\"");
   cmd->add_option("--max-tokens", o->max_tokens, "Tokens to generate at most")->capture_default_str();
@@ -147,8 +148,7 @@ void register_generate(CLI::App& app) {
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep going past </s>");
   cmd->add_option("--tokenizer", o->tokenizer_dir, "Directory with vocab.json and merges.txt (default: built-in)")
       ->check(CLI::ExistingDirectory);
-  cmd->add_option("--threads", o->threads, "CPU threads (default: all)");
-  cmd->add_option("--heads", o->heads, "Attention heads, if the checkpoint does not record them");
+  add_runtime_options(cmd, o->threads, o->heads);
   cmd->callback([o] { run(*o); });
 }
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "model_options.h"
 #include "io/atomic_file.h"
 #include "model/runtime.h"
 #include "model/sampling.h"
@@ -154,14 +155,13 @@ void run(const Options& o) {
 void register_score(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("score", "Per-token logprobs and perplexity of a text under an OPT checkpoint");
-  cmd->add_option("model", o->model, "Checkpoint file (.pt, .bin, .safetensors) or Hugging Face directory")->required();
+  add_model_argument(cmd, o->model);
   cmd->add_option("file", o->file, "Text file to score ('-' for stdin)")->required();
   cmd->add_flag("--json", o->json, "One JSON object per sequence");
   cmd->add_flag("--ids", o->ids, "FILE holds token ids: a JSON array per line, scored as one batch");
   cmd->add_option("--tokenizer", o->tokenizer_dir, "Directory with vocab.json and merges.txt (default: built-in)")
       ->check(CLI::ExistingDirectory);
-  cmd->add_option("--threads", o->threads, "CPU threads (default: all)");
-  cmd->add_option("--heads", o->heads, "Attention heads, if the checkpoint does not record them");
+  add_runtime_options(cmd, o->threads, o->heads);
   // For checking the engine against references; hidden from --help.
   cmd->add_option("--dump-logits", o->dump_logits, "Write every position's logits [B, T, V] as .npy")->group("");
   cmd->add_option("--prefill", o->prefill, "Run the first N tokens at once, then one per step (KV cache)")->group("");

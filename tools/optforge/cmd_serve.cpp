@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "model_options.h"
 #include "model/runtime.h"
 #include "serve/http_client.h"
 #include "serve/http_server.h"
@@ -120,7 +121,7 @@ void run(const Options& o) {
 void register_serve(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("serve", "Serve an OPT checkpoint over HTTP (OpenAI and alpa APIs, web page, metrics)");
-  cmd->add_option("model", o->model, "Checkpoint file (.pt, .bin, .safetensors) or Hugging Face directory")->required();
+  add_model_argument(cmd, o->model);
   cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "Port to listen on (0: any free port, printed at start)")->capture_default_str();
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (or alpa's api_key field)");
@@ -132,8 +133,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--max-connections", o->max_connections, "Concurrent connections (429 beyond)")->capture_default_str();
   cmd->add_option("--max-queue", o->max_queue, "Prompts waiting for a batch slot (429 beyond)")->capture_default_str();
   cmd->add_option("--shutdown-grace", o->shutdown_grace, "Seconds running requests may take to finish on SIGTERM")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "CPU threads for the model (default: all)");
-  cmd->add_option("--heads", o->heads, "Attention heads, if the checkpoint does not record them");
+  add_runtime_options(cmd, o->threads, o->heads);
   cmd->add_option("--tokenizer", o->tokenizer_dir, "Directory with vocab.json and merges.txt (default: built-in)")
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--once", o->once, "Serve on a free loopback port, send this prompt through HTTP, print the greedy completion, exit");
