@@ -3,7 +3,7 @@
   inference_ref.py floor THREADS                      copy bandwidth and f32 GEMM peak, as JSON
   inference_ref.py torch MODEL.pt DTYPE THREADS PROMPT DECODE
       transformers' OPTForCausalLM on an optforge demo-model checkpoint (metaseq names, renamed
-      as in docs checkpoint-formats.md section 9): prompt tokens/s for a PROMPT-token prefill and
+      as in docs/spec-checkpoints.md §Hugging Face layout): prompt tokens/s for a PROMPT-token prefill and
       decode tokens/s at batch 1 and 8 (DECODE greedy steps through past_key_values), as JSON.
 """
 import json

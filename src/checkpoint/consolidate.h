@@ -1,6 +1,6 @@
 // consolidate: a sharded metaseq checkpoint (MP parts x FSDP shards, released flat files, or
 // unflattened part files) into one singleton file whose `model` dict is metaseq's restored.pt
-// (section 7 of checkpoint-formats.md): the same keys in the same order, qkv split into
+// (docs/spec-checkpoints.md §restored.pt order): the same keys in the same order, qkv split into
 // k_proj/v_proj/q_proj, decoder.version last, no output_projection; cfg with
 // model_parallel_size 1; the other top-level keys of part 0 / shard 0 (shard_metadata and the
 // optimizer state dropped). Or, with no_stitch, one unflattened file per model part (fairscale's
@@ -23,7 +23,7 @@ struct ConsolidateOptions {
 
 Plan plan_consolidate(const ConsolidateOptions& o);
 
-// metaseq restored.pt order of a glued singleton's keys (section 7).
+// metaseq restored.pt order of a glued singleton's keys (docs/spec-checkpoints.md §restored.pt order).
 std::vector<size_t> restored_order(const std::vector<std::string>& names);
 
 }  // namespace optforge::ckpt

@@ -1,5 +1,5 @@
-// FSDP flat parameters (fairscale FlattenParamsWrapper + FullyShardedDataParallel; sections 4, 5
-// and 8 of checkpoint-formats.md): reading one model part, whatever form it is in, as a list of
+// FSDP flat parameters (fairscale FlattenParamsWrapper + FullyShardedDataParallel; docs/spec-checkpoints.md
+// §FSDP flattening, §Consolidating FSDP shards): reading one model part, whatever form it is in, as a list of
 // named parameters whose bytes are producers over the mmapped shards, and the sharding rule used
 // to write flat parameters again.
 //
@@ -8,7 +8,7 @@
 //    per-rank `padding` of its metadata; metaseq's merge strips only the last shard's), the
 //    pieces are concatenated and split by `numels`;
 //  - one flat file without shard_metadata (released reshard-model_part-K.pt): the layout is
-//    rebuilt from cfg (section 4.5) and must account for every element;
+//    rebuilt from cfg (docs/spec-checkpoints.md §Layout rebuilt from cfg) and must account for every element;
 //  - one unflattened file (reshard_fsdp --unflatten-weights, no_stitch_megatron output).
 #pragma once
 
@@ -43,7 +43,7 @@ struct FlatLayout {
   uint64_t numel() const;
 };
 
-// The layout metaseq's OPT model has (section 4.5): root, then one instance per layer.
+// metaseq's OPT layout (docs/spec-checkpoints.md §Layout rebuilt from cfg): root, then one instance per layer.
 // `vocab_rows` is the part's embed_tokens rows (V / P).
 std::vector<FlatLayout> layout_from_cfg(const ModelDims& d, int64_t parts, int64_t vocab_rows);
 

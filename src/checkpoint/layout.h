@@ -1,5 +1,5 @@
 // Finding a metaseq checkpoint on disk: all model parts and FSDP shards of one save, by metaseq's
-// naming (checkpoint-formats.md section 1), checked to be a complete, consistent set.
+// naming (docs/spec-checkpoints.md §File names), checked to be a complete, consistent set.
 //
 // Names are parsed with one anchored regex on the file name:
 //   <prefix>[-model_part-<K>][-shard<R>].pt
@@ -38,7 +38,7 @@ struct CheckpointFiles {
 // shard, a part without shards, or different shard counts across parts.
 CheckpointFiles find_checkpoint(const std::string& in);
 
-// The model dimensions a cfg states (cfg['model'], a Namespace or dict; fields of section 3.3).
+// The model dimensions a cfg states (cfg['model'], a Namespace or dict; docs/spec-checkpoints.md §cfg fields read).
 struct ModelDims {
   int64_t layers = 0, embed_dim = 0, ffn_dim = 0, heads = 0, input_dim = 0, positions = 0;
   bool pre_ln = true;       // decoder_normalize_before (absent: true)

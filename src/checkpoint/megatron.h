@@ -1,4 +1,4 @@
-// Megatron tensor parallelism (checkpoint-formats.md section 6): how each tensor is split across
+// Megatron tensor parallelism (docs/spec-checkpoints.md §Megatron split): how each tensor is split across
 // model parts, and regrouping P parts into M parts (M = 1: gluing), as byte producers.
 //
 // Classification follows metaseq's glue_megatron_parts rules, in their order (first match wins):

@@ -1,7 +1,7 @@
 // reshard: any metaseq checkpoint (raw shards, released flat files, unflattened parts, or a
 // singleton such as our consolidate output or restored.pt) to M model parts x W FSDP shards,
 // written as metaseq's trainer writes raw shards: OUTDIR/<prefix>-model_part-K-shardR.pt with one
-// flat parameter per FSDP instance (torch.chunk + zero padding, section 4.3), freshly computed
+// flat parameter per FSDP instance (docs/spec-checkpoints.md §FSDP sharding and padding), freshly computed
 // shard_metadata, cfg updated (model_parallel_size, world size, checkpoint suffix), and the
 // optimizer state resharded with the weights (unless dropped). MP can be merged and split: each
 // tensor is regrouped by the Megatron rules (megatron.h); a singleton's separate k/v/q

@@ -1,4 +1,4 @@
-// alpa's two layouts (opt-inference-and-serving.md section 3): the numpy folder its serving loads
+// alpa's two layouts (docs/spec-checkpoints.md §alpa layouts): the numpy folder its serving loads
 // from disk, and the parameter tree its OPT model builds from that folder (load_params_np).
 #include <cstring>
 #include <filesystem>

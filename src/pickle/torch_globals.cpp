@@ -29,7 +29,7 @@ const std::set<std::string> kTorch = {
     "builtins.frozenset",
     "builtins.bytearray",
 };
-// ... plus classes real metaseq files hold, rebuilt as inert records (checkpoint-formats.md 2.1).
+// ... plus classes real metaseq files hold, as inert records (docs/spec-checkpoints.md §Container and pickled classes).
 const std::set<std::string> kMetaseq = {
     "argparse.Namespace",
     "omegaconf.dictconfig.DictConfig",

@@ -62,7 +62,7 @@ TEST(CheckpointFsdp, ShardRuleMatchesTorchChunkPlusPadding) {
   }
   EXPECT_EQ(pads, (std::vector<uint64_t>{0, 0, 1, 2}));
   EXPECT_EQ(lens, (std::vector<uint64_t>{2, 2, 1, 0}));
-  // 175B root flat param per part (checkpoint-formats.md 4.3): c = 826,071, last padding 36
+  // 175B root flat param per part (docs/spec-checkpoints.md §FSDP sharding and padding): c = 826,071, last padding 36
   auto last = fsdp_shard(102432768, 124, 123);
   EXPECT_EQ(last.stored(), 826071u);
   EXPECT_EQ(last.pad, 36u);

@@ -5,7 +5,7 @@ word_embed_proj_dim != hidden_size, i.e. project_in/project_out) are built by tr
 fixed torch seed and saved as safetensors and as pytorch_model.bin; transformers and optforge load
 the same files. optforge dumps logits with the hidden `score --dump-logits` (every position,
 [B, T, V] float32) and prints greedy tokens with `generate --json`. We also load optforge's own
-`demo-model` metaseq singleton in transformers (renamed with checkpoint-formats.md section 9).
+`demo-model` metaseq singleton in transformers (renamed as docs/spec-checkpoints.md §Hugging Face layout says).
 
 Bounds: f32 logits within 1e-4 of transformers' (both accumulate in f32; only summation order
 differs). f16/bf16 checkpoints: optforge computes in f32 on the stored weights, so it is held to
@@ -197,7 +197,7 @@ def test_perplexity_and_echo_logprobs_match_transformers(models, arch, tmp_path)
 
 
 def metaseq_to_hf(sd):
-    """checkpoint-formats.md section 9: metaseq singleton names -> OPTForCausalLM's."""
+    """docs/spec-checkpoints.md §Hugging Face layout: metaseq singleton names -> OPTForCausalLM's."""
     out = {}
     for k, v in sd.items():
         if k in ("decoder.version", "decoder.output_projection.weight"):

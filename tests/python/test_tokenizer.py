@@ -185,7 +185,7 @@ def test_bos_convention_of_the_reference(hf_slow, optforge_bin):
     assert encode_cli(["Hello world"], "--no-bos") == [ids[1:]]
 
 
-GOLDEN = [  # docs/opt-inference-and-serving.md section 5, ids with the leading 2
+GOLDEN = [  # ids with the leading 2; test_golden_ids checks them against transformers' GPT2Tokenizer
     ("Hello world", [2, 31414, 232]),
     ("Paris is the capital city of", [2, 32826, 16, 5, 812, 343, 9]),
     ("\n", [2, 50118]), ("\n\n", [2, 50140]),
