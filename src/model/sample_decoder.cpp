@@ -55,6 +55,11 @@ SampleDecoder::Step SampleDecoder::next(const float* raw, int64_t V) {
   return out;
 }
 
-std::string SampleDecoder::rest() { return text_ ? text_->finish() : std::string(); }
+std::string SampleDecoder::rest() {
+  if (!text_) return {};
+  std::string out = text_->finish();
+  if (text_->stopped()) finish_reason_ = "stop";  // the last character's U+FFFD completed a stop sequence
+  return out;
+}
 
 }  // namespace optforge

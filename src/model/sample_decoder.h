@@ -44,7 +44,7 @@ class SampleDecoder {
   };
   // Chooses the next token from the model's raw logits for this sample ([vocab] f32).
   Step next(const float* raw_logits, int64_t vocab);
-  // Once finished: the text still held back (final now).
+  // Once finished (call once): the text still held back, final now.
   std::string rest();
 
   bool finished() const { return finished_; }

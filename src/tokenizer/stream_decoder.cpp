@@ -20,26 +20,36 @@ StreamDecoder::StreamDecoder(TokenBytes token_bytes, std::vector<std::string> st
 
 std::string StreamDecoder::push(int32_t id) {
   if (stopped_) return {};
-  pending_ += token_bytes_(id);
-  // A stop sequence can only lie inside the pending bytes: whatever was handed out was never a
-  // possible start of one (unstable_tail held such tails back).
-  size_t cut = std::string::npos;
-  for (const std::string& st : stops_) cut = std::min(cut, pending_.find(st));
-  if (cut != std::string::npos) {
-    stopped_ = true;
-    std::string out = utf8_replace_invalid(std::string_view(pending_).substr(0, cut));
-    pending_.clear();
-    return out;
-  }
-  const size_t ready = pending_.size() - unstable_tail(pending_, stops_);
-  std::string out = utf8_replace_invalid(std::string_view(pending_).substr(0, ready));
-  pending_.erase(0, ready);
-  return out;
+  bytes_ += token_bytes_(id);
+  // Decode all but an unfinished character: what follows it cannot change how the rest decodes.
+  const size_t whole = bytes_.size() - utf8_incomplete_tail(bytes_);
+  text_ += utf8_replace_invalid(std::string_view(bytes_).substr(0, whole));
+  bytes_.erase(0, whole);
+  return take(false);
 }
 
 std::string StreamDecoder::finish() {
-  std::string out = utf8_replace_invalid(pending_);
-  pending_.clear();
+  if (stopped_) return {};
+  text_ += utf8_replace_invalid(bytes_);
+  bytes_.clear();
+  return take(true);
+}
+
+std::string StreamDecoder::take(bool at_end) {
+  // A stop sequence can only lie inside text_: whatever was handed out never ended with a
+  // possible start of one (unstable_tail held such tails back).
+  size_t cut = std::string::npos;
+  for (const std::string& st : stops_) cut = std::min(cut, text_.find(st));
+  // A longer stop sequence that starts before `cut` may still complete: then it is the first.
+  const size_t hold = unstable_tail(text_, stops_);
+  if (cut != std::string::npos && (at_end || text_.size() - hold >= cut)) {
+    stopped_ = at_end = true;
+    text_.resize(cut);
+    bytes_.clear();
+  }
+  const size_t ready = at_end ? text_.size() : text_.size() - hold;
+  std::string out = text_.substr(0, ready);
+  text_.erase(0, ready);
   return out;
 }
 
