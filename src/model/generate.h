@@ -1,7 +1,8 @@
 // Text generation on top of the model: prefill the prompt once, copy its KV cache to n sample
-// slots, then decode the samples together (one batched step per token) until each hits
-// max_tokens, end-of-sequence or a stop sequence. Reports per-token logprobs of the model's
-// own distribution (before penalty/temperature/top-k/top-p), as OpenAI-style APIs do.
+// slots, then decode the samples together (one batched step per token; each sample's choice and
+// text through a SampleDecoder, model/sample_decoder.h) until each hits max_tokens,
+// end-of-sequence or a stop sequence. Reports per-token logprobs of the model's own
+// distribution (before penalty/temperature/top-k/top-p), as OpenAI-style APIs do.
 #pragma once
 
 #include <functional>
@@ -35,7 +36,7 @@ struct GeneratedToken {
 struct Completion {
   std::vector<GeneratedToken> prompt;  // with echo
   std::vector<GeneratedToken> tokens;  // generated (a stop sequence's tokens included, eos not)
-  std::string text;                    // decoded generated text, cut before a stop sequence
+  std::string text;                    // generated text, valid UTF-8 (HF's decode), cut before a stop sequence
   std::string finish_reason;           // "stop" or "length"
 };
 
@@ -44,7 +45,9 @@ struct GenerateStats {
   double prompt_seconds = 0, decode_seconds = 0;
 };
 
-// Decodes token ids to text (bytes). Needed for `text` and stop sequences; may be empty.
+// Decodes token ids to their bytes (no UTF-8 repair). Needed for `text` and stop sequences; may
+// be empty. Called with one id at a time: decode(a ++ b) must be decode(a) + decode(b), as it is
+// for byte-level BPE (Tokenizer::decode).
 using Detokenize = std::function<std::string(const std::vector<int32_t>&)>;
 
 struct GenerateCallbacks {
@@ -55,11 +58,6 @@ struct GenerateCallbacks {
   // The raw logits a sample's token was chosen from.
   std::function<void(int64_t sample, const std::vector<float>& logits)> on_logits;
 };
-
-// Bytes at the end of generated text that may still change or grow into something: an
-// unfinished UTF-8 character (or the replacement character a decoder put in its place), or a
-// prefix of a stop sequence. Streaming holds them back (generate here, and the server).
-size_t unstable_tail(const std::string& s, const std::vector<std::string>& stops);
 
 std::vector<Completion> generate(OptModel& model, const std::vector<int32_t>& prompt, const GenerateOptions& opts,
                                  const Detokenize& detokenize = {}, const GenerateCallbacks& callbacks = {},

@@ -8,38 +8,13 @@
 
 #include "io/byte_io.h"
 #include "pickle/torch_globals.h"
+#include "tokenizer/utf8.h"
 #include "util/error.h"
 
 namespace optforge {
 namespace {
 
 using Kind = Value::Kind;
-
-// Python decodes pickle strings as UTF-8 with 'surrogatepass': well-formed UTF-8, where encoded
-// surrogates (ED A0..BF xx) are allowed too. Anything else is an error there and here.
-bool valid_utf8(const std::string& s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  size_t n = s.size(), i = 0;
-  while (i < n) {
-    unsigned char c = p[i];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) { ++i; continue; }
-    if ((c & 0xe0) == 0xc0) { len = 2; cp = c & 0x1f; }
-    else if ((c & 0xf0) == 0xe0) { len = 3; cp = c & 0x0f; }
-    else if ((c & 0xf8) == 0xf0) { len = 4; cp = c & 0x07; }
-    else return false;
-    if (i + len > n) return false;
-    for (size_t k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xc0) != 0x80) return false;
-      cp = cp << 6 | (p[i + k] & 0x3f);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-      return false;
-    i += len;
-  }
-  return true;
-}
 
 class Machine {
  public:
@@ -69,7 +44,9 @@ class Machine {
   }
   ValuePtr take_unicode(size_t k) {
     std::string s = take_string(k);
-    if (!valid_utf8(s)) fail("string is not valid UTF-8");
+    // Python decodes pickle strings with 'surrogatepass': well-formed UTF-8 where encoded
+    // surrogates (ED A0..BF xx) are allowed too. Anything else is an error there and here.
+    if (!utf8_valid(s, /*allow_surrogates=*/true)) fail("string is not valid UTF-8");
     return Value::str(std::move(s));
   }
   std::string take_line() {

@@ -6,6 +6,8 @@
 #include "serve/api_error.h"
 #include "serve/json_fields.h"
 #include "serve/prompt_input.h"
+#include "tokenizer/token_label.h"
+#include "tokenizer/utf8.h"
 
 namespace optforge::serve {
 namespace {
@@ -56,13 +58,6 @@ std::vector<std::pair<int32_t, float>> parse_logit_bias(Fields& f, int64_t vocab
     out.emplace_back(int32_t(id), it->get<float>());
   }
   return out;
-}
-
-// Characters a token adds to the text (UTF-8 lead bytes; special tokens are not in the text).
-int64_t chars_of(std::string_view bytes) {
-  int64_t n = 0;
-  for (char c : bytes) n += (uint8_t(c) & 0xC0) != 0x80;
-  return n;
 }
 
 }  // namespace
@@ -157,15 +152,10 @@ using ojson = nlohmann::ordered_json;
 
 CompletionWriter::CompletionWriter(const CompletionRequest& req, const ApiContext& ctx, std::string id, int64_t created)
     : req_(req), ctx_(ctx), id_(std::move(id)), created_(created), n_(req.spec.opts.n),
-      choices_(req.prompts.size() * size_t(req.spec.opts.n)) {
+      choices_(req.prompts.size() * size_t(req.spec.opts.n), Choice(*ctx.tok)) {
   // Echo without logprobs: the prompt's text leads every choice from the start.
   if (req.echo && req.logprobs < 0)
-    for (size_t i = 0; i < choices_.size(); ++i) choices_[i].text = ctx_.tok->decode(req.prompts[i / size_t(n_)]);
-}
-
-std::string CompletionWriter::token_string(int32_t id) const {
-  if (ctx_.tok->is_special(id)) return std::string(ctx_.tok->id_to_token(id));
-  return ctx_.tok->decode_text({id}, false);
+    for (size_t i = 0; i < choices_.size(); ++i) choices_[i].text = ctx_.tok->decode_text(req.prompts[i / size_t(n_)]);
 }
 
 ojson CompletionWriter::logprobs_json(const std::vector<GeneratedToken>& toks, const std::vector<int64_t>& offsets,
@@ -173,14 +163,11 @@ ojson CompletionWriter::logprobs_json(const std::vector<GeneratedToken>& toks, c
   ojson tokens = ojson::array(), lps = ojson::array(), tops = ojson::array(), offs = ojson::array();
   for (size_t i = from; i < toks.size(); ++i) {
     const GeneratedToken& t = toks[i];
-    tokens.push_back(token_string(t.id));
+    tokens.push_back(token_label(*ctx_.tok, t.id));
     lps.push_back(t.logprob ? ojson(*t.logprob) : ojson(nullptr));
     if (t.logprob) {
       ojson top = ojson::object();
-      for (const TokenLogprob& a : t.top) {
-        const std::string s = token_string(a.id);
-        if (!top.contains(s)) top[s] = a.logprob;  // two ids can print alike; keep the likelier
-      }
+      for (const TokenLogprob& a : t.top) top[token_label(*ctx_.tok, a.id)] = a.logprob;  // labels differ per id
       tops.push_back(top);
     } else {
       tops.push_back(nullptr);
@@ -197,8 +184,10 @@ ojson CompletionWriter::add_tokens(Choice& c, const std::vector<GeneratedToken>&
   const size_t from = c.tokens.size();
   for (const GeneratedToken& t : toks) {
     c.tokens.push_back(t);
+    // As OpenAI counts: the characters complete before the token (a token that ends inside a
+    // character adds nothing until the token that completes it).
     c.offsets.push_back(c.chars);
-    if (!ctx_.tok->is_special(t.id)) c.chars += chars_of(ctx_.tok->token_bytes(t.id));
+    c.chars += utf8_length(c.decoder.push(t.id));
   }
   return logprobs_json(c.tokens, c.offsets, from);
 }
@@ -222,10 +211,11 @@ std::vector<ojson> CompletionWriter::chunks(const JobEvent& e) {
   std::vector<ojson> out;
   switch (e.kind) {
     case JobEvent::Kind::Prompt: {
-      const std::string text = ctx_.tok->decode(req_.prompts[size_t(e.index)]);
+      const std::string text = ctx_.tok->decode_text(req_.prompts[size_t(e.index)]);
       for (int64_t j = 0; j < n_; ++j) {
         Choice& c = choices_[size_t(e.index * n_ + j)];
         ojson lp = add_tokens(c, e.tokens);
+        c.chars += utf8_length(c.decoder.finish());  // the prompt's text ends here, as `text` does
         c.text += text;
         out.push_back(chunk(e.index * n_ + j, text, std::move(lp), nullptr));
       }

@@ -13,6 +13,7 @@
 
 #include "serve/job.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/stream_decoder.h"
 
 namespace optforge::serve {
 
@@ -60,7 +61,9 @@ class CompletionWriter {
 
  private:
   struct Choice {
+    explicit Choice(const Tokenizer& tok) : decoder(tok) {}
     std::string text;                    // echoed prompt + generated text
+    StreamDecoder decoder;               // the tokens' text so far, for text_offset
     std::vector<GeneratedToken> tokens;  // with logprobs: echoed prompt tokens + generated
     std::vector<int64_t> offsets;        // text_offset of each token
     int64_t chars = 0;                   // characters so far (offsets of the next token)
@@ -73,7 +76,6 @@ class CompletionWriter {
   nlohmann::ordered_json logprobs_json(const std::vector<GeneratedToken>& toks, const std::vector<int64_t>& offsets,
                                size_t from) const;
   nlohmann::ordered_json chunk(int64_t index, const std::string& text, nlohmann::ordered_json logprobs, const nlohmann::ordered_json& finish) const;
-  std::string token_string(int32_t id) const;
 
   const CompletionRequest& req_;
   const ApiContext& ctx_;

@@ -10,6 +10,10 @@ namespace {
 
 double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+SampleControls controls_of(const JobSpec& s) {
+  return {s.min_tokens, s.presence_penalty, s.frequency_penalty, s.logit_bias, s.logprobs};
+}
+
 }  // namespace
 
 Scheduler::Scheduler(OptModel& model, Tokenizer tokenizer, SchedulerOptions options, Metrics& metrics)
@@ -136,12 +140,15 @@ void Scheduler::admit_locked() {
       break;  // the head waits for room; nothing overtakes it
     queue_.pop_front();
     kv_used_ += s.opts.n * r.reserve_per_sample;
+    const TokenBytes token_bytes = [tok = tok_](int32_t id) {
+      return tok.is_special(id) ? std::string() : std::string(tok.token_bytes(id));  // Tokenizer::decode's text
+    };
     for (int64_t i = 0; i < s.opts.n; ++i) {
       Sample smp;
       smp.slot = free_slots_.back();
       free_slots_.pop_back();
       cache_.clear(smp.slot);
-      smp.dec = std::make_unique<SampleDecoder>(job->spec, i, r.budget, tok_);
+      smp.dec = std::make_unique<SampleDecoder>(s.opts, controls_of(s), s.prompt, i, r.budget, token_bytes);
       r.samples.push_back(std::move(smp));
     }
     running_.push_back(std::move(r));
@@ -272,7 +279,7 @@ void Scheduler::after_prefill(Running& r, const float* last) {
 
 void Scheduler::advance(Running& r, Sample& s, const float* logits) {
   const auto now = Clock::now();
-  SampleDecoder::Step st = s.dec->next(std::vector<float>(logits, logits + vocab_));
+  SampleDecoder::Step st = s.dec->next(logits, vocab_);
   if (st.token) {
     metrics_.add_generated_tokens(1);
     if (!r.first_token_seen) {

@@ -24,7 +24,7 @@
 #include "model/opt.h"
 #include "serve/job.h"
 #include "serve/metrics.h"
-#include "serve/sample_decoder.h"
+#include "model/sample_decoder.h"
 #include "tokenizer/bpe.h"
 
 namespace optforge::serve {

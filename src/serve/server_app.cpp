@@ -5,6 +5,7 @@
 #include "serve/completion_runner.h"
 #include "serve/json_fields.h"
 #include "serve/web_assets.h"
+#include "tokenizer/utf8.h"
 
 namespace optforge::serve {
 namespace {
@@ -28,18 +29,6 @@ bool same_secret(std::string_view a, std::string_view b) {
   unsigned char diff = a.size() != b.size();
   for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % std::max<size_t>(1, b.size())]);
   return diff == 0;
-}
-
-bool valid_utf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    i += n;
-  }
-  return true;
 }
 
 }  // namespace
@@ -192,7 +181,7 @@ int ServeApp::tokenize(const HttpRequest& req, HttpExchange& ex) {
       continue;
     }
     const std::string piece(ctx_.tok->is_special(id) ? ctx_.tok->id_to_token(id) : ctx_.tok->token_bytes(id));
-    if (valid_utf8(piece)) {
+    if (utf8_valid(piece)) {
       tokens.push_back({{"id", id}, {"piece", piece}});
     } else {  // part of a character: its bytes, as llama.cpp gives them
       json bytes = json::array();

@@ -6,7 +6,7 @@
 #include "serve/json_fields.h"
 #include "serve/metrics.h"
 #include "serve/openai_api.h"
-#include "serve/sample_decoder.h"
+#include "model/sample_decoder.h"
 
 using namespace optforge;
 using namespace optforge::serve;

@@ -9,6 +9,7 @@
 #include "model/generate.h"
 #include "model/runtime.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/token_label.h"
 #include "util/error.h"
 
 namespace optforge::cli {
@@ -46,15 +47,18 @@ std::vector<int32_t> parse_ids(std::string s) {
   return ids;
 }
 
+// Text as the JSON output has it (valid UTF-8, HF's decode), NUL bytes included.
+void write_text(std::string_view text) { std::fwrite(text.data(), 1, text.size(), stdout); }
+
 nlohmann::json token_json(const GeneratedToken& t, const Tokenizer* tok) {
   nlohmann::json j = {{"id", t.id}};
-  if (tok) j["text"] = std::string(tok->token_bytes(t.id));
+  if (tok) j["text"] = token_label(*tok, t.id);
   j["logprob"] = t.logprob ? nlohmann::json(*t.logprob) : nlohmann::json(nullptr);
   if (!t.top.empty()) {
     nlohmann::json top = nlohmann::json::array();
     for (const auto& a : t.top) {
       nlohmann::json e = {{"id", a.id}, {"logprob", a.logprob}};
-      if (tok) e["text"] = std::string(tok->token_bytes(a.id));
+      if (tok) e["text"] = token_label(*tok, a.id);
       top.push_back(e);
     }
     j["top_logprobs"] = top;
@@ -83,9 +87,9 @@ void run(const Options& o) {
   const bool stream = !o.json && o.n == 1;
   GenerateCallbacks cb;
   if (stream) {
-    if (o.echo) std::fputs(tok->decode(prompt).c_str(), stdout);
+    if (o.echo) write_text(tok->decode_text(prompt));
     cb.on_text = [](int64_t, std::string_view text) {
-      std::fwrite(text.data(), 1, text.size(), stdout);
+      write_text(text);
       std::fflush(stdout);
     };
   }
@@ -97,9 +101,10 @@ void run(const Options& o) {
     if (stream) {
       std::fputc('\n', stdout);
     } else {
-      for (size_t i = 0; i < completions.size(); ++i)
-        std::printf("--- sample %zu (%s)\n%s%s\n", i, completions[i].finish_reason.c_str(),
-                    o.echo ? tok->decode(prompt).c_str() : "", completions[i].text.c_str());
+      for (size_t i = 0; i < completions.size(); ++i) {
+        std::printf("--- sample %zu (%s)\n", i, completions[i].finish_reason.c_str());
+        write_text((o.echo ? tok->decode_text(prompt) : "") + completions[i].text + "\n");
+      }
     }
     return;
   }
@@ -114,7 +119,7 @@ void run(const Options& o) {
       ids.push_back(g.id);
       tokens.push_back(token_json(g, &t));
     }
-    choices.push_back({{"index", i}, {"ids", ids}, {"text", (o.echo ? t.decode(prompt) : "") + c.text},
+    choices.push_back({{"index", i}, {"ids", ids}, {"text", (o.echo ? t.decode_text(prompt) : "") + c.text},
                        {"finish_reason", c.finish_reason}, {"tokens", tokens}});
   }
   out["choices"] = choices;
@@ -122,7 +127,7 @@ void run(const Options& o) {
                    {"prompt_tokens", stats.prompt_tokens}, {"prompt_seconds", stats.prompt_seconds},
                    {"decode_steps", stats.decode_steps}, {"decode_tokens", stats.decode_tokens},
                    {"decode_seconds", stats.decode_seconds}};
-  // Text is bytes; a token may end inside a UTF-8 character: print U+FFFD there, as HF does.
+  // Texts and token labels are valid UTF-8 already; `replace` only guards the model's path.
   std::puts(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
 }
 
