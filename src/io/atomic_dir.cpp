@@ -54,8 +54,11 @@ AtomicDir::AtomicDir(std::string final_path) : final_(std::move(final_path)) {
     }
   }
   temp_ = temp_path_for(final_);
-  if (!fs::create_directory(temp_, ec)) throw Error("cannot create a temporary folder: " + ec.message(), temp_);
-  track_temp(temp_, true);
+  track_temp(temp_, true);  // before it exists: a signal can come at any moment after
+  if (!fs::create_directory(temp_, ec)) {
+    untrack_temp(temp_);
+    throw Error("cannot create a temporary folder: " + ec.message(), temp_);
+  }
 }
 
 AtomicDir::~AtomicDir() {

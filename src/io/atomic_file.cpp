@@ -29,12 +29,14 @@ AtomicFile::AtomicFile(std::string final_path) : final_(std::move(final_path)) {
   temp_ = temp_path_for(final_);
   buf_ = static_cast<char*>(std::malloc(kBufSize));
   if (!buf_) throw Error("out of memory", final_);
+  track_temp(temp_, false);  // before it exists: a signal can come at any moment after
   fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) {
+    const int err = errno;
+    untrack_temp(temp_);
     std::free(buf_);  // the destructor does not run when the constructor throws
-    throw Error(std::string("cannot create output: ") + std::strerror(errno), final_);
+    throw Error(std::string("cannot create output: ") + std::strerror(err), final_);
   }
-  track_temp(temp_, false);
 }
 
 AtomicFile::~AtomicFile() {

@@ -11,7 +11,6 @@
 #include <string_view>
 #include <vector>
 
-#include "io/temp_registry.h"  // install_cleanup_on_signal()
 
 namespace optforge {
 

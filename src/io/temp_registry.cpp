@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -23,26 +24,33 @@ std::mutex g_mutex;
 
 std::atomic<char*>* table(bool is_dir) { return is_dir ? g_dirs : g_files; }
 
-// Unlinks every entry of a flat folder (AtomicDir writes no subfolders), then the folder.
-void remove_flat_dir(const char* path) {
+// Unlinks every entry of a flat folder (AtomicDir writes no subfolders).
+void unlink_entries(const char* path) {
   int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    alignas(8) char buf[4096];
-    for (;;) {
-      long n = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
-      if (n <= 0) break;
-      for (long off = 0; off < n;) {
-        // struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name
-        unsigned short reclen;
-        std::memcpy(&reclen, buf + off + 16, sizeof reclen);
-        const char* name = buf + off + 19;
-        if (std::strcmp(name, ".") != 0 && std::strcmp(name, "..") != 0) ::unlinkat(fd, name, 0);
-        off += reclen;
-      }
+  if (fd < 0) return;
+  alignas(8) char buf[4096];
+  for (;;) {
+    long n = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
+    if (n <= 0) break;
+    for (long off = 0; off < n;) {
+      // struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name
+      unsigned short reclen;
+      std::memcpy(&reclen, buf + off + 16, sizeof reclen);
+      const char* name = buf + off + 19;
+      if (std::strcmp(name, ".") != 0 && std::strcmp(name, "..") != 0) ::unlinkat(fd, name, 0);
+      off += reclen;
     }
-    ::close(fd);
   }
-  ::rmdir(path);
+  ::close(fd);
+}
+
+// The folder and its files. Other threads run on while the handler does and may create a file in
+// it meanwhile (rmdir then fails with ENOTEMPTY), so it tries again a few times.
+void remove_flat_dir(const char* path) {
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    unlink_entries(path);
+    if (::rmdir(path) == 0 || errno == ENOENT) return;
+  }
 }
 
 extern "C" void on_signal(int sig) {

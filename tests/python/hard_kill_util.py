@@ -65,14 +65,17 @@ class Figures:
     points: int = 0
     killed: int = 0           # runs that SIGKILL ended (the rest had finished first)
     complete_seen: int = 0    # final outputs found after a kill, each checked byte-identical
-    leftovers_seen: int = 0   # temporaries found after a kill, each recognisably named
-    removed_by_next_run: int = 0
+    leftovers_seen: int = 0   # temporaries a killed run left, each recognisably named
+    leftovers_removed: int = 0  # of those, gone after the final run (removed by later runs)
+    reported_by_final_run: int = 0  # removals the final run printed (those still there before it)
+    seen: set = field(default_factory=set)
     problems: list = field(default_factory=list)
 
     def line(self, name):
         return (f"{name}: {self.points} kill points, {self.killed} killed mid-run, {self.complete_seen} complete "
-                f"outputs checked, {self.leftovers_seen} leftover temporaries seen, {self.removed_by_next_run} "
-                f"removed by the final run, {len(self.problems)} problems")
+                f"outputs checked, {self.leftovers_seen} leftover temporaries seen, {self.leftovers_removed} of "
+                f"them removed by later runs ({self.reported_by_final_run} by the final one), "
+                f"{len(self.problems)} problems")
 
 
 def run_reference(case, runs=3):
@@ -108,7 +111,9 @@ def _examine(case, baseline, killed_pids, pid, figures, point):
         if not m or m["final"] not in case.finals or int(m["pid"]) not in killed_pids:
             figures.problems.append(f"point {point}: unexpected entry {entry!r}")
             continue
-        figures.leftovers_seen += int(m["pid"]) == pid  # older ones were counted at their own point
+        if int(m["pid"]) == pid:  # older ones were counted at their own point
+            figures.leftovers_seen += 1
+            figures.seen.add(entry)
 
 
 def kill_points(case, n, seed, figures):
@@ -150,7 +155,8 @@ def final_run(case, figures):
     for e in before:
         if f"removed {case.workdir / e}" not in p.stderr:
             figures.problems.append(f"final run did not report removing {e}: {p.stderr}")
-    figures.removed_by_next_run += len(before)
+    figures.reported_by_final_run += len(before)
+    figures.leftovers_removed = len(figures.seen - set(os.listdir(case.workdir)))
     left = [e for e in os.listdir(case.workdir) if TEMP_RE.match(e)]
     if left:
         figures.problems.append(f"temporaries remain after the final run: {left}")

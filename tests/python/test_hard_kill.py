@@ -85,7 +85,9 @@ def test_sigkill_at_random_moments(inputs, tmp_path, name):
     figures = exercise(case, KILL_POINTS, seed=zlib.crc32(name.encode()))
     print(figures.line(name))
     assert not figures.problems, figures.problems
-    assert figures.points == KILL_POINTS and figures.killed >= KILL_POINTS // 2, figures.line(name)
+    # Spread out: many runs die mid-write and leave temporaries, which later runs all removed.
+    assert figures.points == KILL_POINTS and figures.killed >= KILL_POINTS // 4, figures.line(name)
+    assert figures.leftovers_seen >= 1 and figures.leftovers_removed == figures.leftovers_seen, figures.line(name)
     check_reference(case, inputs)  # the final run's output, identical to the reference run's
 
 
