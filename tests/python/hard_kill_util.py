@@ -6,7 +6,8 @@ A case is one command writing one output (a file, a folder, or a set of files). 
 point the command is started on the same output (so each run is also "the next run" after the
 previous kill), killed after a delay, and the folder is examined:
   - every final output name that exists holds exactly what an uninterrupted run wrote (a folder:
-    the same file names with the same bytes; no temporary inside it);
+    the same file names with the same bytes; no temporary inside it), or, where an earlier output
+    was there before the run (an older file, an empty folder), exactly that;
   - everything else new in the folder is a recognisable temporary, ".NAME.tmp-optforge-PID-N",
     of a process that was killed;
   - inputs are byte-identical to before (checked at the end: nothing writes them).
@@ -65,6 +66,7 @@ class Figures:
     points: int = 0
     killed: int = 0           # runs that SIGKILL ended (the rest had finished first)
     complete_seen: int = 0    # final outputs found after a kill, each checked byte-identical
+    previous_intact: int = 0  # an earlier output (file, or empty folder) found untouched after a kill
     leftovers_seen: int = 0   # temporaries a killed run left, each recognisably named
     leftovers_removed: int = 0  # of those, gone after the final run (removed by later runs)
     reported_by_final_run: int = 0  # removals the final run printed (those still there before it)
@@ -73,7 +75,7 @@ class Figures:
 
     def line(self, name):
         return (f"{name}: {self.points} kill points, {self.killed} killed mid-run, {self.complete_seen} complete "
-                f"outputs checked, {self.leftovers_seen} leftover temporaries seen, {self.leftovers_removed} of "
+                f"outputs checked, {self.previous_intact} earlier outputs found intact, {self.leftovers_seen} leftover temporaries seen, {self.leftovers_removed} of "
                 f"them removed by later runs ({self.reported_by_final_run} by the final one), "
                 f"{len(self.problems)} problems")
 
@@ -98,14 +100,38 @@ def run_reference(case, runs=3):
         remove(case.workdir / f)
 
 
-def _examine(case, baseline, killed_pids, pid, figures, point):
+OLD_BYTES = b"an earlier, complete output\n"
+
+
+def _previous_state(case, point):
+    """Every third point starts with something already under each final name: a file output an
+    older complete file (to be replaced in one rename), a folder output an empty folder. Returns the
+    snapshots a kill may leave there besides the reference."""
+    if point % 3 != 2:
+        return {}
+    prev = {}
+    for f in case.finals:
+        path = case.workdir / f
+        if isinstance(case.reference[f], dict):
+            path.mkdir()
+            prev[f] = {}
+        else:
+            path.write_bytes(OLD_BYTES)
+            prev[f] = hashlib.sha256(OLD_BYTES).hexdigest()
+    return prev
+
+
+def _examine(case, baseline, killed_pids, pid, prev, figures, point):
     for entry in sorted(set(os.listdir(case.workdir)) - baseline):
         path = case.workdir / entry
         if entry in case.finals:
             got = snapshot(path)
-            if got != case.reference[entry]:
+            if entry in prev and got == prev[entry]:
+                figures.previous_intact += 1
+            elif got == case.reference[entry]:
+                figures.complete_seen += 1
+            else:
                 figures.problems.append(f"point {point}: {entry} exists but differs from an uninterrupted run's")
-            figures.complete_seen += 1
             continue
         m = TEMP_RE.match(entry)
         if not m or m["final"] not in case.finals or int(m["pid"]) not in killed_pids:
@@ -123,6 +149,7 @@ def kill_points(case, n, seed, figures):
     baseline = set(os.listdir(case.workdir)) - set(case.finals)
     killed_pids = set()
     for point in range(n):
+        prev = _previous_state(case, point)
         proc = subprocess.Popen(case.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         killed_pids.add(proc.pid)
         if point % 2:
@@ -139,7 +166,7 @@ def kill_points(case, n, seed, figures):
         figures.killed += rc == -signal.SIGKILL
         if rc not in (0, -signal.SIGKILL):
             figures.problems.append(f"point {point}: exit status {rc}")
-        _examine(case, baseline, killed_pids, proc.pid, figures, point)
+        _examine(case, baseline, killed_pids, proc.pid, prev, figures, point)
         for f in case.finals:  # a complete output would make the next run refuse (folders) or just redo it
             remove(case.workdir / f)
     return killed_pids
