@@ -6,8 +6,10 @@
 #include <atomic>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 
 #include "checkpoint/megatron.h"
+#include "io/atomic_dir.h"
 #include "util/error.h"
 #include "util/human.h"
 #include "util/progress.h"
@@ -98,28 +100,49 @@ void check_replicas(const Plan& plan, const ExecOptions& opts) {
                 plan.input->files.paths[diffs[0].part][0]);
 }
 
-uint64_t execute(Plan& plan, const ExecOptions& opts) {
+namespace {
+
+void print_dry_run(const Plan& plan, const ExecOptions& opts) {
   GroupWriter writer(plan.outputs, plan.producers, opts.unit_bytes);
   FILE* out = opts.out;
+  const LoadedCheckpoint& ck = *plan.input;
+  uint64_t in_bytes = 0;
+  for (const auto& part : ck.shards)
+    for (const auto& f : part) in_bytes += f->file ? f->file->size() : 0;
+  std::fprintf(out, "%s plan (dry run: nothing is read or written)\n", plan.operation.c_str());
+  std::fprintf(out, "inputs: %lld model part(s) x %lld shard(s), %s (%s), %s\n", (long long)ck.files.parts(),
+               (long long)ck.files.shards(), (ck.files.dir + "/" + ck.files.prefix + "*").c_str(),
+               plan.parts.empty() ? "?" : plan.parts[0]->form.c_str(), human_bytes(in_bytes).c_str());
+  for (size_t p = 0; p < ck.shards.size(); ++p)
+    for (const auto& f : ck.shards[p])
+      std::fprintf(out, "  in   %-60s %12s\n", f->path.c_str(), human_bytes(f->file ? f->file->size() : 0).c_str());
+  for (const auto& n : plan.notes) std::fprintf(out, "note: %s\n", n.c_str());
+  auto files = writer.files();
+  std::fprintf(out, "outputs: %zu file(s), %s of tensor data, %zu unit(s) of at most %s\n", files.size(),
+               human_bytes(writer.total_data_bytes()).c_str(), writer.unit_count(), human_bytes(opts.unit_bytes).c_str());
+  for (const auto& f : files)
+    std::fprintf(out, "  out  %-60s %12s  %zu tensors\n", f.path.c_str(), human_bytes(f.size).c_str(), f.tensors);
+  std::fprintf(out, "replicated tensors to compare across parts: %zu\n", plan.replica_checks.size());
+}
+
+// The outputs as written: inside the temporary folder when the plan writes a folder.
+std::vector<OutputSpec> outputs_in(const Plan& plan, const AtomicDir* dir) {
+  std::vector<OutputSpec> outs = plan.outputs;
+  if (!dir) return outs;
+  for (OutputSpec& o : outs) {
+    std::filesystem::path p(o.path);
+    if ((std::filesystem::path(plan.output_dir) / p.filename()).lexically_normal() != p.lexically_normal())
+      throw Error("internal: output outside the output folder " + plan.output_dir, o.path);
+    o.path = dir->path(p.filename().string());
+  }
+  return outs;
+}
+
+}  // namespace
+
+uint64_t execute(Plan& plan, const ExecOptions& opts) {
   if (opts.dry_run) {
-    const LoadedCheckpoint& ck = *plan.input;
-    uint64_t in_bytes = 0;
-    for (const auto& part : ck.shards)
-      for (const auto& f : part) in_bytes += f->file ? f->file->size() : 0;
-    std::fprintf(out, "%s plan (dry run: nothing is read or written)\n", plan.operation.c_str());
-    std::fprintf(out, "inputs: %lld model part(s) x %lld shard(s), %s (%s), %s\n", (long long)ck.files.parts(),
-                 (long long)ck.files.shards(), (ck.files.dir + "/" + ck.files.prefix + "*").c_str(),
-                 plan.parts.empty() ? "?" : plan.parts[0]->form.c_str(), human_bytes(in_bytes).c_str());
-    for (size_t p = 0; p < ck.shards.size(); ++p)
-      for (const auto& f : ck.shards[p])
-        std::fprintf(out, "  in   %-60s %12s\n", f->path.c_str(), human_bytes(f->file ? f->file->size() : 0).c_str());
-    for (const auto& n : plan.notes) std::fprintf(out, "note: %s\n", n.c_str());
-    auto files = writer.files();
-    std::fprintf(out, "outputs: %zu file(s), %s of tensor data, %zu unit(s) of at most %s\n", files.size(),
-                 human_bytes(writer.total_data_bytes()).c_str(), writer.unit_count(), human_bytes(opts.unit_bytes).c_str());
-    for (const auto& f : files)
-      std::fprintf(out, "  out  %-60s %12s  %zu tensors\n", f.path.c_str(), human_bytes(f.size).c_str(), f.tensors);
-    std::fprintf(out, "replicated tensors to compare across parts: %zu\n", plan.replica_checks.size());
+    print_dry_run(plan, opts);
     return 0;
   }
   // Inputs are never written: refuse an output that would replace one.
@@ -130,27 +153,16 @@ uint64_t execute(Plan& plan, const ExecOptions& opts) {
         if (std::filesystem::exists(o.path, ec) && std::filesystem::equivalent(o.path, f->path, ec))
           throw Error("the output would replace an input file", o.path);
       }
-  bool made_dir = false;
-  if (!plan.created_dir.empty()) {
-    std::error_code ec;
-    made_dir = std::filesystem::create_directory(plan.created_dir, ec);
-    if (ec) throw Error("cannot create the output folder: " + ec.message(), plan.created_dir);
-  }
-  auto cleanup_dir = [&] {
-    if (made_dir) {
-      std::error_code ec;
-      std::filesystem::remove(plan.created_dir, ec);  // only if still empty
-    }
-  };
-  try {
-    check_replicas(plan, opts);
-    Progress bar(plan.operation, writer.total_data_bytes(), opts.progress);
-    writer.run(opts.threads, [&](uint64_t n) { bar.add(n); });
-    bar.finish();
-  } catch (...) {
-    cleanup_dir();
-    throw;
-  }
+  // A folder output is written whole into a temporary folder and renamed into place at the end;
+  // on any error (or Ctrl-C) the temporary folder is removed, and a hard kill leaves only it.
+  std::optional<AtomicDir> dir;
+  if (!plan.output_dir.empty()) dir.emplace(plan.output_dir);
+  GroupWriter writer(outputs_in(plan, dir ? &*dir : nullptr), plan.producers, opts.unit_bytes);
+  check_replicas(plan, opts);
+  Progress bar(plan.operation, writer.total_data_bytes(), opts.progress);
+  writer.run(opts.threads, [&](uint64_t n) { bar.add(n); });
+  if (dir) dir->commit();
+  bar.finish();
   return writer.total_data_bytes();
 }
 

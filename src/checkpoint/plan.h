@@ -25,7 +25,10 @@ struct Plan {
   ProducerMap producers;
   // Replicated tensors (one entry per tensor: its P part tensors) compared before writing.
   std::vector<std::vector<const PartTensor*>> replica_checks;
-  std::string created_dir;                     // an output folder the plan creates (removed on failure)
+  // Set when the outputs are the files of one folder (reshard): execute() writes them into a
+  // temporary folder renamed to output_dir only when all are complete (io/atomic_dir.h), so the
+  // folder must be new or empty. Empty: the outputs are files committed together (AtomicFile).
+  std::string output_dir;
 };
 
 struct ExecOptions {

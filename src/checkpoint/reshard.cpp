@@ -296,9 +296,8 @@ Plan build(std::shared_ptr<LoadedCheckpoint> ck, const ReshardOptions& o) {
     }
   } else if (fs::exists(o.outdir, ec)) {
     throw Error("exists and is not a folder", o.outdir);
-  } else {
-    plan.created_dir = o.outdir;
   }
+  plan.output_dir = o.outdir;
   return plan;
 }
 

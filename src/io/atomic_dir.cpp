@@ -3,54 +3,80 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
-#include <random>
 #include <system_error>
 
+#include "io/temp_names.h"
+#include "io/temp_registry.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
 
 namespace optforge {
+namespace {
+
+void fsync_dir(const std::string& dir, const std::string& what) {
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) throw Error(std::string("cannot open the folder to fsync it: ") + std::strerror(errno), what);
+  int rc = ::fsync(dfd);
+  ::close(dfd);
+  if (rc != 0) throw Error(std::string("fsync failed: ") + std::strerror(errno), what);
+}
+
+std::string parent_of(const std::string& p) {
+  fs::path f(p);
+  return f.has_parent_path() ? f.parent_path().string() : std::string(".");
+}
+
+}  // namespace
 
 AtomicDir::AtomicDir(std::string final_path) : final_(std::move(final_path)) {
   while (final_.size() > 1 && final_.back() == '/') final_.pop_back();
+  const std::string name = fs::path(final_).filename().string();
+  if (name.empty() || name == "." || name == "..")
+    throw Error("the output must be a named folder (e.g. -o out/), not '" + final_ + "'", final_);
   std::error_code ec;
-  if (fs::exists(final_, ec) && !(fs::is_directory(final_, ec) && fs::is_empty(final_, ec)))
-    throw Error("output folder already exists and is not empty (remove it or choose another)", final_);
-  fs::path f(final_);
-  fs::path parent = f.has_parent_path() ? f.parent_path() : fs::path(".");
-  if (!fs::is_directory(parent, ec)) throw Error("parent folder does not exist", parent.string());
-  std::random_device rd;
-  std::string name = ".";
-  name += f.filename().string();
-  name += ".tmp-";
-  name += std::to_string(::getpid());
-  name += '-';
-  name += std::to_string(rd() % 1000000);
-  temp_ = (parent / name).string();
-  if (!fs::create_directory(temp_, ec)) throw Error("cannot create a temporary folder: " + ec.message(), temp_);
+  const std::string parent = parent_of(final_);
+  if (!fs::is_directory(parent, ec)) throw Error("parent folder does not exist", parent);
+  clean_leftovers_of(final_);
+  if (fs::exists(final_, ec)) {
+    if (!fs::is_directory(final_, ec)) throw Error("the output exists and is not a folder", final_);
+    clean_leftovers_in(final_);
+    if (!fs::is_empty(final_, ec)) {
+      fs::directory_iterator it(final_, ec);
+      std::string first = !ec && it != fs::directory_iterator() ? it->path().filename().string() : "?";
+      throw Error("the output folder already exists and is not empty (it holds " + first +
+                      "); a folder output appears in one step, by renaming a finished folder into place, "
+                      "so it must be new or empty: remove it or choose another",
+                  final_);
+    }
+  }
+  temp_ = temp_path_for(final_);
+  track_temp(temp_, true);  // before it exists: a signal can come at any moment after
+  if (!fs::create_directory(temp_, ec)) {
+    untrack_temp(temp_);
+    throw Error("cannot create a temporary folder: " + ec.message(), temp_);
+  }
 }
 
 AtomicDir::~AtomicDir() {
   if (!committed_) {
     std::error_code ec;
     fs::remove_all(temp_, ec);
+    untrack_temp(temp_);
   }
 }
 
 void AtomicDir::commit() {
-  std::error_code ec;
-  if (fs::exists(final_, ec)) fs::remove(final_, ec);  // checked empty in the constructor
-  if (std::rename(temp_.c_str(), final_.c_str()) != 0)
-    throw Error("cannot rename the finished folder into place", final_);
+  fsync_dir(temp_, final_);  // the names of the files inside, before the folder becomes visible
+  // rename(2) replaces an empty folder atomically (checked empty in the constructor).
+  if (::rename(temp_.c_str(), final_.c_str()) != 0)
+    throw Error(std::string("cannot rename the finished folder into place: ") + std::strerror(errno), final_);
   committed_ = true;
-  fs::path parent = fs::path(final_).has_parent_path() ? fs::path(final_).parent_path() : fs::path(".");
-  int dfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  untrack_temp(temp_);
+  fsync_dir(parent_of(final_), final_);
 }
 
 }  // namespace optforge

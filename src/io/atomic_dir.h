@@ -1,6 +1,9 @@
 // An output folder that appears under its final name only when every file in it is complete:
-// files are written into a temporary sibling folder, which is renamed into place by commit().
-// Destroyed without commit(), the temporary folder and everything in it are removed.
+// files are written into a temporary sibling folder (".NAME.tmp-optforge-<pid>-<n>"), which
+// commit() fsyncs and renames into place in one step, then fsyncs the parent. Destroyed without
+// commit() (an error, Ctrl-C), the temporary folder and everything in it are removed; a hard kill
+// can leave it (never a partial final folder), and the next AtomicDir for the same final name
+// removes it (temp_names.h).
 #pragma once
 
 #include <string>
@@ -9,7 +12,10 @@ namespace optforge {
 
 class AtomicDir {
  public:
-  // The final folder must not exist yet, or be empty (it is then replaced).
+  // The final folder must not exist yet, or be empty (it is then replaced by the rename): a
+  // folder that already holds files cannot be replaced in one step, and mixing a new output into
+  // it would not be crash-safe. Stale temporaries of an interrupted run, beside it or (from older
+  // optforge versions) inside it, are removed first. Throws Error naming the folder otherwise.
   explicit AtomicDir(std::string final_path);
   ~AtomicDir();
   AtomicDir(const AtomicDir&) = delete;
@@ -17,6 +23,7 @@ class AtomicDir {
 
   // Where to write a file that will end up as final_path/name.
   std::string path(const std::string& name) const { return temp_ + "/" + name; }
+  const std::string& final_path() const { return final_; }
   void commit();
 
  private:

@@ -1,60 +1,21 @@
 #include "io/atomic_file.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
-#include <random>
 #include <set>
 
+#include "io/temp_names.h"
+#include "io/temp_registry.h"
 #include "util/error.h"
 
 namespace optforge {
 namespace {
 
 constexpr size_t kBufSize = 8 << 20;
-
-// Temporary names of open AtomicFiles, for the signal handler. The handler only reads a
-// fixed array of C strings, which is async-signal-safe.
-constexpr int kMaxTracked = 256;
-std::atomic<char*> g_tracked[kMaxTracked];
-std::mutex g_track_mutex;
-
-void track(const std::string& p) {
-  char* s = strdup(p.c_str());
-  std::lock_guard<std::mutex> lock(g_track_mutex);
-  for (auto& slot : g_tracked) {
-    char* expected = nullptr;
-    if (slot.compare_exchange_strong(expected, s)) return;
-  }
-  std::free(s);  // too many open outputs to track: cleanup on signal is best effort
-}
-
-void untrack(const std::string& p) {
-  std::lock_guard<std::mutex> lock(g_track_mutex);
-  for (auto& slot : g_tracked) {
-    char* s = slot.load();
-    if (s && p == s) {
-      slot.store(nullptr);
-      std::free(s);
-      return;
-    }
-  }
-}
-
-extern "C" void on_signal(int sig) {
-  for (auto& slot : g_tracked) {
-    char* s = slot.load();
-    if (s) ::unlink(s);
-  }
-  ::signal(sig, SIG_DFL);
-  ::raise(sig);
-}
 
 std::string dir_of(const std::string& path) {
   auto slash = path.rfind('/');
@@ -63,30 +24,26 @@ std::string dir_of(const std::string& path) {
 
 }  // namespace
 
-void install_cleanup_on_signal() {
-  ::signal(SIGINT, on_signal);
-  ::signal(SIGTERM, on_signal);
-  ::signal(SIGHUP, on_signal);
-}
-
 AtomicFile::AtomicFile(std::string final_path) : final_(std::move(final_path)) {
-  std::random_device rd;
-  auto slash = final_.rfind('/');
-  std::string base = slash == std::string::npos ? final_ : final_.substr(slash + 1);
-  temp_ = dir_of(final_) + "/." + base + ".tmp-" + std::to_string(::getpid()) + "-" +
-          std::to_string(rd() % 1000000);
-  fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw Error(std::string("cannot create output: ") + std::strerror(errno), final_);
-  track(temp_);
+  clean_leftovers_of(final_);
+  temp_ = temp_path_for(final_);
   buf_ = static_cast<char*>(std::malloc(kBufSize));
   if (!buf_) throw Error("out of memory", final_);
+  track_temp(temp_, false);  // before it exists: a signal can come at any moment after
+  fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    const int err = errno;
+    untrack_temp(temp_);
+    std::free(buf_);  // the destructor does not run when the constructor throws
+    throw Error(std::string("cannot create output: ") + std::strerror(err), final_);
+  }
 }
 
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) ::close(fd_);
   if (!committed_) {
     ::unlink(temp_.c_str());
-    untrack(temp_);
+    untrack_temp(temp_);
   }
   std::free(buf_);
 }
@@ -172,7 +129,7 @@ void AtomicFile::commit_all(const std::vector<AtomicFile*>& files) {
     if (::rename(f->temp_.c_str(), f->final_.c_str()) != 0)
       throw Error(std::string("cannot rename into place: ") + std::strerror(errno), f->final_);
     f->committed_ = true;
-    untrack(f->temp_);
+    untrack_temp(f->temp_);
     dirs.insert(dir_of(f->final_));
   }
   for (const std::string& d : dirs) {

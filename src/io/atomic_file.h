@@ -1,7 +1,9 @@
 // An output file that appears under its final name only when complete: written to a temporary
 // name in the same folder, fsynced, then renamed over the target (and the folder fsynced). If the
-// writer is destroyed without commit() — an exception, a crash, Ctrl-C — the temporary is removed
-// and nothing exists under the final name.
+// writer is destroyed without commit() — an exception, Ctrl-C — the temporary is removed and
+// nothing exists under the final name. A hard kill can leave the temporary (never a partial final
+// file); it is named ".NAME.tmp-optforge-<pid>-<n>" and the next AtomicFile for the same final
+// name removes it (temp_names.h).
 #pragma once
 
 #include <cstdint>
@@ -9,10 +11,13 @@
 #include <string_view>
 #include <vector>
 
+
 namespace optforge {
 
 class AtomicFile {
  public:
+  // Removes stale temporaries of `final_path` (reported on stderr) and creates a fresh one.
+  // Throws Error (naming final_path) if the temporary cannot be created.
   explicit AtomicFile(std::string final_path);
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
@@ -47,9 +52,5 @@ class AtomicFile {
   bool committed_ = false;
   bool finished_ = false;
 };
-
-// Removes temporary files of AtomicFiles still open when the process gets SIGINT/SIGTERM, then
-// re-raises the signal. Installed once by the CLI.
-void install_cleanup_on_signal();
 
 }  // namespace optforge

@@ -3,7 +3,7 @@
 #include <exception>
 
 #include "commands.h"
-#include "io/atomic_file.h"
+#include "io/temp_registry.h"
 #include "util/error.h"
 
 int main(int argc, char** argv) {
