@@ -3,23 +3,23 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
-#include <regex>
 #include <set>
 
 #include "util/error.h"
+#include "util/pattern.h"
 #include "util/thread_pool.h"
 
 namespace optforge::ckpt {
 namespace fs = std::filesystem;
 
 std::optional<ParsedName> parse_checkpoint_name(const std::string& name) {
-  static const std::regex re(R"(^(.+?)(?:-model_part-(\d+))?(?:-shard(\d+))?\.pt$)");
-  std::smatch m;
-  if (!std::regex_match(name, m, re)) return std::nullopt;
+  static const Pattern re(R"((.+?)(?:-model_part-(\d{1,9}))?(?:-shard(\d{1,9}))?\.pt)");
+  auto m = re.full_match(name);
+  if (!m) return std::nullopt;
   ParsedName p;
-  p.prefix = m[1].str();
-  if (m[2].matched) p.part = std::stoll(m[2].str());
-  if (m[3].matched) p.shard = std::stoll(m[3].str());
+  p.prefix = *(*m)[0];
+  if ((*m)[1]) p.part = std::stoll(*(*m)[1]);
+  if ((*m)[2]) p.shard = std::stoll(*(*m)[2]);
   return p;
 }
 
@@ -204,27 +204,35 @@ std::optional<int64_t> num_updates(const TorchFile& f) {
 
 }  // namespace
 
-ModelDims dims_from_cfg(const ValuePtr& cfg, const std::string& file) {
+MetaseqCfg dims_from_cfg(const ValuePtr& cfg, const std::string& file) {
   if (!cfg) throw Error("no 'cfg' in the checkpoint: cannot tell the model's dimensions", file);
   ValuePtr m = cfg->attr("model");
   ValuePtr args = cfg;  // very old files: a flat args Namespace
   if (!m || (m->kind != Value::Kind::Object && !m->is_dict())) m = args;
-  ModelDims d;
+  MetaseqCfg d;
+  OptConfig& c = d.config;
   auto need = [&](const char* k) {
     auto v = int_field(m, k);
     if (!v) throw Error(std::string("cfg['model'] has no '") + k + "'", file);
     return *v;
   };
-  d.layers = need("decoder_layers");
-  d.embed_dim = need("decoder_embed_dim");
-  d.heads = need("decoder_attention_heads");
-  d.ffn_dim = int_field(m, "decoder_ffn_embed_dim").value_or(4 * d.embed_dim);
-  d.input_dim = int_field(m, "decoder_input_dim").value_or(d.embed_dim);
+  c.name = "custom";
+  c.layers = need("decoder_layers");
+  c.embed_dim = need("decoder_embed_dim");
+  c.heads = need("decoder_attention_heads");
+  c.ffn_dim = int_field(m, "decoder_ffn_embed_dim").value_or(4 * c.embed_dim);
+  c.input_dim = int_field(m, "decoder_input_dim").value_or(c.embed_dim);
   auto t = int_field(m, "max_target_positions");
   if (!t) t = int_field(m, "tokens_per_sample");
   if (!t) throw Error("cfg['model'] has neither max_target_positions nor tokens_per_sample", file);
-  d.positions = *t;
-  d.pre_ln = bool_field(m, "decoder_normalize_before").value_or(true);
+  c.max_positions = *t;
+  c.pre_ln = bool_field(m, "decoder_normalize_before").value_or(true);
+  c.remove_final_norm = c.pre_ln && bool_field(m, "no_decoder_final_norm").value_or(false);
+  if (auto act = m->attr("activation_fn"); act && act->is_str()) {
+    auto a = activation_from_name(act->s);
+    if (!a) throw Error("cfg's activation_fn '" + act->s + "' is not one OPT's decoder runs (relu, gelu, gelu_accurate)", file);
+    c.activation = *a;
+  }
   auto arch = m->attr("arch");
   if (!arch || !arch->is_str()) arch = m->attr("_name");
   d.arch = arch && arch->is_str() ? arch->s : "";
@@ -271,7 +279,7 @@ LoadedCheckpoint load_checkpoint(const CheckpointFiles& files, int threads) {
                     f->path);
     }
   if (cfg0) {
-    ModelDims d = dims_from_cfg(cfg0, f0.path);
+    MetaseqCfg d = dims_from_cfg(cfg0, f0.path);
     const int64_t P = files.parts(), W = files.shards();
     if (d.model_parallel_size && *d.model_parallel_size != P && !(P == 1 && !files.part_suffix))
       throw Error("found " + std::to_string(P) + " model part(s) but cfg says model_parallel_size = " +

@@ -2,9 +2,10 @@
 
 #include <filesystem>
 #include <map>
-#include <regex>
+#include <array>
 
 #include "checkpoint/megatron.h"
+#include "opt/roles.h"
 #include "util/error.h"
 
 namespace optforge::ckpt {
@@ -25,48 +26,49 @@ ValuePtr shape_tuple(const Shape& s) {
   return t;
 }
 
-// A singleton (or any part) with separate k/v/q projections of a Megatron model: fuse them into
-// qkv_proj = [K; V; Q] rows, as ModelParallelMultiheadAttention stores them.
-void fuse_qkv(PartModel& pm) {
-  static const std::regex k_re(R"(^(.*)\.k_proj\.(weight|bias)$)");
-  for (FlatLayout& fl : pm.layout) {
-    for (size_t i = 0; i < fl.names.size(); ++i) {
-      std::smatch m;
-      if (!std::regex_match(fl.names[i], m, k_re)) continue;
-      const std::string base = m[1].str(), kind = m[2].str();
-      auto pos = [&](const std::string& rel) -> size_t {
-        for (size_t j = 0; j < fl.names.size(); ++j)
-          if (fl.names[j] == rel) return j;
-        return size_t(-1);
-      };
-      size_t iv = pos(base + ".v_proj." + kind), iq = pos(base + ".q_proj." + kind);
-      if (iv == size_t(-1) || iq == size_t(-1)) continue;
-      auto param = [&](size_t j) -> PartTensor* {
-        for (auto& t : pm.params)
-          if (t.name == fl.full_name(j)) return &t;
-        throw Error("internal: parameter '" + fl.full_name(j) + "' missing");
-      };
-      PartTensor *k = param(i), *v = param(iv), *q = param(iq);
-      if (k->shape != v->shape || k->shape != q->shape || k->dtype != v->dtype || k->dtype != q->dtype)
-        throw Error("cannot fuse '" + k->name + "', v_proj and q_proj: their shapes or dtypes differ", k->origin);
-      PartTensor fused = *k;
-      fused.name = fl.full_name(i);
-      fused.name.replace(fused.name.size() - kind.size() - 7, 6, "qkv_proj");
-      fused.shape[0] *= 3;
-      fused.bytes = concat({k->bytes, v->bytes, q->bytes});
-      const std::string vn = v->name, qn = q->name;
-      *k = fused;
-      std::erase_if(pm.params, [&](const PartTensor& t) { return t.name == vn || t.name == qn; });
-      fl.names[i] = base + ".qkv_proj." + kind;
-      fl.shapes[i] = fused.shape;
-      // drop v and q from the layout (higher index first)
-      for (size_t j : {std::max(iv, iq), std::min(iv, iq)}) {
-        fl.names.erase(fl.names.begin() + int64_t(j));
-        fl.shapes.erase(fl.shapes.begin() + int64_t(j));
-        if (j < i) --i;
-      }
+// Replaces the separate k, v, q tensors of one kind (weights or biases) in `fl` by the fused
+// qkv_proj = [K; V; Q] rows at k's place, as ModelParallelMultiheadAttention stores them.
+void fuse_one(PartModel& pm, FlatLayout& fl, Role fused) {
+  const auto kvq = kvq_roles(fused);
+  std::array<size_t, 3> at{};
+  int64_t layer = -1;
+  for (size_t j = 0; j < 3; ++j) {
+    size_t i = 0;
+    for (; i < fl.names.size(); ++i) {
+      auto ref = parse_role_name(Layout::Metaseq, fl.full_name(i));
+      if (ref && ref->role == kvq[j]) break;
     }
+    if (i == fl.names.size()) return;  // not this instance (or already fused)
+    at[j] = i;
+    layer = parse_role_name(Layout::Metaseq, fl.full_name(i))->layer;
   }
+  auto param = [&](size_t j) -> PartTensor& {
+    for (auto& t : pm.params)
+      if (t.name == fl.full_name(j)) return t;
+    throw Error("internal: parameter '" + fl.full_name(j) + "' missing");
+  };
+  PartTensor &k = param(at[0]), &v = param(at[1]), &q = param(at[2]);
+  if (k.shape != v.shape || k.shape != q.shape || k.dtype != v.dtype || k.dtype != q.dtype)
+    throw Error("cannot fuse '" + k.name + "', v_proj and q_proj: their shapes or dtypes differ", k.origin);
+  PartTensor f = k;
+  f.name = role_name(role_spec(fused), Layout::Metaseq, layer);
+  f.shape[0] *= 3;
+  f.bytes = concat({k.bytes, v.bytes, q.bytes});
+  const std::string vn = v.name, qn = q.name;
+  k = f;
+  std::erase_if(pm.params, [&](const PartTensor& t) { return t.name == vn || t.name == qn; });
+  fl.names[at[0]] = fl.fsdp_path.empty() ? f.name : f.name.substr(fl.fsdp_path.size() + 1);
+  fl.shapes[at[0]] = f.shape;
+  for (size_t j : {std::max(at[1], at[2]), std::min(at[1], at[2])}) {  // higher index first
+    fl.names.erase(fl.names.begin() + int64_t(j));
+    fl.shapes.erase(fl.shapes.begin() + int64_t(j));
+  }
+}
+
+// A singleton (or any part) with separate k/v/q projections of a Megatron model: fuse them.
+void fuse_qkv(PartModel& pm) {
+  for (FlatLayout& fl : pm.layout)
+    for (Role fused : {Role::QkvWeight, Role::QkvBias}) fuse_one(pm, fl, fused);
   // The params vector must follow the layout order.
   std::vector<PartTensor> ordered;
   for (const FlatLayout& fl : pm.layout)
@@ -92,9 +94,9 @@ Plan build(std::shared_ptr<LoadedCheckpoint> ck, const ReshardOptions& o) {
   if (M < 1) throw Error("--mp must be at least 1");
   if (W < 1) throw Error("--fsdp must be at least 1");
   if (!ck->first().root->get("cfg")) throw Error("no 'cfg' in the checkpoint: resharding needs the model's config", ck->first().path);
-  const ModelDims dims = input_dims(*ck);
-  if (dims.heads % M != 0)
-    throw Error("--mp " + std::to_string(M) + " does not divide the model's " + std::to_string(dims.heads) +
+  const MetaseqCfg dims = input_dims(*ck);
+  if (dims.config.heads % M != 0)
+    throw Error("--mp " + std::to_string(M) + " does not divide the model's " + std::to_string(dims.config.heads) +
                     " attention heads (decoder_attention_heads; tensor decoder.layers.0.self_attn.qkv_proj.weight)",
                 ck->first().path);
   plan.parts = read_parts(*ck, dims, !o.drop_optimizer_state, o.threads);

@@ -1,0 +1,204 @@
+"""Every architecture variant transformers' OPTConfig expresses, against transformers itself.
+
+Small random models of each variant are built by transformers (OPTForCausalLM from an OPTConfig,
+fixed torch seed, layer norms and biases randomised so every term counts) and saved with
+save_pretrained. optforge loads the same folder; the references are transformers' own logits,
+transformers' own greedy decoding, and the HF folder transformers wrote (for conversions).
+
+Bounds as in test_model.py: f32 logits within 1e-4 (only summation order differs), greedy tokens
+identical for 64 steps (a near-tie within 1e-4 is reported, not failed), conversions bit-exact.
+Variants a metaseq or alpa layout cannot express must be refused with a clear error naming the
+variant, and leave nothing behind.
+"""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import OPTConfig, OPTForCausalLM
+
+from conftest import optforge_path, run_optforge
+
+TOL = 1e-4
+HEADS = 4
+BASE = dict(vocab_size=1003, hidden_size=48, num_attention_heads=HEADS, ffn_dim=96, num_hidden_layers=2,
+            max_position_embeddings=128, dropout=0.0, attention_dropout=0.0, init_std=0.1)
+
+VARIANTS = {
+    "gelu": dict(activation_function="gelu"),
+    "gelu_new": dict(activation_function="gelu_new"),
+    "no_bias": dict(enable_bias=False),
+    "no_ln_affine": dict(layer_norm_elementwise_affine=False),
+    "post_ln": dict(do_layer_norm_before=False),
+    "no_final_ln": dict(_remove_final_layer_norm=True),
+    "projections": dict(word_embed_proj_dim=32),  # pre-LN with project_in/out
+    "post_ln_projections_gelu": dict(do_layer_norm_before=False, word_embed_proj_dim=32,
+                                     activation_function="gelu_new"),
+    "vocab_context_ids": dict(vocab_size=517, max_position_embeddings=90, pad_token_id=0, bos_token_id=5,
+                              eos_token_id=6),
+}
+# What each layout cannot express (converting to it must fail clearly).
+METASEQ_CANNOT = {"no_bias": "enable_bias", "no_ln_affine": "layer_norm_elementwise_affine"}
+ALPA_CAN = {"post_ln", "projections", "vocab_context_ids"}
+ARCH_KEYS = ["activation_function", "enable_bias", "layer_norm_elementwise_affine", "do_layer_norm_before",
+             "_remove_final_layer_norm", "word_embed_proj_dim", "hidden_size", "ffn_dim", "num_hidden_layers",
+             "num_attention_heads", "vocab_size", "max_position_embeddings"]
+
+
+def make_model(variant, seed=0):
+    torch.manual_seed(seed)
+    model = OPTForCausalLM(OPTConfig(**{**BASE, **VARIANTS[variant]})).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layer_norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    out = {}
+    for v in VARIANTS:
+        model = make_model(v)
+        d = tmp_path_factory.mktemp(v) / "hf"
+        model.save_pretrained(d, safe_serialization=True)
+        out[v] = (model, d)
+    return out
+
+
+def vocab(v):
+    return VARIANTS[v].get("vocab_size", BASE["vocab_size"])
+
+
+def sequences(v, lengths, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [[2] + torch.randint(7, vocab(v), (L - 1,), generator=g).tolist() for L in lengths]
+
+
+def our_logits(path, seqs, tmp_path, *extra):
+    ids = tmp_path / "ids.jsonl"
+    ids.write_text("".join(json.dumps(s) + "\n" for s in seqs))
+    out = tmp_path / "logits.npy"
+    run_optforge("score", path, ids, "--ids", "--json", "--dump-logits", out, *extra)
+    return np.load(out)
+
+
+def hf_logits(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].numpy()
+
+
+def max_diff(a, b):
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def failing(*args):
+    proc = subprocess.run([optforge_path(), *map(str, args)], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.startswith("optforge: error: "), proc.stderr
+    return proc.stderr
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_prefill_logits_match_transformers(models, variant, tmp_path):
+    model, hf = models[variant]
+    seqs = sequences(variant, [21, 9], seed=1)
+    ours = our_logits(hf, seqs, tmp_path)
+    for b, s in enumerate(seqs):
+        ref = hf_logits(model, s)
+        assert np.abs(ref).max() > 0.5
+        assert max_diff(ours[b, :len(s)], ref) < TOL, (variant, b)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_32_cached_steps_match_transformers(models, variant, tmp_path):
+    model, hf = models[variant]
+    seq = sequences(variant, [40], seed=2)[0]
+    ours = our_logits(hf, [seq], tmp_path, "--prefill", 8)[0]
+    with torch.no_grad():
+        out = model(torch.tensor([seq[:8]]), use_cache=True)
+        ref, past = [out.logits[0]], out.past_key_values
+        for t in seq[8:]:
+            out = model(torch.tensor([[t]]), past_key_values=past, use_cache=True)
+            ref.append(out.logits[0])
+            past = out.past_key_values
+    ref = torch.cat(ref).numpy()
+    assert ref.shape == ours.shape
+    assert max_diff(ours, ref) < TOL
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_greedy_64_tokens_identical(models, variant):
+    model, hf = models[variant]
+    for prompt in sequences(variant, [6, 13], seed=4):
+        proc = run_optforge("generate", hf, "--prompt-ids", ",".join(map(str, prompt)), "--temperature", 0,
+                            "--max-tokens", 64, "--ignore-eos", "--json")
+        ours = json.loads(proc.stdout)["choices"][0]["ids"]
+        ids, ref = list(prompt), []
+        with torch.no_grad():
+            out = model(torch.tensor([ids]), use_cache=True)
+            for _ in range(64):
+                logits = out.logits[0, -1]
+                top2 = torch.topk(logits, 2).values
+                nxt = int(torch.argmax(logits))
+                if len(ref) < len(ours) and ours[len(ref)] != nxt:
+                    assert float(top2[0] - top2[1]) < TOL, (prompt, len(ref))
+                    pytest.skip(f"near-tie at step {len(ref)}")
+                ref.append(nxt)
+                out = model(torch.tensor([[nxt]]), past_key_values=out.past_key_values, use_cache=True)
+        assert ours == ref
+
+
+def assert_same_hf_folder(a, b, ids_too=True):
+    ta, tb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert sorted(ta) == sorted(tb)
+    for k in ta:
+        assert ta[k].dtype == tb[k].dtype and torch.equal(ta[k], tb[k]), k
+    ca, cb = (json.loads((d / "config.json").read_text()) for d in (a, b))
+    keys = ARCH_KEYS + (["pad_token_id", "bos_token_id", "eos_token_id"] if ids_too else [])
+    assert {k: ca.get(k) for k in keys} == {k: cb.get(k) for k in keys}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_hf_to_hf_keeps_every_switch(models, variant, tmp_path):
+    _, hf = models[variant]
+    run_optforge("convert", hf, "-o", tmp_path / "back", "--to", "hf")
+    assert_same_hf_folder(hf, tmp_path / "back")
+    assert OPTForCausalLM.from_pretrained(tmp_path / "back").config.activation_function == \
+        VARIANTS[variant].get("activation_function", "relu")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_hf_to_metaseq_to_hf_bit_exact_and_metaseq_runs_the_variant(models, variant, tmp_path):
+    model, hf = models[variant]
+    mid = tmp_path / "restored.pt"
+    if variant in METASEQ_CANNOT:
+        assert METASEQ_CANNOT[variant] in failing("convert", hf, "-o", mid, "--to", "metaseq")
+        assert not os.listdir(tmp_path)
+        return
+    run_optforge("convert", hf, "-o", mid, "--to", "metaseq")
+    cfg = torch.load(mid)["cfg"]["model"]
+    act = VARIANTS[variant].get("activation_function", "relu")
+    assert cfg.activation_fn == {"gelu_new": "gelu_accurate"}.get(act, act)
+    run_optforge("convert", mid, "-o", tmp_path / "back", "--to", "hf")
+    # metaseq's dictionary fixes its token ids: those are the one thing it does not carry
+    assert_same_hf_folder(hf, tmp_path / "back", ids_too=variant != "vocab_context_ids")
+    # the metaseq checkpoint itself runs as the variant (activation_fn, no_decoder_final_norm)
+    seq = sequences(variant, [17], seed=5)[0]
+    assert max_diff(our_logits(mid, [seq], tmp_path)[0], hf_logits(model, seq)) < TOL
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_hf_to_alpa_where_alpa_can_express_it(models, variant, tmp_path):
+    _, hf = models[variant]
+    if variant not in ALPA_CAN:
+        assert "cannot express" in failing("convert", hf, "-o", tmp_path / "alpa", "--to", "alpa")
+        assert not os.listdir(tmp_path)
+        return
+    run_optforge("convert", hf, "-o", tmp_path / "alpa", "--to", "alpa")
+    run_optforge("convert", tmp_path / "alpa", "-o", tmp_path / "back", "--to", "hf", "--heads", HEADS)
+    assert_same_hf_folder(hf, tmp_path / "back", ids_too=False)  # alpa's files carry no config
