@@ -41,34 +41,36 @@ std::string clean_fsdp_name(const std::string& name) {
   return out;
 }
 
-CheckpointFiles find_checkpoint(const std::string& in) {
-  std::string dir, want_prefix;
+namespace {
+
+// Files of one checkpoint name prefix: part -> shard -> paths (more than one: a duplicate).
+struct Found {
+  std::map<int64_t, std::map<int64_t, std::vector<std::string>>> parts;
+  bool part_suffix = false, no_part_suffix = false, shard_suffix = false, no_shard_suffix = false;
+};
+
+// `in` as (folder, wanted prefix or "" for any): a folder, a prefix, or one file of a set.
+std::pair<std::string, std::string> folder_and_prefix(const std::string& in) {
   std::error_code ec;
-  if (fs::is_directory(in, ec)) {
-    dir = in;
-  } else {
-    fs::path p(in);
-    dir = p.has_parent_path() ? p.parent_path().string() : ".";
-    want_prefix = p.filename().string();
-    if (want_prefix.size() > 3 && want_prefix.compare(want_prefix.size() - 3, 3, ".pt") == 0 &&
-        !fs::exists(in, ec))
-      want_prefix.resize(want_prefix.size() - 3);
-    if (fs::is_regular_file(in, ec)) {  // a single file: itself (a part or shard of a set, or alone)
-      auto parsed = parse_checkpoint_name(want_prefix);
-      if (parsed) want_prefix = parsed->prefix;
-    }
-    if (!fs::is_directory(dir, ec)) throw Error("no such folder", dir);
+  if (fs::is_directory(in, ec)) return {in, ""};
+  fs::path p(in);
+  std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
+  std::string want = p.filename().string();
+  if (want.size() > 3 && want.compare(want.size() - 3, 3, ".pt") == 0 && !fs::exists(in, ec)) want.resize(want.size() - 3);
+  if (fs::is_regular_file(in, ec)) {  // a single file: itself (a part or shard of a set, or alone)
+    auto parsed = parse_checkpoint_name(want);
+    if (parsed) want = parsed->prefix;
   }
-  // prefix -> part -> shard -> path
-  struct Found {
-    std::map<int64_t, std::map<int64_t, std::vector<std::string>>> parts;
-    bool part_suffix = false, no_part_suffix = false, shard_suffix = false, no_shard_suffix = false;
-  };
+  if (!fs::is_directory(dir, ec)) throw Error("no such folder", dir);
+  return {dir, want};
+}
+
+std::map<std::string, Found> list_checkpoints(const std::string& dir, const std::string& want_prefix) {
+  std::error_code ec;
   std::map<std::string, Found> groups;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     if (!e.is_regular_file(ec)) continue;
-    std::string name = e.path().filename().string();
-    auto p = parse_checkpoint_name(name);
+    auto p = parse_checkpoint_name(e.path().filename().string());
     if (!p) continue;
     if (!want_prefix.empty() && p->prefix != want_prefix) continue;
     Found& g = groups[p->prefix];
@@ -81,21 +83,45 @@ CheckpointFiles find_checkpoint(const std::string& in) {
     throw Error(want_prefix.empty() ? "no checkpoint files (*.pt) in this folder"
                                     : "no checkpoint files named " + want_prefix + "[-model_part-K][-shardR].pt",
                 dir);
-  std::string prefix;
-  if (groups.size() == 1) {
-    prefix = groups.begin()->first;
-  } else if (groups.count("checkpoint_last")) {
-    prefix = "checkpoint_last";
-  } else if (groups.count("reshard")) {
-    prefix = "reshard";
-  } else {
-    std::string names;
-    for (const auto& [k, g] : groups) names += (names.empty() ? "" : ", ") + k;
-    throw Error("several checkpoints in this folder (" + names + "); pass a path prefix such as " + dir + "/" +
-                    groups.begin()->first,
-                dir);
+  return groups;
+}
+
+std::string choose_prefix(const std::map<std::string, Found>& groups, const std::string& dir) {
+  if (groups.size() == 1) return groups.begin()->first;
+  for (const char* preferred : {"checkpoint_last", "reshard"})
+    if (groups.count(preferred)) return preferred;
+  std::string names;
+  for (const auto& [k, g] : groups) names += (names.empty() ? "" : ", ") + k;
+  throw Error("several checkpoints in this folder (" + names + "); pass a path prefix such as " + dir + "/" +
+                  groups.begin()->first,
+              dir);
+}
+
+// Part `part`'s shard paths, checked to be 0..n-1 without gaps or duplicates.
+std::vector<std::string> shard_paths(const Found& g, int64_t part, const std::string& dir, const std::string& prefix) {
+  const auto& shards = g.parts.at(part);
+  std::vector<std::string> paths;
+  int64_t expect_shard = 0;
+  for (const auto& [shard, files] : shards) {
+    if (files.size() > 1) throw Error("duplicate shard " + std::to_string(shard) + ": " + files[0] + " and " + files[1], dir);
+    if (shard != expect_shard)
+      throw Error("shard " + std::to_string(expect_shard) + " of model part " + std::to_string(part) +
+                      " is missing (found shards up to " + std::to_string(shards.rbegin()->first) + ")",
+                  dir + "/" + prefix + (g.part_suffix ? "-model_part-" + std::to_string(part) : "") + "-shard" +
+                      std::to_string(expect_shard) + ".pt");
+    paths.push_back(files[0]);
+    ++expect_shard;
   }
-  const Found& g = groups[prefix];
+  return paths;
+}
+
+}  // namespace
+
+CheckpointFiles find_checkpoint(const std::string& in) {
+  const auto [dir, want_prefix] = folder_and_prefix(in);
+  const auto groups = list_checkpoints(dir, want_prefix);
+  const std::string prefix = choose_prefix(groups, dir);
+  const Found& g = groups.at(prefix);
   if (g.part_suffix && g.no_part_suffix)
     throw Error("files of '" + prefix + "' mix names with and without -model_part-K", dir);
   if (g.shard_suffix && g.no_shard_suffix)
@@ -111,18 +137,7 @@ CheckpointFiles find_checkpoint(const std::string& in) {
       throw Error("model part " + std::to_string(expect_part) + " is missing (found parts up to " +
                       std::to_string(g.parts.rbegin()->first) + ")",
                   dir + "/" + prefix + "-model_part-" + std::to_string(expect_part) + "-shard*.pt");
-    std::vector<std::string> paths;
-    int64_t expect_shard = 0;
-    for (const auto& [shard, files] : shards) {
-      if (files.size() > 1) throw Error("duplicate shard " + std::to_string(shard) + ": " + files[0] + " and " + files[1], dir);
-      if (shard != expect_shard)
-        throw Error("shard " + std::to_string(expect_shard) + " of model part " + std::to_string(part) +
-                        " is missing (found shards up to " + std::to_string(shards.rbegin()->first) + ")",
-                    dir + "/" + prefix + (g.part_suffix ? "-model_part-" + std::to_string(part) : "") + "-shard" +
-                        std::to_string(expect_shard) + ".pt");
-      paths.push_back(files[0]);
-      ++expect_shard;
-    }
+    std::vector<std::string> paths = shard_paths(g, part, dir, prefix);
     if (!out.paths.empty() && paths.size() != out.paths[0].size())
       throw Error("model part " + std::to_string(part) + " has " + std::to_string(paths.size()) +
                       " shards but part 0 has " + std::to_string(out.paths[0].size()) + " (a shard is missing?)",

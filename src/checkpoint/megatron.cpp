@@ -51,23 +51,6 @@ void need_divisible(const PartTensor& t, uint64_t full, int64_t M, const char* w
                 std::to_string(full) + ") is not divisible by " + std::to_string(M));
 }
 
-// "module.param", the last two dotted components of a name.
-std::string module_param(const std::string& name) {
-  const auto dot = name.rfind('.');
-  if (dot == std::string::npos || dot == 0) return name;
-  const auto dot2 = name.rfind('.', dot - 1);
-  return dot2 == std::string::npos ? name : name.substr(dot2 + 1);
-}
-
-// The role whose metaseq name ends in the same module and parameter ("qkv_proj.weight"): FSDP
-// and wrapper prefixes vary, what a tensor is does not.
-const RoleSpec* role_by_module(const std::string& name) {
-  const std::string mp = module_param(name);
-  for (const RoleSpec& r : role_table())
-    if (module_param(r.metaseq) == mp) return &r;
-  return nullptr;
-}
-
 }  // namespace
 
 Split classify(const std::string& k) {

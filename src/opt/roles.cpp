@@ -155,6 +155,20 @@ std::optional<RoleRef> parse_role_name(Layout layout, const std::string& name) {
   return std::nullopt;
 }
 
+std::string module_param(const std::string& name) {
+  const auto dot = name.rfind('.');
+  if (dot == std::string::npos || dot == 0) return name;
+  const auto dot2 = name.rfind('.', dot - 1);
+  return dot2 == std::string::npos ? name : name.substr(dot2 + 1);
+}
+
+const RoleSpec* role_by_module(const std::string& name) {
+  const std::string mp = module_param(name);
+  for (const RoleSpec& r : kRoles)
+    if (module_param(r.metaseq) == mp) return &r;
+  return nullptr;
+}
+
 std::array<Role, 3> kvq_roles(Role fused) {
   if (fused == Role::QkvBias) return {Role::KBias, Role::VBias, Role::QBias};
   return {Role::KWeight, Role::VWeight, Role::QWeight};

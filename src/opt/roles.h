@@ -98,6 +98,12 @@ struct RoleRef {
 };
 // The role a full name stands for in `layout`; nullopt for names the table does not know.
 std::optional<RoleRef> parse_role_name(Layout layout, const std::string& name);
+// The role whose metaseq name ends in the same module and parameter as `name` ("qkv_proj.weight",
+// "fc2.weight"): what a tensor is, whatever FSDP wrapper or layer prefix surrounds it. nullptr if
+// none.
+const RoleSpec* role_by_module(const std::string& name);
+// The last two dotted components of a name ("module.param").
+std::string module_param(const std::string& name);
 // The layer number of a name under the layout's layer prefix, whatever follows it.
 std::optional<int64_t> layer_of(Layout layout, const std::string& name);
 // The separate roles a fused qkv role holds, in metaseq's row order (K, V, Q).
