@@ -1,5 +1,6 @@
 #include "convert/opt_tensors.h"
 
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -54,6 +55,14 @@ struct ByRole {
   bool has(Role r, int64_t layer = -1) const { return find(r, layer) != nullptr; }
 };
 
+// The same shape, dtype and bytes (a shared storage view is not read).
+bool same_values(const Tensor& a, const Tensor& b) {
+  if (a.shape != b.shape || a.dtype != b.dtype) return false;
+  if (a.storage == b.storage && a.offset == b.offset && a.strides == b.strides) return true;
+  const Tensor ca = a.contiguous(), cb = b.contiguous();
+  return std::memcmp(ca.data(), cb.data(), size_t(ca.nbytes())) == 0;
+}
+
 void add_role(ByRole& m, RoleRef ref, std::string name, Tensor t, const std::string& source) {
   if (!m.t.emplace(std::make_pair(ref.layer, ref.role), std::make_pair(name, t)).second)
     throw Error("tensor '" + name + "' appears twice (under this or another spelling)", source);
@@ -78,9 +87,10 @@ ByRole by_role(std::vector<std::pair<std::string, Tensor>> named, const std::str
     }
   }
   const Tensor* emb = m.find(Role::TokenEmbed);
-  if (head && emb && (head->shape != emb->shape || head->dtype != emb->dtype))
-    throw Error("the output projection (lm_head) " + head->shape_string() + " is not the tied embedding " +
-                emb->shape_string() + " (OPT ties them)", source);
+  if (head && emb && !same_values(*head, *emb))
+    throw Error("the output projection (lm_head) " + head->shape_string() + " " + std::string(dtype_name(head->dtype)) +
+                " differs from the token embedding " + emb->shape_string() + " " + std::string(dtype_name(emb->dtype)) +
+                ": OPT ties them, and optforge runs and writes tied heads only", source);
   return m;
 }
 
@@ -219,6 +229,9 @@ SourceConfig hf_source_config(const nlohmann::json& cfg, const std::string& file
     return cfg[key].get<int64_t>();
   };
   sc.heads = id("num_attention_heads", 0);
+  if (!flag("tie_word_embeddings", true))
+    throw Error("tie_word_embeddings is false: OPT ties its output projection to the token embedding, and optforge "
+                "runs and writes tied heads only", file);
   const std::string act = cfg.value("activation_function", std::string("relu"));
   sc.activation = activation_from_name(act);
   if (!sc.activation || act == "gelu_accurate" || act == "gelu_fast")
@@ -330,8 +343,16 @@ namespace {
 OptTensors read_single_file(const std::string& path, const AnyFile& f, const ReadModelOptions& opts) {
   const fs::path p(path);
   SourceConfig sc = metaseq_source_config(f.root, path);
+  bool have_config = cfg_model(f.root) != nullptr;
+  for (const auto& [key, text] : f.metadata)
+    if (key == "opt_config") {  // written by write_safetensors_state: an HF config.json
+      auto j = nlohmann::json::parse(text, nullptr, false);
+      if (!j.is_object()) throw Error("__metadata__ opt_config is not a JSON object", path);
+      sc = hf_source_config(j, path + " (__metadata__ opt_config)");
+      have_config = true;
+    }
   const fs::path sibling_config = p.parent_path() / "config.json";  // a weights file of an HF folder
-  if (!cfg_model(f.root) && fs::exists(sibling_config)) {
+  if (!have_config && fs::exists(sibling_config)) {
     auto j = nlohmann::json::parse(read_text_file(sibling_config.string()), nullptr, false);
     if (j.is_object() && j.value("model_type", "") == "opt") sc = hf_source_config(j, sibling_config.string());
   }

@@ -152,7 +152,9 @@ void write_hf(const OptTensors& m, const std::string& outdir, const HfWriteOptio
 void write_safetensors_state(const OptTensors& m, const std::string& outfile) {
   std::vector<std::pair<std::string, Tensor>> named;
   for (size_t i = 0; i < m.tensors.size(); ++i) named.emplace_back(m.name_in(i, Layout::Hf), m.tensors[i].second);
-  save_safetensors(outfile, named, {{"format", "pt"}});
+  // A bare state dict has no config.json: the model's config travels in the header's metadata
+  // (strings only), so that activation, LN switches and token ids survive a round trip.
+  save_safetensors(outfile, named, {{"format", "pt"}, {"opt_config", hf_config(m).dump()}});
 }
 
 }  // namespace optforge

@@ -13,7 +13,6 @@ using enum TpSplit;
 using enum Dim;
 using enum QkvForm;
 
-constexpr uint8_t kBiasAffine = kAffine;
 constexpr uint8_t kFinalAffine = kFinalNorm | kAffine;
 
 // clang-format off
@@ -33,13 +32,13 @@ constexpr std::array<RoleSpec, kRoleCount> kRoles = {{
   {OutWeight,       "out_proj weight",  Layer, "self_attn.out_proj.weight",      "self_attn.out_proj.weight",             "self_attn.out_proj.weight",     "attention.dense.kernel",                             E,      E,    Row,         6, kAlways,       Any,      Matrix},
   {OutBias,         "out_proj bias",    Layer, "self_attn.out_proj.bias",        "self_attn.out_proj.bias",               "self_attn.out_proj.bias",       "attention.dense.bias",                               E,      None, Replicated,  7, kBias,         Any,      Bias},
   {AttnNormWeight,  "attn norm weight", Layer, "self_attn_layer_norm.weight",    "self_attn_layer_norm.weight",           "self_attn_layer_norm.weight",   "attention.layer_norm.scale",                         E,      None, Replicated,  8, kAffine,       Any,      NormWeight},
-  {AttnNormBias,    "attn norm bias",   Layer, "self_attn_layer_norm.bias",      "self_attn_layer_norm.bias",             "self_attn_layer_norm.bias",     "attention.layer_norm.bias",                          E,      None, Replicated,  9, kBiasAffine,   Any,      NormBias},
+  {AttnNormBias,    "attn norm bias",   Layer, "self_attn_layer_norm.bias",      "self_attn_layer_norm.bias",             "self_attn_layer_norm.bias",     "attention.layer_norm.bias",                          E,      None, Replicated,  9, kAffine,       Any,      NormBias},
   {Fc1Weight,       "fc1 weight",       Layer, "fc1.weight",                     "fc1.weight",                            "fc1.weight",                    "ffn.fc1.kernel",                                     F,      E,    Column,     10, kAlways,       Any,      Matrix},
   {Fc1Bias,         "fc1 bias",         Layer, "fc1.bias",                       "fc1.bias",                              "fc1.bias",                      "ffn.fc1.bias",                                       F,      None, Column,     11, kBias,         Any,      Bias},
   {Fc2Weight,       "fc2 weight",       Layer, "fc2.weight",                     "fc2.weight",                            "fc2.weight",                    "ffn.fc2.kernel",                                     E,      F,    Row,        12, kAlways,       Any,      Matrix},
   {Fc2Bias,         "fc2 bias",         Layer, "fc2.bias",                       "fc2.bias",                              "fc2.bias",                      "ffn.fc2.bias",                                       E,      None, Replicated, 13, kBias,         Any,      Bias},
   {FfnNormWeight,   "ffn norm weight",  Layer, "final_layer_norm.weight",        "final_layer_norm.weight",               "final_layer_norm.weight",       "ffn.layer_norm.scale",                               E,      None, Replicated, 14, kAffine,       Any,      NormWeight},
-  {FfnNormBias,     "ffn norm bias",    Layer, "final_layer_norm.bias",          "final_layer_norm.bias",                 "final_layer_norm.bias",         "ffn.layer_norm.bias",                                E,      None, Replicated, 15, kBiasAffine,   Any,      NormBias},
+  {FfnNormBias,     "ffn norm bias",    Layer, "final_layer_norm.bias",          "final_layer_norm.bias",                 "final_layer_norm.bias",         "ffn.layer_norm.bias",                                E,      None, Replicated, 15, kAffine,       Any,      NormBias},
   {FinalNormWeight, "final norm weight",Model, "decoder.layer_norm.weight",      "model.decoder.final_layer_norm.weight", "decoder.layer_norm.weight",     "params.transformers.layer_norm.scale",               E,      None, Replicated,  3, kFinalAffine,  Any,      NormWeight},
   {FinalNormBias,   "final norm bias",  Model, "decoder.layer_norm.bias",        "model.decoder.final_layer_norm.bias",   "decoder.layer_norm.bias",       "params.transformers.layer_norm.bias",                E,      None, Replicated,  4, kFinalAffine,  Any,      NormBias},
   {ProjectOut,      "project out",      Model, "decoder.project_out_dim.weight", "model.decoder.project_out.weight",      "decoder.project_out.weight",    nullptr,                                              Ein,    E,    Replicated,  5, kProjections,  Any,      Matrix},

@@ -173,6 +173,17 @@ def test_hf_to_hf_keeps_every_switch(models, variant, tmp_path):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+def test_hf_to_safetensors_state_dict_to_hf_keeps_every_switch(models, variant, tmp_path):
+    """A bare state dict carries the config in its header; transformers loads it back too."""
+    model, hf = models[variant]
+    run_optforge("convert", hf, "-o", tmp_path / "m.safetensors", "--to", "safetensors")
+    run_optforge("convert", tmp_path / "m.safetensors", "-o", tmp_path / "back", "--to", "hf")
+    assert_same_hf_folder(hf, tmp_path / "back")
+    seq = sequences(variant, [11], seed=6)[0]
+    assert max_diff(our_logits(tmp_path / "m.safetensors", [seq], tmp_path)[0], hf_logits(model, seq)) < TOL
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_hf_to_metaseq_to_hf_bit_exact_and_metaseq_runs_the_variant(models, variant, tmp_path):
     model, hf = models[variant]
     mid = tmp_path / "restored.pt"
@@ -202,3 +213,19 @@ def test_hf_to_alpa_where_alpa_can_express_it(models, variant, tmp_path):
     run_optforge("convert", hf, "-o", tmp_path / "alpa", "--to", "alpa")
     run_optforge("convert", tmp_path / "alpa", "-o", tmp_path / "back", "--to", "hf", "--heads", HEADS)
     assert_same_hf_folder(hf, tmp_path / "back", ids_too=False)  # alpa's files carry no config
+
+
+def test_untied_output_projection_is_refused_not_tied_silently(tmp_path):
+    """transformers can untie OPT's lm_head (tie_word_embeddings=False); optforge runs tied heads
+    only, so such a model must be refused rather than run with the embedding as its head."""
+    torch.manual_seed(0)
+    model = OPTForCausalLM(OPTConfig(**BASE, tie_word_embeddings=False)).eval()
+    with torch.no_grad():
+        model.lm_head.weight.copy_(torch.randn_like(model.lm_head.weight))
+    model.save_pretrained(tmp_path / "hf", safe_serialization=True)
+    assert "tie_word_embeddings" in failing("convert", tmp_path / "hf", "-o", tmp_path / "o.pt", "--to", "metaseq")
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    from safetensors.torch import save_file
+    save_file(sd, tmp_path / "untied.safetensors")
+    assert "lm_head" in failing("convert", tmp_path / "untied.safetensors", "-o", tmp_path / "o2.pt", "--to", "metaseq")
+    assert sorted(os.listdir(tmp_path)) == ["hf", "untied.safetensors"]
