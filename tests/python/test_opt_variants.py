@@ -17,10 +17,11 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from transformers import OPTConfig, OPTForCausalLM
 
 from conftest import optforge_path, run_optforge
+from hf_reference import check_greedy, hf_cached_logits, hf_logits, max_diff, our_logits, random_opt
 
 TOL = 1e-4
 HEADS = 4
@@ -49,15 +50,7 @@ ARCH_KEYS = ["activation_function", "enable_bias", "layer_norm_elementwise_affin
 
 
 def make_model(variant, seed=0):
-    torch.manual_seed(seed)
-    model = OPTForCausalLM(OPTConfig(**{**BASE, **VARIANTS[variant]})).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "layer_norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-    return model
+    return random_opt(seed, **{**BASE, **VARIANTS[variant]})
 
 
 @pytest.fixture(scope="module")
@@ -78,23 +71,6 @@ def vocab(v):
 def sequences(v, lengths, seed):
     g = torch.Generator().manual_seed(seed)
     return [[2] + torch.randint(7, vocab(v), (L - 1,), generator=g).tolist() for L in lengths]
-
-
-def our_logits(path, seqs, tmp_path, *extra):
-    ids = tmp_path / "ids.jsonl"
-    ids.write_text("".join(json.dumps(s) + "\n" for s in seqs))
-    out = tmp_path / "logits.npy"
-    run_optforge("score", path, ids, "--ids", "--json", "--dump-logits", out, *extra)
-    return np.load(out)
-
-
-def hf_logits(model, ids):
-    with torch.no_grad():
-        return model(torch.tensor([ids])).logits[0].numpy()
-
-
-def max_diff(a, b):
-    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
 
 
 def failing(*args):
@@ -119,14 +95,7 @@ def test_32_cached_steps_match_transformers(models, variant, tmp_path):
     model, hf = models[variant]
     seq = sequences(variant, [40], seed=2)[0]
     ours = our_logits(hf, [seq], tmp_path, "--prefill", 8)[0]
-    with torch.no_grad():
-        out = model(torch.tensor([seq[:8]]), use_cache=True)
-        ref, past = [out.logits[0]], out.past_key_values
-        for t in seq[8:]:
-            out = model(torch.tensor([[t]]), past_key_values=past, use_cache=True)
-            ref.append(out.logits[0])
-            past = out.past_key_values
-    ref = torch.cat(ref).numpy()
+    ref = hf_cached_logits(model, seq, 8)
     assert ref.shape == ours.shape
     assert max_diff(ours, ref) < TOL
 
@@ -137,20 +106,7 @@ def test_greedy_64_tokens_identical(models, variant):
     for prompt in sequences(variant, [6, 13], seed=4):
         proc = run_optforge("generate", hf, "--prompt-ids", ",".join(map(str, prompt)), "--temperature", 0,
                             "--max-tokens", 64, "--ignore-eos", "--json")
-        ours = json.loads(proc.stdout)["choices"][0]["ids"]
-        ids, ref = list(prompt), []
-        with torch.no_grad():
-            out = model(torch.tensor([ids]), use_cache=True)
-            for _ in range(64):
-                logits = out.logits[0, -1]
-                top2 = torch.topk(logits, 2).values
-                nxt = int(torch.argmax(logits))
-                if len(ref) < len(ours) and ours[len(ref)] != nxt:
-                    assert float(top2[0] - top2[1]) < TOL, (prompt, len(ref))
-                    pytest.skip(f"near-tie at step {len(ref)}")
-                ref.append(nxt)
-                out = model(torch.tensor([[nxt]]), past_key_values=out.past_key_values, use_cache=True)
-        assert ours == ref
+        check_greedy(model, prompt, json.loads(proc.stdout)["choices"][0]["ids"], 64, TOL)
 
 
 def assert_same_hf_folder(a, b, ids_too=True):
@@ -225,7 +181,6 @@ def test_untied_output_projection_is_refused_not_tied_silently(tmp_path):
     model.save_pretrained(tmp_path / "hf", safe_serialization=True)
     assert "tie_word_embeddings" in failing("convert", tmp_path / "hf", "-o", tmp_path / "o.pt", "--to", "metaseq")
     sd = {k: v.contiguous() for k, v in model.state_dict().items()}
-    from safetensors.torch import save_file
     save_file(sd, tmp_path / "untied.safetensors")
     assert "lm_head" in failing("convert", tmp_path / "untied.safetensors", "-o", tmp_path / "o2.pt", "--to", "metaseq")
     assert sorted(os.listdir(tmp_path)) == ["hf", "untied.safetensors"]
