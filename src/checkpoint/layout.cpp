@@ -243,11 +243,10 @@ MetaseqCfg dims_from_cfg(const ValuePtr& cfg, const std::string& file) {
   c.max_positions = *t;
   c.pre_ln = bool_field(m, "decoder_normalize_before").value_or(true);
   c.remove_final_norm = c.pre_ln && bool_field(m, "no_decoder_final_norm").value_or(false);
-  if (auto act = m->attr("activation_fn"); act && act->is_str()) {
-    auto a = activation_from_name(act->s);
-    if (!a) throw Error("cfg's activation_fn '" + act->s + "' is not one OPT's decoder runs (relu, gelu, gelu_accurate)", file);
-    c.activation = *a;
-  }
+  // Surgery moves tensors whatever the activation; running or converting the model checks it
+  // (convert/opt_tensors.cpp), so an activation optforge cannot run does not block consolidate.
+  if (auto act = m->attr("activation_fn"); act && act->is_str())
+    if (auto a = activation_from_name(act->s)) c.activation = *a;
   auto arch = m->attr("arch");
   if (!arch || !arch->is_str()) arch = m->attr("_name");
   d.arch = arch && arch->is_str() ? arch->s : "";

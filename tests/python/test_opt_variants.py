@@ -184,3 +184,15 @@ def test_untied_output_projection_is_refused_not_tied_silently(tmp_path):
     save_file(sd, tmp_path / "untied.safetensors")
     assert "lm_head" in failing("convert", tmp_path / "untied.safetensors", "-o", tmp_path / "o2.pt", "--to", "metaseq")
     assert sorted(os.listdir(tmp_path)) == ["hf", "untied.safetensors"]
+
+
+def test_metaseq_activation_we_cannot_run_is_a_clear_error(models, tmp_path):
+    """A metaseq cfg naming an activation optforge does not implement must not run as relu."""
+    _, hf = models["gelu"]
+    run_optforge("convert", hf, "-o", tmp_path / "restored.pt", "--to", "metaseq")
+    ck = torch.load(tmp_path / "restored.pt")
+    ck["cfg"]["model"].activation_fn = "swiglu"
+    torch.save(ck, tmp_path / "odd.pt")
+    err = failing("convert", tmp_path / "odd.pt", "-o", tmp_path / "o", "--to", "hf")
+    assert "activation_fn 'swiglu'" in err and "odd.pt" in err
+    assert sorted(os.listdir(tmp_path)) == ["odd.pt", "restored.pt"]
