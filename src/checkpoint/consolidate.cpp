@@ -1,20 +1,14 @@
 #include "checkpoint/consolidate.h"
 
 #include <algorithm>
-#include <map>
-#include <regex>
 
 #include "checkpoint/megatron.h"
+#include "opt/roles.h"
 #include "util/error.h"
 
 namespace optforge::ckpt {
 namespace {
 
-std::string replace_first(std::string s, const std::string& from, const std::string& to) {
-  auto pos = s.find(from);
-  if (pos != std::string::npos) s.replace(pos, from.size(), to);
-  return s;
-}
 
 ProducerPtr maybe_cast(const ProducerPtr& p, DType from, const std::optional<DType>& to, DType* out) {
   if (to && is_floating(from) && *to != from) {
@@ -54,35 +48,21 @@ ValuePtr top_level(const TorchFile& f, const ValuePtr& model, std::optional<int6
 }  // namespace
 
 std::vector<size_t> restored_order(const std::vector<std::string>& names) {
-  static const std::vector<std::string> before = {"decoder.embed_tokens.weight", "decoder.project_in_dim.weight",
-                                                  "decoder.embed_positions.weight"};
-  static const std::vector<std::string> after = {"decoder.layer_norm.weight", "decoder.layer_norm.bias",
-                                                 "decoder.project_out_dim.weight"};
-  static const std::regex layer_re(R"(^decoder\.layers\.(\d+)\.)");
-  std::vector<size_t> out;
-  std::vector<bool> taken(names.size(), false);
-  auto take = [&](size_t i) {
-    if (!taken[i]) {
-      taken[i] = true;
-      out.push_back(i);
-    }
+  // Sort key: model roles before the layers (table order), the layers by number (file order
+  // within a layer: glued k, v, q stay where qkv was), model roles after the layers, then names
+  // outside the table in file order, decoder.version last.
+  const size_t first_layer_role = size_t(Role::KWeight);
+  auto key = [&](const std::string& n) -> std::pair<int, int64_t> {
+    if (n == "decoder.version") return {4, 0};
+    auto ref = parse_role_name(Layout::Metaseq, n);
+    if (auto layer = layer_of(Layout::Metaseq, n); layer && !ref) return {1, *layer};  // unknown layer names stay in their layer
+    if (!ref || ref->role == Role::LmHead) return {3, 0};
+    if (ref->layer >= 0) return {1, ref->layer};
+    return {size_t(ref->role) < first_layer_role ? 0 : 2, int64_t(ref->role)};
   };
-  auto take_name = [&](const std::string& n) {
-    for (size_t i = 0; i < names.size(); ++i)
-      if (names[i] == n) take(i);
-  };
-  for (const auto& n : before) take_name(n);
-  std::map<int64_t, std::vector<size_t>> layers;
-  for (size_t i = 0; i < names.size(); ++i) {
-    std::smatch m;
-    if (std::regex_search(names[i], m, layer_re)) layers[std::stoll(m[1].str())].push_back(i);
-  }
-  for (const auto& [l, idx] : layers)
-    for (size_t i : idx) take(i);
-  for (const auto& n : after) take_name(n);
-  for (size_t i = 0; i < names.size(); ++i)
-    if (names[i] != "decoder.version") take(i);
-  take_name("decoder.version");
+  std::vector<size_t> out(names.size());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = i;
+  std::stable_sort(out.begin(), out.end(), [&](size_t a, size_t b) { return key(names[a]) < key(names[b]); });
   return out;
 }
 
@@ -91,7 +71,7 @@ Plan plan_consolidate(const ConsolidateOptions& o) {
   plan.operation = "consolidate";
   plan.input = open_input(o.input, o.threads);
   const LoadedCheckpoint& ck = *plan.input;
-  const ModelDims dims = input_dims(ck);
+  const MetaseqCfg dims = input_dims(ck);
   plan.parts = read_parts(ck, dims, false, o.threads);
   const auto& parts = plan.parts;
   const size_t P = parts.size();
@@ -123,14 +103,15 @@ Plan plan_consolidate(const ConsolidateOptions& o) {
   for (size_t i = 0; i < p0.params.size(); ++i) {
     const PartTensor& t = p0.params[i];
     auto ts = across_parts(parts, i);
-    if (t.name == "decoder.output_projection.weight") continue;
+    const auto ref = parse_role_name(Layout::Metaseq, t.name);
+    if (ref && ref->role == Role::LmHead) continue;  // tied to embed_tokens
     Split s = classify(t.name);
     if (s == Split::Qkv) {
       auto kvq = glue_qkv(ts);
-      const char* letters[] = {"k", "v", "q"};
-      for (int j = 0; j < 3; ++j) {
-        names.push_back(replace_first(t.name, "qkv", letters[j]));
-        values.push_back(make(t, kvq[size_t(j)].bytes, kvq[size_t(j)].shape));
+      const auto roles = kvq_roles(ref->role);
+      for (size_t j = 0; j < 3; ++j) {
+        names.push_back(role_name(role_spec(roles[j]), Layout::Metaseq, ref->layer));
+        values.push_back(make(t, kvq[j].bytes, kvq[j].shape));
       }
       continue;
     }
@@ -141,7 +122,7 @@ Plan plan_consolidate(const ConsolidateOptions& o) {
   }
   for (size_t i = 0; i < p0.buffers.size(); ++i) {
     const PartTensor& t = p0.buffers[i];
-    if (t.name == "decoder.output_projection.weight") continue;
+    if (t.name == role_name(role_spec(Role::LmHead), Layout::Metaseq)) continue;
     auto ts = buffers_across_parts(parts, i);
     if (P > 1) plan.replica_checks.push_back(ts);
     names.push_back(t.name);

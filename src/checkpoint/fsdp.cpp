@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
-#include <regex>
 #include <set>
 
+#include "opt/roles.h"
 #include "util/error.h"
 
 namespace optforge::ckpt {
@@ -20,9 +20,13 @@ std::string shape_str(const Shape& s) {
   return out + (s.size() == 1 ? ",)" : ")");
 }
 
+// "flat_param", "flat_param_3", "decoder.layers.0.flat_param_0": FSDP's flat parameter names.
 bool is_flat_key(const std::string& key) {
-  static const std::regex re(R"((^|\.)flat_param(_\d+)?$)");
-  return std::regex_search(key, re);
+  const auto dot = key.rfind('.');
+  const std::string last = dot == std::string::npos ? key : key.substr(dot + 1);
+  if (last == "flat_param") return true;
+  if (last.rfind("flat_param_", 0) != 0 || last.size() == 11) return false;
+  return std::all_of(last.begin() + 11, last.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
 }
 
 // The model dict's tensors under clean names, in file order.
@@ -179,359 +183,402 @@ const PartTensor* PartModel::find(const std::string& name) const {
   return nullptr;
 }
 
-std::vector<FlatLayout> layout_from_cfg(const ModelDims& d, int64_t P, int64_t vocab_rows) {
-  const int64_t E = d.embed_dim, F = d.ffn_dim, Ein = d.input_dim, T = d.positions;
-  std::vector<FlatLayout> out;
-  FlatLayout root;
-  auto add = [](FlatLayout& fl, std::string n, Shape s) {
-    fl.names.push_back(std::move(n));
-    fl.shapes.push_back(std::move(s));
-  };
-  add(root, "decoder.embed_tokens.weight", {vocab_rows, Ein});
-  if (Ein != E) add(root, "decoder.project_in_dim.weight", {E, Ein});
-  add(root, "decoder.embed_positions.weight", {T + 2, E});
-  if (d.pre_ln) {
-    add(root, "decoder.layer_norm.weight", {E});
-    add(root, "decoder.layer_norm.bias", {E});
-  }
-  if (Ein != E) add(root, "decoder.project_out_dim.weight", {Ein, E});
-  root.shared_param_info = Value::list(
-      {Value::tuple({Value::str("decoder.embed_tokens.weight"), Value::str("decoder.output_projection.weight")})});
-  out.push_back(std::move(root));
-  for (int64_t l = 0; l < d.layers; ++l) {
+std::vector<FlatLayout> layout_from_cfg(const MetaseqCfg& d, int64_t P, int64_t vocab_rows) {
+  OptConfig c = d.config;
+  c.vocab = vocab_rows * P;
+  auto instance = [&](Scope scope, std::string path, int64_t layer) {
     FlatLayout fl;
-    fl.fsdp_path = "decoder.layers." + std::to_string(l);
-    if (d.fused_qkv) {
-      add(fl, "self_attn.qkv_proj.weight", {3 * E / P, E});
-      add(fl, "self_attn.qkv_proj.bias", {3 * E / P});
-    } else {
-      for (const char* x : {"k", "v", "q"}) {
-        add(fl, std::string("self_attn.") + x + "_proj.weight", {E / P, E});
-        add(fl, std::string("self_attn.") + x + "_proj.bias", {E / P});
-      }
+    fl.fsdp_path = std::move(path);
+    for (const RoleSpec* r : fsdp_roles(scope, c, d.fused_qkv)) {
+      const std::string full = role_name(*r, Layout::Metaseq, layer);
+      fl.names.push_back(fl.fsdp_path.empty() ? full : full.substr(fl.fsdp_path.size() + 1));
+      fl.shapes.push_back(role_shape(*r, c, P));
+      if (r->role == Role::TokenEmbed) fl.shapes.back()[0] = vocab_rows;
     }
-    add(fl, "self_attn.out_proj.weight", {E, E / P});
-    add(fl, "self_attn.out_proj.bias", {E});
-    add(fl, "self_attn_layer_norm.weight", {E});
-    add(fl, "self_attn_layer_norm.bias", {E});
-    add(fl, "fc1.weight", {F / P, E});
-    add(fl, "fc1.bias", {F / P});
-    add(fl, "fc2.weight", {E, F / P});
-    add(fl, "fc2.bias", {E});
-    add(fl, "final_layer_norm.weight", {E});
-    add(fl, "final_layer_norm.bias", {E});
     fl.shared_param_info = Value::list();
-    out.push_back(std::move(fl));
+    return fl;
+  };
+  std::vector<FlatLayout> out = {instance(Scope::Model, "", -1)};
+  out[0].shared_param_info = Value::list({Value::tuple({Value::str(role_name(role_spec(Role::TokenEmbed), Layout::Metaseq)),
+                                                        Value::str(role_name(role_spec(Role::LmHead), Layout::Metaseq))})});
+  for (int64_t l = 0; l < c.layers; ++l) {
+    const std::string prefix = layer_prefix(Layout::Metaseq, l);
+    out.push_back(instance(Scope::Layer, prefix.substr(0, prefix.size() - 1), l));
   }
   return out;
 }
 
-PartModel read_part(const LoadedCheckpoint& ck, size_t part, const ModelDims& dims, bool optimizer) {
-  const auto& files = ck.shards.at(part);
-  const int64_t W = int64_t(files.size()), P = ck.files.parts();
-  const TorchFile& f0 = *files[0];
-  PartModel pm;
-  std::vector<std::vector<std::pair<std::string, Tensor>>> tensors;
-  for (const auto& f : files) tensors.push_back(model_tensors(*f));
-  bool has_flat = false;
-  for (const auto& [n, t] : tensors[0]) has_flat |= is_flat_key(n);
-  bool all_md = true;
-  for (const auto& f : files) all_md &= metadata_usable(*f);
-  std::set<std::string> used;  // model keys consumed as params
+namespace {
 
-  // Per flat layout: per rank (tensor, padding) when reading flat inputs.
-  struct RankPiece {
-    const Tensor* t;
-    uint64_t pad;
-    size_t rank;
-  };
-  std::vector<std::vector<RankPiece>> pieces;
+struct RankPiece {
+  const Tensor* t;
+  uint64_t pad;
+  size_t rank;
+};
+using Named = std::vector<std::pair<std::string, Tensor>>;
 
-  if (has_flat && all_md) {
-    pm.form = "FSDP shards with shard_metadata";
-    std::vector<std::vector<int64_t>> pads(W);
-    std::vector<std::vector<FlatLayout>> per_rank(W);
-    for (int64_t r = 0; r < W; ++r)
-      per_rank[r] = layouts_from_metadata(files[r]->root->get("shard_metadata"), files[r]->path, &pads[r]);
-    pm.layout = per_rank[0];
-    for (int64_t r = 1; r < W; ++r) {
-      if (per_rank[r].size() != pm.layout.size())
-        throw Error("shard_metadata lists " + std::to_string(per_rank[r].size()) + " flat parameters, shard 0's lists " +
-                        std::to_string(pm.layout.size()) + " (a shard from another run?)",
-                    files[r]->path);
-      for (size_t i = 0; i < pm.layout.size(); ++i)
-        if (!same_layout(per_rank[r][i], pm.layout[i]))
-          throw Error("shard_metadata of '" + pm.layout[i].key() + "' differs from shard 0's (a shard from another run?)",
-                      files[r]->path);
+// One model part being read: its files, their model tensors, and what has been claimed.
+struct PartFiles {
+  const LoadedCheckpoint& ck;
+  size_t part;
+  const std::vector<std::shared_ptr<TorchFile>>& files;
+  std::vector<Named> tensors;                   // per rank
+  std::set<std::string> used;                   // model keys consumed as params or buffers
+  std::vector<std::vector<RankPiece>> pieces;   // flat inputs: per flat layout, per rank
+  const TorchFile& f0() const { return *files[0]; }
+  std::string where() const { return ck.files.dir + "/" + ck.files.prefix + " (model part " + std::to_string(part) + ")"; }
+};
+
+std::vector<FlatLayout> same_layouts_everywhere(const PartFiles& in, std::vector<std::vector<int64_t>>& pads) {
+  const size_t W = in.files.size();
+  std::vector<std::vector<FlatLayout>> per_rank(W);
+  pads.assign(W, {});
+  for (size_t r = 0; r < W; ++r)
+    per_rank[r] = layouts_from_metadata(in.files[r]->root->get("shard_metadata"), in.files[r]->path, &pads[r]);
+  for (size_t r = 1; r < W; ++r) {
+    if (per_rank[r].size() != per_rank[0].size())
+      throw Error("shard_metadata lists " + std::to_string(per_rank[r].size()) + " flat parameters, shard 0's lists " +
+                      std::to_string(per_rank[0].size()) + " (a shard from another run?)",
+                  in.files[r]->path);
+    for (size_t i = 0; i < per_rank[0].size(); ++i)
+      if (!same_layout(per_rank[r][i], per_rank[0][i]))
+        throw Error("shard_metadata of '" + per_rank[0][i].key() + "' differs from shard 0's (a shard from another run?)",
+                    in.files[r]->path);
+  }
+  return per_rank[0];
+}
+
+// Every rank's piece of flat parameter `i`, checked against shard 0's and against the numels.
+std::vector<RankPiece> rank_pieces(const PartFiles& in, const FlatLayout& fl, size_t i,
+                                   const std::vector<std::vector<int64_t>>& pads) {
+  const std::string key = fl.key();
+  std::vector<RankPiece> ps;
+  uint64_t stored = 0, real = 0;
+  DType dtype{};
+  for (size_t r = 0; r < in.files.size(); ++r) {
+    const std::string& path = in.files[r]->path;
+    const Tensor* t = find_tensor(in.tensors[r], key);
+    if (!t) throw Error("no tensor '" + key + "' although shard_metadata lists it", path, "model");
+    if (t->dim() != 1) throw Error("flat parameter '" + key + "' has shape " + t->shape_string() + ", expected 1-D", path);
+    if (r == 0) {
+      stored = uint64_t(t->numel());
+      dtype = t->dtype;
+    } else if (uint64_t(t->numel()) != stored || t->dtype != dtype) {
+      throw Error("flat parameter '" + key + "' holds " + std::to_string(t->numel()) + " x " +
+                      std::string(dtype_name(t->dtype)) + " but shard 0 holds " + std::to_string(stored) + " x " +
+                      std::string(dtype_name(dtype)) + " (a shard from another run or another FSDP size?)",
+                  path);
     }
-    for (size_t i = 0; i < pm.layout.size(); ++i) {
-      const FlatLayout& fl = pm.layout[i];
-      const std::string key = fl.key();
-      used.insert(key);
-      std::vector<RankPiece> ps;
-      uint64_t stored = 0, real = 0;
-      DType dtype{};
-      for (int64_t r = 0; r < W; ++r) {
-        const Tensor* t = find_tensor(tensors[r], key);
-        if (!t) throw Error("no tensor '" + key + "' although shard_metadata lists it", files[r]->path, "model");
-        if (t->dim() != 1) throw Error("flat parameter '" + key + "' has shape " + t->shape_string() + ", expected 1-D", files[r]->path);
-        if (r == 0) {
-          stored = uint64_t(t->numel());
-          dtype = t->dtype;
-        } else if (uint64_t(t->numel()) != stored || t->dtype != dtype) {
-          throw Error("flat parameter '" + key + "' holds " + std::to_string(t->numel()) + " x " +
-                          std::string(dtype_name(t->dtype)) + " but shard 0 holds " + std::to_string(stored) + " x " +
-                          std::string(dtype_name(dtype)) + " (a shard from another run or another FSDP size?)",
-                      files[r]->path);
-        }
-        const int64_t pad = pads[r][i];
-        if (pad < 0 || uint64_t(pad) > stored)
-          throw Error("padding " + std::to_string(pad) + " of '" + key + "' exceeds its " + std::to_string(stored) + " elements",
-                      files[r]->path, "shard_metadata");
-        ps.push_back({t, uint64_t(pad), size_t(r)});
-        real += stored - uint64_t(pad);
-        if (fl.no_broadcast_optim_state) break;  // fairscale: rank 0 holds the whole parameter
-      }
-      if (real != fl.numel())
-        throw Error("flat parameter '" + key + "': the shards hold " + std::to_string(real) +
-                        " elements after removing each rank's padding, but shard_metadata's numels sum to " +
-                        std::to_string(fl.numel()),
-                    ck.files.dir + "/" + ck.files.prefix + " (model part " + std::to_string(part) + ")");
-      pieces.push_back(std::move(ps));
+    const int64_t pad = pads[r][i];
+    if (pad < 0 || uint64_t(pad) > stored)
+      throw Error("padding " + std::to_string(pad) + " of '" + key + "' exceeds its " + std::to_string(stored) + " elements",
+                  path, "shard_metadata");
+    ps.push_back({t, uint64_t(pad), r});
+    real += stored - uint64_t(pad);
+    if (fl.no_broadcast_optim_state) break;  // fairscale: rank 0 holds the whole parameter
+  }
+  if (real != fl.numel())
+    throw Error("flat parameter '" + key + "': the shards hold " + std::to_string(real) +
+                    " elements after removing each rank's padding, but shard_metadata's numels sum to " +
+                    std::to_string(fl.numel()),
+                in.where());
+  return ps;
+}
+
+// Raw trainer shards: the layout from shard_metadata, each rank's padding removed.
+void read_flat_with_metadata(PartFiles& in, PartModel& pm) {
+  pm.form = "FSDP shards with shard_metadata";
+  std::vector<std::vector<int64_t>> pads;
+  pm.layout = same_layouts_everywhere(in, pads);
+  for (size_t i = 0; i < pm.layout.size(); ++i) {
+    in.used.insert(pm.layout[i].key());
+    in.pieces.push_back(rank_pieces(in, pm.layout[i], i, pads));
+  }
+  ValuePtr bn = in.f0().root->get("shard_metadata")->get("buffer_names");
+  if (!bn || !bn->is_sequence()) return;
+  for (const auto& b : bn->items) {
+    if (!b->is_str()) continue;
+    std::string name = clean_fsdp_name(b->s);
+    const Tensor* t = find_tensor(in.tensors[0], name);
+    if (!t) throw Error("no buffer '" + name + "' although shard_metadata lists it", in.f0().path, "model");
+    pm.buffers.push_back(part_tensor(name, *t, in.f0()));
+    in.used.insert(name);
+  }
+}
+
+// A released flat file: the layout rebuilt from cfg, the vocabulary size from the root's size.
+void read_flat_without_metadata(PartFiles& in, PartModel& pm, const MetaseqCfg& dims) {
+  pm.form = "flat file without shard_metadata";
+  const TorchFile& f0 = in.f0();
+  if (in.files.size() != 1)
+    throw Error("flat FSDP shards without shard_metadata: cannot tell their padding; expected one (unsharded) file per part, found " +
+                    std::to_string(in.files.size()),
+                in.files[1]->path);
+  const Tensor* root = find_tensor(in.tensors[0], "flat_param_0");
+  if (!root) throw Error("flat file without shard_metadata has no root 'flat_param_0'", f0.path, "model");
+  const OptConfig& c = dims.config;
+  const int64_t P = in.ck.files.parts();
+  const int64_t rest = int64_t(layout_from_cfg(dims, P, 0)[0].numel());  // the root without embed_tokens
+  const int64_t n = root->numel();
+  if (n <= rest || (n - rest) % c.input_dim != 0)
+    throw Error("root flat_param_0 holds " + std::to_string(n) +
+                    " elements, which no vocabulary size fits with cfg's dimensions (E=" + std::to_string(c.embed_dim) +
+                    ", input dim " + std::to_string(c.input_dim) + ", positions " + std::to_string(c.max_positions) + ")",
+                f0.path, "model.flat_param_0");
+  pm.layout = layout_from_cfg(dims, P, (n - rest) / c.input_dim);
+  for (const FlatLayout& fl : pm.layout) {
+    const Tensor* t = find_tensor(in.tensors[0], fl.key());
+    if (!t) throw Error("no tensor '" + fl.key() + "' (cfg says the model has " + std::to_string(c.layers) + " layers)", f0.path, "model");
+    if (uint64_t(t->numel()) != fl.numel() || t->dim() != 1)
+      throw Error("'" + fl.key() + "' holds " + std::to_string(t->numel()) + " elements but the layout rebuilt from cfg (" +
+                      std::to_string(fl.names.size()) + " parameters) needs exactly " + std::to_string(fl.numel()),
+                  f0.path, "model");
+    in.used.insert(fl.key());
+    in.pieces.push_back({{t, 0, 0}});
+  }
+  for (const auto& [name, t] : in.tensors[0])
+    if (is_flat_key(name) && !in.used.count(name))
+      throw Error("flat parameter '" + name + "' is not part of the layout rebuilt from cfg", f0.path, "model");
+}
+
+// No metadata or cfg layout fits: one flat group per layer plus the root, in file order.
+std::vector<FlatLayout> group_by_layer(const std::vector<std::string>& names, const Named& tensors) {
+  std::vector<FlatLayout> lay;
+  std::map<std::string, size_t> idx;
+  for (const auto& name : names) {
+    const auto layer = layer_of(Layout::Metaseq, name);
+    const std::string prefix = layer ? layer_prefix(Layout::Metaseq, *layer) : "";
+    const std::string path = layer ? prefix.substr(0, prefix.size() - 1) : "";
+    auto it = idx.find(path);
+    if (it == idx.end()) {
+      it = idx.emplace(path, lay.size()).first;
+      FlatLayout fl;
+      fl.fsdp_path = path;
+      fl.shared_param_info = Value::list();
+      lay.push_back(std::move(fl));
     }
-    ValuePtr bn = f0.root->get("shard_metadata")->get("buffer_names");
-    if (bn && bn->is_sequence())
-      for (const auto& b : bn->items) {
-        if (!b->is_str()) continue;
-        std::string name = clean_fsdp_name(b->s);
-        const Tensor* t = find_tensor(tensors[0], name);
-        if (!t) throw Error("no buffer '" + name + "' although shard_metadata lists it", f0.path, "model");
-        pm.buffers.push_back(part_tensor(name, *t, f0));
-        used.insert(name);
-      }
-  } else if (has_flat) {
-    pm.form = "flat file without shard_metadata";
-    if (W != 1)
-      throw Error("flat FSDP shards without shard_metadata: cannot tell their padding; expected one (unsharded) file per part, found " +
-                      std::to_string(W),
-                  files[1]->path);
-    const Tensor* root = find_tensor(tensors[0], "flat_param_0");
-    if (!root) throw Error("flat file without shard_metadata has no root 'flat_param_0'", f0.path, "model");
-    const int64_t E = dims.embed_dim, Ein = dims.input_dim, T = dims.positions;
-    const int64_t rest = (Ein != E ? 2 * E * Ein : 0) + (T + 2) * E + (dims.pre_ln ? 2 * E : 0);
-    const int64_t n = root->numel();
-    if (n <= rest || (n - rest) % Ein != 0)
-      throw Error("root flat_param_0 holds " + std::to_string(n) +
-                      " elements, which no vocabulary size fits with cfg's dimensions (E=" + std::to_string(E) +
-                      ", input dim " + std::to_string(Ein) + ", positions " + std::to_string(T) + ")",
-                  f0.path, "model.flat_param_0");
-    pm.layout = layout_from_cfg(dims, P, (n - rest) / Ein);
-    for (const FlatLayout& fl : pm.layout) {
-      const Tensor* t = find_tensor(tensors[0], fl.key());
-      if (!t) throw Error("no tensor '" + fl.key() + "' (cfg says the model has " + std::to_string(dims.layers) + " layers)", f0.path, "model");
-      if (uint64_t(t->numel()) != fl.numel() || t->dim() != 1)
-        throw Error("'" + fl.key() + "' holds " + std::to_string(t->numel()) + " elements but the layout rebuilt from cfg (" +
-                        std::to_string(fl.names.size()) + " parameters) needs exactly " + std::to_string(fl.numel()),
-                    f0.path, "model");
-      used.insert(fl.key());
-      pieces.push_back({{t, 0, 0}});
-    }
-    for (const auto& [name, t] : tensors[0])
-      if (is_flat_key(name) && !used.count(name))
-        throw Error("flat parameter '" + name + "' is not part of the layout rebuilt from cfg", f0.path, "model");
-  } else {
-    pm.form = "unflattened file";
-    if (W != 1) throw Error("unflattened (consolidated) files: expected one per part, found " + std::to_string(W), files[1]->path);
-    std::set<std::string> buffers = {"decoder.version"};
-    ValuePtr md = f0.root->get("shard_metadata");
-    if (md && md->is_dict())
-      if (auto bn = md->get("buffer_names"); bn && bn->is_sequence())
-        for (const auto& b : bn->items)
-          if (b->is_str()) buffers.insert(clean_fsdp_name(b->s));
-    std::vector<std::string> names;
-    for (const auto& [name, t] : tensors[0]) {
-      if (name == "decoder.output_projection.weight") continue;  // tied to embed_tokens, not stored by FSDP
-      if (buffers.count(name) || name.find("_float_tensor") != std::string::npos) continue;
-      names.push_back(name);
-    }
-    std::set<std::string> name_set(names.begin(), names.end());
-    auto covers = [&](const std::vector<FlatLayout>& lay) {
-      std::set<std::string> s;
-      for (const auto& fl : lay)
-        for (size_t i = 0; i < fl.names.size(); ++i) {
-          const Tensor* t = find_tensor(tensors[0], fl.full_name(i));
-          if (!t || t->shape != fl.shapes[i]) return false;
-          s.insert(fl.full_name(i));
-        }
-      return s == name_set;
-    };
-    std::vector<FlatLayout> lay;
-    if (metadata_usable(f0)) {
-      try {
-        lay = layouts_from_metadata(md, f0.path, nullptr);
-      } catch (const Error&) {
-        lay.clear();
-      }
-    }
-    if (lay.empty() || !covers(lay)) {
-      lay.clear();
-      const Tensor* emb = find_tensor(tensors[0], "decoder.embed_tokens.weight");
-      if (emb && emb->dim() == 2) {
-        ModelDims d2 = dims;
-        d2.fused_qkv = name_set.count("decoder.layers.0.self_attn.qkv_proj.weight") > 0 || dims.layers == 0;
-        lay = layout_from_cfg(d2, P, emb->shape[0]);
-      }
-      if (lay.empty() || !covers(lay)) {
-        // Neither: one flat group per "decoder.layers.N" prefix plus the root, in file order.
-        lay.clear();
-        std::map<std::string, size_t> idx;
-        static const std::regex layer_re(R"(^(decoder\.layers\.\d+)\.(.+)$)");
-        for (const auto& name : names) {
-          std::smatch m;
-          std::string path = std::regex_match(name, m, layer_re) ? m[1].str() : "";
-          std::string rel = path.empty() ? name : m[2].str();
-          auto it = idx.find(path);
-          if (it == idx.end()) {
-            it = idx.emplace(path, lay.size()).first;
-            FlatLayout fl;
-            fl.fsdp_path = path;
-            fl.shared_param_info = Value::list();
-            lay.push_back(std::move(fl));
-          }
-          lay[it->second].names.push_back(rel);
-          lay[it->second].shapes.push_back(find_tensor(tensors[0], name)->shape);
-        }
-        std::stable_sort(lay.begin(), lay.end(), [](const FlatLayout& a, const FlatLayout& b) {
-          return a.fsdp_path.empty() && !b.fsdp_path.empty();
-        });
-      }
-    }
-    pm.layout = lay;
-    for (const FlatLayout& fl : pm.layout)
+    lay[it->second].names.push_back(name.substr(prefix.size()));
+    lay[it->second].shapes.push_back(find_tensor(tensors, name)->shape);
+  }
+  std::stable_sort(lay.begin(), lay.end(), [](const FlatLayout& a, const FlatLayout& b) {
+    return a.fsdp_path.empty() && !b.fsdp_path.empty();
+  });
+  return lay;
+}
+
+// The flat layout an unflattened part came from: its stale shard_metadata if it still fits, else
+// the one cfg describes, else one group per layer.
+std::vector<FlatLayout> unflattened_layout(const PartFiles& in, const std::vector<std::string>& names, const MetaseqCfg& dims) {
+  const Named& ts = in.tensors[0];
+  const std::set<std::string> name_set(names.begin(), names.end());
+  auto covers = [&](const std::vector<FlatLayout>& lay) {
+    std::set<std::string> s;
+    for (const auto& fl : lay)
       for (size_t i = 0; i < fl.names.size(); ++i) {
-        std::string name = fl.full_name(i);
-        pm.params.push_back(part_tensor(name, *find_tensor(tensors[0], name), f0));
-        used.insert(name);
+        const Tensor* t = find_tensor(ts, fl.full_name(i));
+        if (!t || t->shape != fl.shapes[i]) return false;
+        s.insert(fl.full_name(i));
       }
-    for (const auto& [name, t] : tensors[0])
-      if (buffers.count(name)) {
-        pm.buffers.push_back(part_tensor(name, t, f0));
-        used.insert(name);
-      }
-    used.insert("decoder.output_projection.weight");
+    return !lay.empty() && s == name_set;
+  };
+  std::vector<FlatLayout> lay;
+  if (metadata_usable(in.f0())) {
+    try {
+      lay = layouts_from_metadata(in.f0().root->get("shard_metadata"), in.f0().path, nullptr);
+    } catch (const Error&) {
+      lay.clear();
+    }
   }
+  if (covers(lay)) return lay;
+  const Tensor* emb = find_tensor(ts, role_name(role_spec(Role::TokenEmbed), Layout::Metaseq));
+  if (emb && emb->dim() == 2) {
+    MetaseqCfg d2 = dims;
+    d2.fused_qkv = name_set.count(role_name(role_spec(Role::QkvWeight), Layout::MetaseqFused, 0)) > 0 || dims.config.layers == 0;
+    lay = layout_from_cfg(d2, in.ck.files.parts(), emb->shape[0]);
+    if (covers(lay)) return lay;
+  }
+  return group_by_layer(names, ts);
+}
 
-  // Flat inputs: params are slices of each flat parameter's unpadded bytes.
-  for (size_t i = 0; i < pieces.size(); ++i) {
+// An unflattened file (consolidated part): the tensors are the parameters.
+void read_unflattened(PartFiles& in, PartModel& pm, const MetaseqCfg& dims) {
+  pm.form = "unflattened file";
+  const TorchFile& f0 = in.f0();
+  if (in.files.size() != 1)
+    throw Error("unflattened (consolidated) files: expected one per part, found " + std::to_string(in.files.size()), in.files[1]->path);
+  std::set<std::string> buffers = {"decoder.version"};
+  ValuePtr md = f0.root->get("shard_metadata");
+  if (md && md->is_dict())
+    if (auto bn = md->get("buffer_names"); bn && bn->is_sequence())
+      for (const auto& b : bn->items)
+        if (b->is_str()) buffers.insert(clean_fsdp_name(b->s));
+  const std::string head = role_name(role_spec(Role::LmHead), Layout::Metaseq);
+  std::vector<std::string> names;
+  for (const auto& [name, t] : in.tensors[0]) {
+    if (name == head) continue;  // tied to embed_tokens, not stored by FSDP
+    if (buffers.count(name) || name.find("_float_tensor") != std::string::npos) continue;
+    names.push_back(name);
+  }
+  pm.layout = unflattened_layout(in, names, dims);
+  for (const FlatLayout& fl : pm.layout)
+    for (size_t i = 0; i < fl.names.size(); ++i) {
+      std::string name = fl.full_name(i);
+      pm.params.push_back(part_tensor(name, *find_tensor(in.tensors[0], name), f0));
+      in.used.insert(name);
+    }
+  for (const auto& [name, t] : in.tensors[0])
+    if (buffers.count(name)) {
+      pm.buffers.push_back(part_tensor(name, t, f0));
+      in.used.insert(name);
+    }
+  in.used.insert(head);
+  for (const auto& [name, t] : in.tensors[0])
+    if (!in.used.count(name) && name.find("_float_tensor") != std::string::npos) pm.buffers.push_back(part_tensor(name, t, f0));
+}
+
+// Flat inputs: params are slices of each flat parameter's unpadded bytes.
+void split_pieces(const PartFiles& in, PartModel& pm) {
+  for (size_t i = 0; i < in.pieces.size(); ++i) {
     std::vector<ProducerPtr> ps;
-    DType dtype = pieces[i][0].t->dtype;
-    for (const RankPiece& p : pieces[i]) {
+    for (const RankPiece& p : in.pieces[i]) {
       const Tensor& t = *p.t;
-      const TorchFile& f = *files[p.rank];
       const uint64_t keep = (uint64_t(t.numel()) - p.pad) * dtype_size(t.dtype);
-      ps.push_back(slice(tensor_bytes(t, f.file), 0, keep));
+      ps.push_back(slice(tensor_bytes(t, in.files[p.rank]->file), 0, keep));
     }
-    split_flat(pm.layout[i], dtype, concat(ps), ck.files.paths[part][0], pm.params);
+    split_flat(pm.layout[i], in.pieces[i][0].t->dtype, concat(ps), in.ck.files.paths[in.part][0], pm.params);
   }
-  // Model entries nobody claimed: carried along as buffers, never dropped silently.
-  if (pm.form != "unflattened file") {
-    for (const auto& [name, t] : tensors[0])
-      if (!used.count(name)) {
-        if (is_flat_key(name)) throw Error("flat parameter '" + name + "' is not described by shard_metadata", f0.path, "model");
-        pm.buffers.push_back(part_tensor(name, t, f0));
-      }
-    for (int64_t r = 1; r < W; ++r)
-      for (const auto& [name, t] : tensors[r])
-        if (!find_tensor(tensors[0], name))
-          throw Error("model holds '" + name + "', which shard 0 does not (a shard from another run?)", files[r]->path);
-  } else {
-    for (const auto& [name, t] : tensors[0])
-      if (!used.count(name) && name.find("_float_tensor") != std::string::npos) pm.buffers.push_back(part_tensor(name, t, f0));
-  }
+}
 
-  // Optimizer state: moments are padded like the flat shards; strip each rank's own padding.
-  ValuePtr os0 = f0.root->get("last_optimizer_state");
-  if (optimizer && os0 && !pieces.empty()) {
-    pm.optim_root = os0;
-    std::vector<ValuePtr> states;
-    for (const auto& f : files) {
-      ValuePtr os = f->root->get("last_optimizer_state");
-      ValuePtr st = os ? os->get("state") : nullptr;
-      if (!st || !st->is_dict()) throw Error("no last_optimizer_state['state'] although shard 0 has one", f->path);
-      states.push_back(st);
+// Flat inputs: model entries nobody claimed are carried along as buffers, never dropped.
+void carry_unclaimed(const PartFiles& in, PartModel& pm) {
+  for (const auto& [name, t] : in.tensors[0])
+    if (!in.used.count(name)) {
+      if (is_flat_key(name)) throw Error("flat parameter '" + name + "' is not described by shard_metadata", in.f0().path, "model");
+      pm.buffers.push_back(part_tensor(name, t, in.f0()));
     }
-    auto entry = [&](size_t r, size_t k) -> ValuePtr {
-      for (const auto& [key, v] : states[r]->entries)
-        if (key->kind == Kind::Int && uint64_t(key->i) == k) return v;
-      throw Error("last_optimizer_state has no state for flat parameter " + std::to_string(k) + " ('" +
-                      pm.layout[k].key() + "')",
-                  files[r]->path);
-    };
-    std::vector<std::string> moment_keys;
-    std::vector<std::vector<ProducerPtr>> moment_flats;  // [key][flat]
-    pm.optim_scalars.resize(pieces.size());
-    for (size_t k = 0; k < pieces.size(); ++k) {
-      ValuePtr e0 = entry(0, k);
-      if (!e0->is_dict()) throw Error("optimizer state entry is not a dict", f0.path);
-      auto scalars = Value::dict();
-      std::vector<std::string> keys_here;
-      for (const auto& [key, v] : e0->entries) {
-        if (!key->is_str()) continue;
-        const uint64_t stored = uint64_t(pieces[k][0].t->numel());
-        if (v->is_tensor() && v->tensor->dim() == 1 && uint64_t(v->tensor->numel()) == stored) {
-          keys_here.push_back(key->s);
-        } else if (v->is_tensor() && v->tensor->numel() > 1) {
-          throw Error("optimizer state '" + key->s + "' of '" + pm.layout[k].key() + "' has " + std::to_string(v->tensor->numel()) +
-                          " elements but the flat shard has " + std::to_string(stored),
-                      f0.path);
-        } else {
-          scalars->set(key->s, v);
-          for (size_t r = 1; r < files.size(); ++r) {
-            ValuePtr er = entry(r, k);
-            ValuePtr vr = er->is_dict() ? er->get(key->s) : nullptr;
-            if (!vr || !same_scalar(v, vr))
-              throw Error("optimizer state '" + key->s + "' of '" + pm.layout[k].key() + "' differs from shard 0's", files[r]->path);
-          }
-        }
+  for (size_t r = 1; r < in.files.size(); ++r)
+    for (const auto& [name, t] : in.tensors[r])
+      if (!find_tensor(in.tensors[0], name))
+        throw Error("model holds '" + name + "', which shard 0 does not (a shard from another run?)", in.files[r]->path);
+}
+
+// last_optimizer_state['state'] of every rank, by flat parameter index.
+struct OptimStates {
+  const PartFiles& in;
+  const PartModel& pm;
+  std::vector<ValuePtr> states;  // per rank
+
+  ValuePtr entry(size_t r, size_t k) const {
+    for (const auto& [key, v] : states[r]->entries)
+      if (key->kind == Kind::Int && uint64_t(key->i) == k) return v;
+    throw Error("last_optimizer_state has no state for flat parameter " + std::to_string(k) + " ('" + pm.layout[k].key() + "')",
+                in.files[r]->path);
+  }
+};
+
+// The keys of flat parameter k's state that hold one value per element (moments: exp_avg, ...);
+// the others (step, ...) go to `scalars`, checked equal on every rank.
+std::vector<std::string> moment_keys_of(const OptimStates& os, size_t k, const ValuePtr& scalars) {
+  const PartFiles& in = os.in;
+  ValuePtr e0 = os.entry(0, k);
+  if (!e0->is_dict()) throw Error("optimizer state entry is not a dict", in.f0().path);
+  const std::string flat = os.pm.layout[k].key();
+  const uint64_t stored = uint64_t(in.pieces[k][0].t->numel());
+  std::vector<std::string> keys;
+  for (const auto& [key, v] : e0->entries) {
+    if (!key->is_str()) continue;
+    if (v->is_tensor() && v->tensor->dim() == 1 && uint64_t(v->tensor->numel()) == stored) {
+      keys.push_back(key->s);
+    } else if (v->is_tensor() && v->tensor->numel() > 1) {
+      throw Error("optimizer state '" + key->s + "' of '" + flat + "' has " + std::to_string(v->tensor->numel()) +
+                      " elements but the flat shard has " + std::to_string(stored),
+                  in.f0().path);
+    } else {
+      scalars->set(key->s, v);
+      for (size_t r = 1; r < in.files.size(); ++r) {
+        ValuePtr er = os.entry(r, k);
+        ValuePtr vr = er->is_dict() ? er->get(key->s) : nullptr;
+        if (!vr || !same_scalar(v, vr))
+          throw Error("optimizer state '" + key->s + "' of '" + flat + "' differs from shard 0's", in.files[r]->path);
       }
-      pm.optim_scalars[k] = scalars;
-      if (k == 0) {
-        moment_keys = keys_here;
-        moment_flats.resize(moment_keys.size());
-      } else if (keys_here != moment_keys) {
-        throw Error("optimizer state of '" + pm.layout[k].key() + "' has other moments than the root's", f0.path);
-      }
-      for (size_t mk = 0; mk < moment_keys.size(); ++mk) {
-        std::vector<ProducerPtr> ps;
-        DType mdt{};
-        for (const RankPiece& p : pieces[k]) {
-          ValuePtr er = entry(p.rank, k);
-          ValuePtr v = er->is_dict() ? er->get(moment_keys[mk]) : nullptr;
-          const uint64_t stored = uint64_t(p.t->numel());
-          if (!v || !v->is_tensor() || v->tensor->dim() != 1 || uint64_t(v->tensor->numel()) != stored)
-            throw Error("optimizer state '" + moment_keys[mk] + "' of '" + pm.layout[k].key() + "' does not match the flat shard's " +
-                            std::to_string(stored) + " elements",
-                        files[p.rank]->path);
-          if (ps.empty()) mdt = v->tensor->dtype;
-          else if (v->tensor->dtype != mdt)
-            throw Error("optimizer state '" + moment_keys[mk] + "' has different dtypes across shards", files[p.rank]->path);
-          ps.push_back(slice(tensor_bytes(*v->tensor, files[p.rank]->file), 0, (stored - p.pad) * dtype_size(mdt)));
-        }
-        moment_flats[mk].push_back(concat(ps));
-        (void)mdt;
-      }
-    }
-    for (size_t mk = 0; mk < moment_keys.size(); ++mk) {
-      std::vector<PartTensor> ts;
-      for (size_t k = 0; k < pieces.size(); ++k) {
-        DType mdt = DType(0);
-        ValuePtr v = entry(0, k)->get(moment_keys[mk]);
-        mdt = v->tensor->dtype;
-        split_flat(pm.layout[k], mdt, moment_flats[mk][k], ck.files.paths[part][0], ts);
-      }
-      pm.moments.emplace_back(moment_keys[mk], std::move(ts));
     }
   }
+  return keys;
+}
+
+// Moment `key` of flat parameter k, every rank's padding removed.
+ProducerPtr moment_flat(const OptimStates& os, size_t k, const std::string& key) {
+  std::vector<ProducerPtr> ps;
+  DType mdt{};
+  for (const RankPiece& p : os.in.pieces[k]) {
+    const TorchFile& f = *os.in.files[p.rank];
+    ValuePtr er = os.entry(p.rank, k);
+    ValuePtr v = er->is_dict() ? er->get(key) : nullptr;
+    const uint64_t stored = uint64_t(p.t->numel());
+    if (!v || !v->is_tensor() || v->tensor->dim() != 1 || uint64_t(v->tensor->numel()) != stored)
+      throw Error("optimizer state '" + key + "' of '" + os.pm.layout[k].key() + "' does not match the flat shard's " +
+                      std::to_string(stored) + " elements",
+                  f.path);
+    if (ps.empty()) mdt = v->tensor->dtype;
+    else if (v->tensor->dtype != mdt)
+      throw Error("optimizer state '" + key + "' has different dtypes across shards", f.path);
+    ps.push_back(slice(tensor_bytes(*v->tensor, f.file), 0, (stored - p.pad) * dtype_size(mdt)));
+  }
+  return concat(ps);
+}
+
+// Optimizer state: moments are padded like the flat shards; each rank's own padding is removed.
+void read_optimizer(const PartFiles& in, PartModel& pm) {
+  ValuePtr os0 = in.f0().root->get("last_optimizer_state");
+  if (!os0 || in.pieces.empty()) return;
+  pm.optim_root = os0;
+  OptimStates os{in, pm, {}};
+  for (const auto& f : in.files) {
+    ValuePtr o = f->root->get("last_optimizer_state");
+    ValuePtr st = o ? o->get("state") : nullptr;
+    if (!st || !st->is_dict()) throw Error("no last_optimizer_state['state'] although shard 0 has one", f->path);
+    os.states.push_back(st);
+  }
+  std::vector<std::string> keys;
+  std::vector<std::vector<ProducerPtr>> flats;  // [key][flat]
+  pm.optim_scalars.resize(in.pieces.size());
+  for (size_t k = 0; k < in.pieces.size(); ++k) {
+    pm.optim_scalars[k] = Value::dict();
+    auto here = moment_keys_of(os, k, pm.optim_scalars[k]);
+    if (k == 0) {
+      keys = here;
+      flats.resize(keys.size());
+    } else if (here != keys) {
+      throw Error("optimizer state of '" + pm.layout[k].key() + "' has other moments than the root's", in.f0().path);
+    }
+    for (size_t mk = 0; mk < keys.size(); ++mk) flats[mk].push_back(moment_flat(os, k, keys[mk]));
+  }
+  for (size_t mk = 0; mk < keys.size(); ++mk) {
+    std::vector<PartTensor> ts;
+    for (size_t k = 0; k < in.pieces.size(); ++k)
+      split_flat(pm.layout[k], os.entry(0, k)->get(keys[mk])->tensor->dtype, flats[mk][k], in.ck.files.paths[in.part][0], ts);
+    pm.moments.emplace_back(keys[mk], std::move(ts));
+  }
+}
+
+}  // namespace
+
+PartModel read_part(const LoadedCheckpoint& ck, size_t part, const MetaseqCfg& dims, bool optimizer) {
+  PartFiles in{ck, part, ck.shards.at(part), {}, {}, {}};
+  for (const auto& f : in.files) in.tensors.push_back(model_tensors(*f));
+  bool has_flat = false, all_md = true;
+  for (const auto& [n, t] : in.tensors[0]) has_flat |= is_flat_key(n);
+  for (const auto& f : in.files) all_md &= metadata_usable(*f);
+  PartModel pm;
+  if (!has_flat) {
+    read_unflattened(in, pm, dims);
+    return pm;
+  }
+  if (all_md) read_flat_with_metadata(in, pm);
+  else read_flat_without_metadata(in, pm, dims);
+  split_pieces(in, pm);
+  carry_unclaimed(in, pm);
+  if (optimizer) read_optimizer(in, pm);
   return pm;
 }
 

@@ -45,7 +45,7 @@ struct FlatLayout {
 
 // metaseq's OPT layout (docs/spec-checkpoints.md §Layout rebuilt from cfg): root, then one instance per layer.
 // `vocab_rows` is the part's embed_tokens rows (V / P).
-std::vector<FlatLayout> layout_from_cfg(const ModelDims& d, int64_t parts, int64_t vocab_rows);
+std::vector<FlatLayout> layout_from_cfg(const MetaseqCfg& d, int64_t parts, int64_t vocab_rows);
 
 // A named tensor of one model part; its bytes are a producer over the inputs.
 struct PartTensor {
@@ -73,6 +73,6 @@ struct PartModel {
 };
 
 // Reads part `part` of a loaded checkpoint. `optimizer`: also read last_optimizer_state.
-PartModel read_part(const LoadedCheckpoint& ck, size_t part, const ModelDims& dims, bool optimizer);
+PartModel read_part(const LoadedCheckpoint& ck, size_t part, const MetaseqCfg& dims, bool optimizer);
 
 }  // namespace optforge::ckpt

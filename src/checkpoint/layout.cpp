@@ -3,23 +3,23 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
-#include <regex>
 #include <set>
 
 #include "util/error.h"
+#include "util/pattern.h"
 #include "util/thread_pool.h"
 
 namespace optforge::ckpt {
 namespace fs = std::filesystem;
 
 std::optional<ParsedName> parse_checkpoint_name(const std::string& name) {
-  static const std::regex re(R"(^(.+?)(?:-model_part-(\d+))?(?:-shard(\d+))?\.pt$)");
-  std::smatch m;
-  if (!std::regex_match(name, m, re)) return std::nullopt;
+  static const Pattern re(R"((.+?)(?:-model_part-(\d{1,9}))?(?:-shard(\d{1,9}))?\.pt)");
+  auto m = re.full_match(name);
+  if (!m) return std::nullopt;
   ParsedName p;
-  p.prefix = m[1].str();
-  if (m[2].matched) p.part = std::stoll(m[2].str());
-  if (m[3].matched) p.shard = std::stoll(m[3].str());
+  p.prefix = *(*m)[0];
+  if ((*m)[1]) p.part = std::stoll(*(*m)[1]);
+  if ((*m)[2]) p.shard = std::stoll(*(*m)[2]);
   return p;
 }
 
@@ -41,34 +41,36 @@ std::string clean_fsdp_name(const std::string& name) {
   return out;
 }
 
-CheckpointFiles find_checkpoint(const std::string& in) {
-  std::string dir, want_prefix;
+namespace {
+
+// Files of one checkpoint name prefix: part -> shard -> paths (more than one: a duplicate).
+struct Found {
+  std::map<int64_t, std::map<int64_t, std::vector<std::string>>> parts;
+  bool part_suffix = false, no_part_suffix = false, shard_suffix = false, no_shard_suffix = false;
+};
+
+// `in` as (folder, wanted prefix or "" for any): a folder, a prefix, or one file of a set.
+std::pair<std::string, std::string> folder_and_prefix(const std::string& in) {
   std::error_code ec;
-  if (fs::is_directory(in, ec)) {
-    dir = in;
-  } else {
-    fs::path p(in);
-    dir = p.has_parent_path() ? p.parent_path().string() : ".";
-    want_prefix = p.filename().string();
-    if (want_prefix.size() > 3 && want_prefix.compare(want_prefix.size() - 3, 3, ".pt") == 0 &&
-        !fs::exists(in, ec))
-      want_prefix.resize(want_prefix.size() - 3);
-    if (fs::is_regular_file(in, ec)) {  // a single file: itself (a part or shard of a set, or alone)
-      auto parsed = parse_checkpoint_name(want_prefix);
-      if (parsed) want_prefix = parsed->prefix;
-    }
-    if (!fs::is_directory(dir, ec)) throw Error("no such folder", dir);
+  if (fs::is_directory(in, ec)) return {in, ""};
+  fs::path p(in);
+  std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
+  std::string want = p.filename().string();
+  if (want.size() > 3 && want.compare(want.size() - 3, 3, ".pt") == 0 && !fs::exists(in, ec)) want.resize(want.size() - 3);
+  if (fs::is_regular_file(in, ec)) {  // a single file: itself (a part or shard of a set, or alone)
+    auto parsed = parse_checkpoint_name(want);
+    if (parsed) want = parsed->prefix;
   }
-  // prefix -> part -> shard -> path
-  struct Found {
-    std::map<int64_t, std::map<int64_t, std::vector<std::string>>> parts;
-    bool part_suffix = false, no_part_suffix = false, shard_suffix = false, no_shard_suffix = false;
-  };
+  if (!fs::is_directory(dir, ec)) throw Error("no such folder", dir);
+  return {dir, want};
+}
+
+std::map<std::string, Found> list_checkpoints(const std::string& dir, const std::string& want_prefix) {
+  std::error_code ec;
   std::map<std::string, Found> groups;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     if (!e.is_regular_file(ec)) continue;
-    std::string name = e.path().filename().string();
-    auto p = parse_checkpoint_name(name);
+    auto p = parse_checkpoint_name(e.path().filename().string());
     if (!p) continue;
     if (!want_prefix.empty() && p->prefix != want_prefix) continue;
     Found& g = groups[p->prefix];
@@ -81,21 +83,45 @@ CheckpointFiles find_checkpoint(const std::string& in) {
     throw Error(want_prefix.empty() ? "no checkpoint files (*.pt) in this folder"
                                     : "no checkpoint files named " + want_prefix + "[-model_part-K][-shardR].pt",
                 dir);
-  std::string prefix;
-  if (groups.size() == 1) {
-    prefix = groups.begin()->first;
-  } else if (groups.count("checkpoint_last")) {
-    prefix = "checkpoint_last";
-  } else if (groups.count("reshard")) {
-    prefix = "reshard";
-  } else {
-    std::string names;
-    for (const auto& [k, g] : groups) names += (names.empty() ? "" : ", ") + k;
-    throw Error("several checkpoints in this folder (" + names + "); pass a path prefix such as " + dir + "/" +
-                    groups.begin()->first,
-                dir);
+  return groups;
+}
+
+std::string choose_prefix(const std::map<std::string, Found>& groups, const std::string& dir) {
+  if (groups.size() == 1) return groups.begin()->first;
+  for (const char* preferred : {"checkpoint_last", "reshard"})
+    if (groups.count(preferred)) return preferred;
+  std::string names;
+  for (const auto& [k, g] : groups) names += (names.empty() ? "" : ", ") + k;
+  throw Error("several checkpoints in this folder (" + names + "); pass a path prefix such as " + dir + "/" +
+                  groups.begin()->first,
+              dir);
+}
+
+// Part `part`'s shard paths, checked to be 0..n-1 without gaps or duplicates.
+std::vector<std::string> shard_paths(const Found& g, int64_t part, const std::string& dir, const std::string& prefix) {
+  const auto& shards = g.parts.at(part);
+  std::vector<std::string> paths;
+  int64_t expect_shard = 0;
+  for (const auto& [shard, files] : shards) {
+    if (files.size() > 1) throw Error("duplicate shard " + std::to_string(shard) + ": " + files[0] + " and " + files[1], dir);
+    if (shard != expect_shard)
+      throw Error("shard " + std::to_string(expect_shard) + " of model part " + std::to_string(part) +
+                      " is missing (found shards up to " + std::to_string(shards.rbegin()->first) + ")",
+                  dir + "/" + prefix + (g.part_suffix ? "-model_part-" + std::to_string(part) : "") + "-shard" +
+                      std::to_string(expect_shard) + ".pt");
+    paths.push_back(files[0]);
+    ++expect_shard;
   }
-  const Found& g = groups[prefix];
+  return paths;
+}
+
+}  // namespace
+
+CheckpointFiles find_checkpoint(const std::string& in) {
+  const auto [dir, want_prefix] = folder_and_prefix(in);
+  const auto groups = list_checkpoints(dir, want_prefix);
+  const std::string prefix = choose_prefix(groups, dir);
+  const Found& g = groups.at(prefix);
   if (g.part_suffix && g.no_part_suffix)
     throw Error("files of '" + prefix + "' mix names with and without -model_part-K", dir);
   if (g.shard_suffix && g.no_shard_suffix)
@@ -111,18 +137,7 @@ CheckpointFiles find_checkpoint(const std::string& in) {
       throw Error("model part " + std::to_string(expect_part) + " is missing (found parts up to " +
                       std::to_string(g.parts.rbegin()->first) + ")",
                   dir + "/" + prefix + "-model_part-" + std::to_string(expect_part) + "-shard*.pt");
-    std::vector<std::string> paths;
-    int64_t expect_shard = 0;
-    for (const auto& [shard, files] : shards) {
-      if (files.size() > 1) throw Error("duplicate shard " + std::to_string(shard) + ": " + files[0] + " and " + files[1], dir);
-      if (shard != expect_shard)
-        throw Error("shard " + std::to_string(expect_shard) + " of model part " + std::to_string(part) +
-                        " is missing (found shards up to " + std::to_string(shards.rbegin()->first) + ")",
-                    dir + "/" + prefix + (g.part_suffix ? "-model_part-" + std::to_string(part) : "") + "-shard" +
-                        std::to_string(expect_shard) + ".pt");
-      paths.push_back(files[0]);
-      ++expect_shard;
-    }
+    std::vector<std::string> paths = shard_paths(g, part, dir, prefix);
     if (!out.paths.empty() && paths.size() != out.paths[0].size())
       throw Error("model part " + std::to_string(part) + " has " + std::to_string(paths.size()) +
                       " shards but part 0 has " + std::to_string(out.paths[0].size()) + " (a shard is missing?)",
@@ -204,27 +219,34 @@ std::optional<int64_t> num_updates(const TorchFile& f) {
 
 }  // namespace
 
-ModelDims dims_from_cfg(const ValuePtr& cfg, const std::string& file) {
+MetaseqCfg dims_from_cfg(const ValuePtr& cfg, const std::string& file) {
   if (!cfg) throw Error("no 'cfg' in the checkpoint: cannot tell the model's dimensions", file);
   ValuePtr m = cfg->attr("model");
   ValuePtr args = cfg;  // very old files: a flat args Namespace
   if (!m || (m->kind != Value::Kind::Object && !m->is_dict())) m = args;
-  ModelDims d;
+  MetaseqCfg d;
+  OptConfig& c = d.config;
   auto need = [&](const char* k) {
     auto v = int_field(m, k);
     if (!v) throw Error(std::string("cfg['model'] has no '") + k + "'", file);
     return *v;
   };
-  d.layers = need("decoder_layers");
-  d.embed_dim = need("decoder_embed_dim");
-  d.heads = need("decoder_attention_heads");
-  d.ffn_dim = int_field(m, "decoder_ffn_embed_dim").value_or(4 * d.embed_dim);
-  d.input_dim = int_field(m, "decoder_input_dim").value_or(d.embed_dim);
+  c.name = "custom";
+  c.layers = need("decoder_layers");
+  c.embed_dim = need("decoder_embed_dim");
+  c.heads = need("decoder_attention_heads");
+  c.ffn_dim = int_field(m, "decoder_ffn_embed_dim").value_or(4 * c.embed_dim);
+  c.input_dim = int_field(m, "decoder_input_dim").value_or(c.embed_dim);
   auto t = int_field(m, "max_target_positions");
   if (!t) t = int_field(m, "tokens_per_sample");
   if (!t) throw Error("cfg['model'] has neither max_target_positions nor tokens_per_sample", file);
-  d.positions = *t;
-  d.pre_ln = bool_field(m, "decoder_normalize_before").value_or(true);
+  c.max_positions = *t;
+  c.pre_ln = bool_field(m, "decoder_normalize_before").value_or(true);
+  c.remove_final_norm = c.pre_ln && bool_field(m, "no_decoder_final_norm").value_or(false);
+  // Surgery moves tensors whatever the activation; running or converting the model checks it
+  // (convert/opt_tensors.cpp), so an activation optforge cannot run does not block consolidate.
+  if (auto act = m->attr("activation_fn"); act && act->is_str())
+    if (auto a = activation_from_name(act->s)) c.activation = *a;
   auto arch = m->attr("arch");
   if (!arch || !arch->is_str()) arch = m->attr("_name");
   d.arch = arch && arch->is_str() ? arch->s : "";
@@ -271,7 +293,7 @@ LoadedCheckpoint load_checkpoint(const CheckpointFiles& files, int threads) {
                     f->path);
     }
   if (cfg0) {
-    ModelDims d = dims_from_cfg(cfg0, f0.path);
+    MetaseqCfg d = dims_from_cfg(cfg0, f0.path);
     const int64_t P = files.parts(), W = files.shards();
     if (d.model_parallel_size && *d.model_parallel_size != P && !(P == 1 && !files.part_suffix))
       throw Error("found " + std::to_string(P) + " model part(s) but cfg says model_parallel_size = " +

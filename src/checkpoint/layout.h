@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "formats/torch_file.h"
+#include "opt/config.h"
 
 namespace optforge::ckpt {
 
@@ -38,16 +39,16 @@ struct CheckpointFiles {
 // shard, a part without shards, or different shard counts across parts.
 CheckpointFiles find_checkpoint(const std::string& in);
 
-// The model dimensions a cfg states (cfg['model'], a Namespace or dict; docs/spec-checkpoints.md §cfg fields read).
-struct ModelDims {
-  int64_t layers = 0, embed_dim = 0, ffn_dim = 0, heads = 0, input_dim = 0, positions = 0;
-  bool pre_ln = true;       // decoder_normalize_before (absent: true)
+// What a metaseq cfg states (cfg['model'], a Namespace or dict; docs/spec-checkpoints.md §cfg fields read): the
+// model's config (its vocab is not in cfg: the embedding says), and how the run stored it.
+struct MetaseqCfg {
+  OptConfig config;         // layers, dims, heads, positions, pre-LN, final LN, activation (if one we run)
   bool fused_qkv = true;    // Megatron model (qkv_proj); transformer_lm_gpt has k/v/q_proj
   std::optional<int64_t> model_parallel_size, world_size;
   std::string arch;
 };
 // Throws (naming `file`) if cfg lacks the dimensions.
-ModelDims dims_from_cfg(const ValuePtr& cfg, const std::string& file);
+MetaseqCfg dims_from_cfg(const ValuePtr& cfg, const std::string& file);
 
 // Every file of a checkpoint, loaded (pickles parsed, tensors viewing the mmapped data).
 struct LoadedCheckpoint {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "opt/roles.h"
 #include "tensor/convert.h"
 #include "util/error.h"
 
@@ -11,10 +12,6 @@ namespace optforge::ckpt {
 namespace {
 
 bool has(const std::string& s, const char* sub) { return s.find(sub) != std::string::npos; }
-bool ends_with(const std::string& s, const char* suf) {
-  size_t n = std::strlen(suf);
-  return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
-}
 
 std::string shape_str(const Shape& s) {
   std::string out = "(";
@@ -57,12 +54,18 @@ void need_divisible(const PartTensor& t, uint64_t full, int64_t M, const char* w
 }  // namespace
 
 Split classify(const std::string& k) {
-  if (has(k, "qkv")) return Split::Qkv;
+  if (const RoleSpec* r = role_by_module(k)) {
+    switch (r->split) {
+      case TpSplit::FusedColumn: return Split::Qkv;
+      case TpSplit::Vocab:
+      case TpSplit::Column: return Split::Dim0;
+      case TpSplit::Row: return Split::Dim1;
+      case TpSplit::Replicated: return Split::Replicated;
+    }
+  }
+  // Names outside OPT's table: metaseq's glue rule for NormFormer's ffn_layernorm (split like
+  // fc1's output), and everything else (decoder.version, ...) replicated: kept, never dropped.
   if (has(k, "ffn_layernorm")) return Split::Dim0;
-  if (has(k, "layer_norm")) return Split::Replicated;
-  if (has(k, "fc1") || has(k, "k_proj") || has(k, "q_proj") || has(k, "v_proj")) return Split::Dim0;
-  if (has(k, "fc2") || has(k, "out_proj")) return ends_with(k, "bias") ? Split::Replicated : Split::Dim1;
-  if (has(k, "embed_tokens.weight")) return Split::Dim0;
   return Split::Replicated;
 }
 

@@ -1,11 +1,11 @@
 // Megatron tensor parallelism (docs/spec-checkpoints.md §Megatron split): how each tensor is split across
 // model parts, and regrouping P parts into M parts (M = 1: gluing), as byte producers.
 //
-// Classification follows metaseq's glue_megatron_parts rules, in their order (first match wins):
-// qkv (fused K,V,Q row blocks per part), ffn_layernorm (dim 0), layer_norm (replicated),
-// fc1/k_proj/q_proj/v_proj (dim 0), fc2/out_proj (weight dim 1, bias replicated),
-// embed_tokens.weight (dim 0, vocab-parallel), everything else replicated (positions, version,
-// and names no rule knows: kept, never dropped). Unlike metaseq, replicated tensors that differ
+// Classification is the role table's split rule (opt/roles.h), which agrees with metaseq's
+// glue_megatron_parts: qkv (fused K,V,Q row blocks per part), fc1/k_proj/q_proj/v_proj (dim 0),
+// fc2/out_proj (weight dim 1, bias replicated), embed_tokens.weight (dim 0, vocab-parallel),
+// layer norms and positions replicated. Names outside the table: ffn_layernorm (dim 0, metaseq's
+// rule) and everything else replicated (decoder.version, unknown names: kept, never dropped). Unlike metaseq, replicated tensors that differ
 // across parts are reported (check_replicated), and splitting into more parts is supported.
 #pragma once
 

@@ -31,13 +31,13 @@ std::shared_ptr<LoadedCheckpoint> open_input(const std::string& in, int threads)
   return std::make_shared<LoadedCheckpoint>(load_checkpoint(find_checkpoint(in), threads));
 }
 
-ModelDims input_dims(const LoadedCheckpoint& ck) {
+MetaseqCfg input_dims(const LoadedCheckpoint& ck) {
   ValuePtr cfg = ck.first().root->get("cfg");
   if (!cfg) return {};
   return dims_from_cfg(cfg, ck.first().path);
 }
 
-std::vector<std::shared_ptr<PartModel>> read_parts(const LoadedCheckpoint& ck, const ModelDims& d, bool optimizer,
+std::vector<std::shared_ptr<PartModel>> read_parts(const LoadedCheckpoint& ck, const MetaseqCfg& d, bool optimizer,
                                                    int threads) {
   std::vector<std::shared_ptr<PartModel>> parts(size_t(ck.files.parts()));
   parallel_for(parts.size(), threads, [&](size_t p) {

@@ -51,9 +51,9 @@ void check_replicas(const Plan& plan, const ExecOptions& opts);
 ValuePtr copy_tree(const ValuePtr& v);                       // containers copied, leaves shared
 void set_field(const ValuePtr& obj, const std::string& key, ValuePtr v);  // dict or Namespace state
 std::shared_ptr<LoadedCheckpoint> open_input(const std::string& in, int threads);
-ModelDims input_dims(const LoadedCheckpoint& ck);
+MetaseqCfg input_dims(const LoadedCheckpoint& ck);
 // Parts read and checked to hold the same parameter names in the same order.
-std::vector<std::shared_ptr<PartModel>> read_parts(const LoadedCheckpoint& ck, const ModelDims& d, bool optimizer, int threads);
+std::vector<std::shared_ptr<PartModel>> read_parts(const LoadedCheckpoint& ck, const MetaseqCfg& d, bool optimizer, int threads);
 // The tensor `name` of every part.
 std::vector<const PartTensor*> across_parts(const std::vector<std::shared_ptr<PartModel>>& parts, size_t index);
 std::vector<const PartTensor*> buffers_across_parts(const std::vector<std::shared_ptr<PartModel>>& parts, size_t index);

@@ -1,5 +1,6 @@
 #include "convert/opt_tensors.h"
 
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -9,7 +10,6 @@
 #include "formats/any_file.h"
 #include "formats/npy.h"
 #include "io/mmap_file.h"
-#include "opt/names.h"
 #include "tensor/views.h"
 #include "util/error.h"
 
@@ -23,7 +23,14 @@ const Tensor& OptTensors::get(const std::string& name) const {
   throw Error("model has no tensor '" + name + "'", layout);
 }
 
-DType OptTensors::dtype() const { return get("decoder.embed_tokens.weight").dtype; }
+const Tensor* OptTensors::find(Role role, int64_t layer) const {
+  const std::string name = role_name(role_spec(role), Layout::Metaseq, layer);
+  for (const auto& [n, t] : tensors)
+    if (n == name) return &t;
+  return nullptr;
+}
+
+DType OptTensors::dtype() const { return get(role_name(role_spec(Role::TokenEmbed), Layout::Metaseq)).dtype; }
 
 namespace {
 
@@ -37,50 +44,88 @@ int64_t heads_for(int64_t embed_dim, bool guess, const std::string& source) {
               " (not a published OPT size); pass --heads", source);
 }
 
-}  // namespace
-
-OptTensors opt_model_from_metaseq(std::vector<std::pair<std::string, Tensor>> named, int64_t heads,
-                                const std::string& source) {
-  std::map<std::string, Tensor> by_name;
-  for (auto& [name, t] : named) {
-    if (name == "decoder.version" || name == "decoder.output_projection.weight") continue;
-    if (name.find(".qkv_proj.") != std::string::npos) {  // metaseq fused rows: K, V, Q
-      auto parts = chunk(t, 0, 3);
-      const char* kvq[] = {"k_proj", "v_proj", "q_proj"};
-      for (int j = 0; j < 3; ++j) {
-        std::string n = name;
-        n.replace(n.find("qkv_proj"), 8, kvq[j]);
-        by_name.emplace(n, parts[size_t(j)]);
-      }
-      continue;
-    }
-    if (!by_name.emplace(name, t).second) throw Error("tensor '" + name + "' appears twice", source);
+// The input's tensors by role: fused qkv split into K, V, Q (metaseq's row order), the tied
+// head checked against the embedding and dropped, metaseq's version buffer dropped.
+struct ByRole {
+  std::map<std::pair<int64_t, Role>, std::pair<std::string, Tensor>> t;  // (layer, role) -> (input name, tensor)
+  const Tensor* find(Role r, int64_t layer = -1) const {
+    auto it = t.find({role_spec(r).scope == Scope::Layer ? layer : -1, r});
+    return it == t.end() ? nullptr : &it->second.second;
   }
-  auto need = [&](const std::string& n) -> const Tensor& {
-    auto it = by_name.find(n);
-    if (it == by_name.end()) throw Error("missing tensor '" + n + "'", source);
-    return it->second;
-  };
-  const Tensor& emb = need("decoder.embed_tokens.weight");
-  const Tensor& pos = need("decoder.embed_positions.weight");
-  if (emb.dim() != 2 || pos.dim() != 2) throw Error("embeddings must be 2-d", source);
+  bool has(Role r, int64_t layer = -1) const { return find(r, layer) != nullptr; }
+};
+
+// The same shape, dtype and bytes (a shared storage view is not read).
+bool same_values(const Tensor& a, const Tensor& b) {
+  if (a.shape != b.shape || a.dtype != b.dtype) return false;
+  if (a.storage == b.storage && a.offset == b.offset && a.strides == b.strides) return true;
+  const Tensor ca = a.contiguous(), cb = b.contiguous();
+  return std::memcmp(ca.data(), cb.data(), size_t(ca.nbytes())) == 0;
+}
+
+void add_role(ByRole& m, RoleRef ref, std::string name, Tensor t, const std::string& source) {
+  if (!m.t.emplace(std::make_pair(ref.layer, ref.role), std::make_pair(name, t)).second)
+    throw Error("tensor '" + name + "' appears twice (under this or another spelling)", source);
+}
+
+ByRole by_role(std::vector<std::pair<std::string, Tensor>> named, const std::string& source) {
+  ByRole m;
+  std::optional<Tensor> head;
+  for (auto& [name, t] : named) {
+    if (name == "decoder.version") continue;
+    auto ref = parse_any_role_name(name);
+    if (!ref) throw Error("unknown tensor name '" + name + "' for an OPT model", source);
+    if (ref->role == Role::LmHead) {
+      head = t;
+    } else if (ref->role == Role::QkvWeight || ref->role == Role::QkvBias) {
+      const bool w = ref->role == Role::QkvWeight;
+      const Role kvq[] = {w ? Role::KWeight : Role::KBias, w ? Role::VWeight : Role::VBias, w ? Role::QWeight : Role::QBias};
+      auto parts = chunk(t, 0, 3);
+      for (int j = 0; j < 3; ++j) add_role(m, {kvq[j], ref->layer}, name, parts[size_t(j)], source);
+    } else {
+      add_role(m, *ref, name, t, source);
+    }
+  }
+  const Tensor* emb = m.find(Role::TokenEmbed);
+  if (head && emb && !same_values(*head, *emb))
+    throw Error("the output projection (lm_head) " + head->shape_string() + " " + std::string(dtype_name(head->dtype)) +
+                " differs from the token embedding " + emb->shape_string() + " " + std::string(dtype_name(emb->dtype)) +
+                ": OPT ties them, and optforge runs and writes tied heads only", source);
+  return m;
+}
+
+// Dimensions from the tensors; switches from the source's config, else from what is present.
+OptConfig infer_config(const ByRole& m, const SourceConfig& sc, const std::string& source) {
+  const Tensor* emb = m.find(Role::TokenEmbed);
+  const Tensor* pos = m.find(Role::Positions);
+  if (!emb) throw Error("missing tensor '" + role_name(role_spec(Role::TokenEmbed), Layout::Metaseq) + "'", source);
+  if (!pos) throw Error("missing tensor '" + role_name(role_spec(Role::Positions), Layout::Metaseq) + "'", source);
+  if (emb->dim() != 2 || pos->dim() != 2) throw Error("embeddings must be 2-d", source);
   OptConfig c;
   c.name = "custom";
-  c.vocab = emb.shape[0];
-  c.input_dim = emb.shape[1];
-  c.embed_dim = pos.shape[1];
-  c.max_positions = pos.shape[0] - 2;
-  c.pre_ln = by_name.count("decoder.layer_norm.weight") > 0;
-  int64_t layers = 0;
-  for (const auto& [n, t] : by_name)
-    if (n.rfind("decoder.layers.", 0) == 0) layers = std::max<int64_t>(layers, std::stoll(n.substr(15)) + 1);
-  c.layers = layers;
-  c.ffn_dim = layers ? need("decoder.layers.0.fc1.weight").shape.at(0) : 4 * c.embed_dim;
-  c.heads = heads > 0 ? heads : heads_for(c.embed_dim, heads < 0, source);
+  c.vocab = emb->shape[0];
+  c.input_dim = emb->shape[1];
+  c.embed_dim = pos->shape[1];
+  c.max_positions = pos->shape[0] - kPositionOffset;
+  for (const auto& [key, v] : m.t) c.layers = std::max<int64_t>(c.layers, key.first + 1);
+  const Tensor* fc1 = m.find(Role::Fc1Weight, 0);
+  c.ffn_dim = fc1 && fc1->dim() == 2 ? fc1->shape[0] : 4 * c.embed_dim;
+  c.activation = sc.activation.value_or(Activation::Relu);
+  c.enable_bias = sc.enable_bias.value_or(c.layers == 0 || m.has(Role::Fc1Bias, 0));
+  c.ln_affine = sc.ln_affine.value_or(c.layers ? m.has(Role::AttnNormWeight, 0) : m.has(Role::FinalNormWeight));
+  const bool final_norm = m.has(Role::FinalNormWeight);
+  if (sc.pre_ln) c.pre_ln = *sc.pre_ln;
+  else if (c.ln_affine) c.pre_ln = final_norm;  // what tells 350m-style (post-LN) models apart
+  else throw Error("layer norms without weights: cannot tell pre-LN from post-LN without a config (config.json)", source);
+  c.remove_final_norm = sc.remove_final_norm.value_or(c.pre_ln && c.ln_affine && !final_norm);
+  c.pad_token_id = sc.pad_token_id.value_or(c.pad_token_id);
+  c.bos_token_id = sc.bos_token_id.value_or(c.bos_token_id);
+  c.eos_token_id = sc.eos_token_id.value_or(c.eos_token_id);
+  c.heads = sc.heads > 0 ? sc.heads : heads_for(c.embed_dim, sc.heads < 0, source);
   for (const auto& n : published_opt_names()) {
     auto p = published_opt_config(n);
-    if (p->layers == c.layers && p->embed_dim == c.embed_dim && p->input_dim == c.input_dim &&
-        p->heads == c.heads && p->pre_ln == c.pre_ln && p->vocab == c.vocab && p->max_positions == c.max_positions)
+    if (p->layers == c.layers && p->embed_dim == c.embed_dim && p->input_dim == c.input_dim && p->heads == c.heads &&
+        p->pre_ln == c.pre_ln && p->vocab == c.vocab && p->max_positions == c.max_positions && c.plain())
       c.name = n;
   }
   try {
@@ -88,66 +133,131 @@ OptTensors opt_model_from_metaseq(std::vector<std::pair<std::string, Tensor>> na
   } catch (const Error& e) {
     throw e.with_file(source);
   }
-  OptTensors m;
-  m.config = c;
-  m.layout = source;
-  std::set<std::string> expected;
+  return c;
+}
+
+std::string why_expected(const RoleSpec& r, const OptConfig& c) {
+  if (r.needs & kFinalNorm) return c.has_final_norm() ? " (the config says pre-LN with a final layer norm)" : "";
+  if (r.needs & kBias) return " (the config says enable_bias)";
+  if (r.needs & kAffine) return " (the config says layer_norm_elementwise_affine)";
+  return "";
+}
+
+// Exactly the tensors the config calls for, with their shapes and one dtype, in table order.
+void take_expected(OptTensors& out, const ByRole& m, const std::string& source) {
+  const OptConfig& c = out.config;
+  size_t found = 0;
   for (const ParamSpec& p : metaseq_singleton_params(c)) {
-    const Tensor& t = need(p.name);
-    if (t.shape != p.shape)
-      throw Error("shape " + t.shape_string() + ", expected " + Tensor{DType::F32, p.shape}.shape_string() +
+    const Tensor* t = m.find(p.ref.role, p.ref.layer);
+    if (!t) throw Error("missing tensor '" + p.name + "'" + why_expected(role_spec(p.ref.role), c), source);
+    if (t->shape != p.shape)
+      throw Error("shape " + t->shape_string() + ", expected " + Tensor{DType::F32, p.shape}.shape_string() +
                   " for this model (L=" + std::to_string(c.layers) + ", E=" + std::to_string(c.embed_dim) +
                   ", F=" + std::to_string(c.ffn_dim) + ")", source, "tensor '" + p.name + "'");
-    m.tensors.emplace_back(p.name, t);
-    expected.insert(p.name);
+    out.tensors.emplace_back(p.name, *t);
+    out.roles.push_back(p.ref);
+    ++found;
   }
-  for (const auto& [n, t] : by_name)
-    if (!expected.count(n)) throw Error("unknown tensor name '" + n + "' for an OPT model", source);
-  const DType dt = emb.dtype;
-  for (const auto& [n, t] : m.tensors)
+  if (found != m.t.size())
+    for (const auto& [key, v] : m.t) {
+      const RoleSpec& r = role_spec(key.second);
+      if (role_stored(r, c, Layout::Metaseq) && key.first < c.layers) continue;
+      throw Error("tensor '" + v.first + "' does not belong in this model (" + r.id + ": " +
+                  (r.needs & kBias ? "enable_bias is false" : r.needs & kAffine ? "layer_norm_elementwise_affine is false"
+                   : r.needs & kFinalNorm ? "no final layer norm" : "not expected") + ")", source);
+    }
+  const DType dt = out.tensors.front().second.dtype;
+  for (const auto& [n, t] : out.tensors)
     if (t.dtype != dt) throw Error("dtype " + std::string(dtype_name(t.dtype)) + " differs from the embedding's " +
                                    std::string(dtype_name(dt)), source, "tensor '" + n + "'");
-  return m;
+}
+
+}  // namespace
+
+OptTensors opt_model_from_named(std::vector<std::pair<std::string, Tensor>> named, const SourceConfig& sc,
+                                const std::string& source) {
+  const ByRole m = by_role(std::move(named), source);
+  OptTensors out;
+  out.config = infer_config(m, sc, source);
+  out.layout = source;
+  take_expected(out, m, source);
+  return out;
 }
 
 namespace {
 
-int64_t cfg_heads(const ValuePtr& root) {
-  if (!root || !root->is_dict()) return 0;
+ValuePtr cfg_model(const ValuePtr& root) {
+  if (!root || !root->is_dict()) return nullptr;
   auto cfg = root->get("cfg");
   ValuePtr model = cfg ? cfg->attr("model") : nullptr;
-  ValuePtr h = model ? model->attr("decoder_attention_heads") : nullptr;
-  if (!h) {
-    auto args = root->get("args");
-    h = args ? args->attr("decoder_attention_heads") : nullptr;
-  }
-  return h && h->kind == Value::Kind::Int ? h->i : 0;
+  if (!model) model = root->get("args");  // very old files: a flat args Namespace
+  return model;
 }
 
-// A dict of HF-named (or metaseq-named) tensors -> metaseq names; lm_head must be the tied
-// embedding if present.
-std::vector<std::pair<std::string, Tensor>> from_state_dict(const std::vector<std::pair<std::string, Tensor>>& sd,
-                                                            const std::string& source) {
-  std::vector<std::pair<std::string, Tensor>> out;
-  const Tensor* lm_head = nullptr;
-  for (const auto& [n, t] : sd) {
-    if (n == "lm_head.weight") {
-      lm_head = &t;
-      continue;
-    }
-    // HF names (with or without "model.") and metaseq names both map to metaseq names.
-    std::string m = metaseq_name_from_hf(n);
-    if (m.empty()) throw Error("unknown tensor name '" + n + "' for an OPT model", source);
-    out.emplace_back(m, t);
+// What a metaseq cfg says about the architecture (fields absent: inferred from the tensors).
+SourceConfig metaseq_source_config(const ValuePtr& root, const std::string& source) {
+  SourceConfig sc;
+  ValuePtr m = cfg_model(root);
+  if (!m) return sc;
+  ValuePtr h = m->attr("decoder_attention_heads");
+  if (h && h->kind == Value::Kind::Int) sc.heads = h->i;
+  if (ValuePtr a = m->attr("activation_fn"); a && a->is_str()) {
+    sc.activation = activation_from_name(a->s);
+    if (!sc.activation)
+      throw Error("cfg's activation_fn '" + a->s + "' is not one OPT's decoder runs (relu, gelu, gelu_accurate)", source);
   }
-  if (lm_head) {
-    const Tensor* emb = nullptr;
-    for (const auto& [n, t] : out)
-      if (n == "decoder.embed_tokens.weight") emb = &t;
-    if (emb && (lm_head->shape != emb->shape || lm_head->dtype != emb->dtype))
-      throw Error("lm_head.weight " + lm_head->shape_string() + " is not the tied embedding " + emb->shape_string(), source);
+  ValuePtr before = m->attr("decoder_normalize_before"), no_final = m->attr("no_decoder_final_norm");
+  // fairseq/metaseq: pre-LN models drop their final LN only with no_decoder_final_norm.
+  if (no_final && no_final->kind == Value::Kind::Bool && no_final->b && before && before->kind == Value::Kind::Bool) {
+    sc.pre_ln = before->b;
+    sc.remove_final_norm = before->b;
   }
-  return out;
+  return sc;
+}
+
+// config.json -> what it states. Keys absent take OPTConfig's defaults, as transformers does.
+SourceConfig hf_source_config(const nlohmann::json& cfg, const std::string& file) {
+  SourceConfig sc;
+  auto flag = [&](const char* key, bool def) {
+    if (!cfg.contains(key)) return def;
+    if (!cfg[key].is_boolean()) throw Error(std::string(key) + " must be true or false", file);
+    return cfg[key].get<bool>();
+  };
+  auto id = [&](const char* key, int64_t def) -> int64_t {
+    if (!cfg.contains(key) || cfg[key].is_null()) return def;
+    if (!cfg[key].is_number_integer()) throw Error(std::string(key) + " must be an integer", file);
+    return cfg[key].get<int64_t>();
+  };
+  sc.heads = id("num_attention_heads", 0);
+  if (!flag("tie_word_embeddings", true))
+    throw Error("tie_word_embeddings is false: OPT ties its output projection to the token embedding, and optforge "
+                "runs and writes tied heads only", file);
+  const std::string act = cfg.value("activation_function", std::string("relu"));
+  sc.activation = activation_from_name(act);
+  if (!sc.activation || act == "gelu_accurate" || act == "gelu_fast")
+    throw Error("activation_function '" + act + "' is not supported (relu, gelu, gelu_new)", file);
+  sc.enable_bias = flag("enable_bias", true);
+  sc.ln_affine = flag("layer_norm_elementwise_affine", true);
+  sc.pre_ln = flag("do_layer_norm_before", true);
+  sc.remove_final_norm = *sc.pre_ln && flag("_remove_final_layer_norm", false);
+  sc.pad_token_id = id("pad_token_id", 1);
+  sc.bos_token_id = id("bos_token_id", 2);
+  sc.eos_token_id = id("eos_token_id", 2);
+  return sc;
+}
+
+std::vector<std::string> hf_weight_files(const fs::path& dir) {
+  std::vector<std::string> files;
+  for (const char* index : {"model.safetensors.index.json", "pytorch_model.bin.index.json"}) {
+    if (!fs::exists(dir / index)) continue;
+    nlohmann::json idx = nlohmann::json::parse(read_text_file((dir / index).string()));
+    std::set<std::string> uniq;
+    for (auto& [k, v] : idx.at("weight_map").items()) uniq.insert(v.get<std::string>());
+    return {uniq.begin(), uniq.end()};
+  }
+  for (const char* single : {"model.safetensors", "pytorch_model.bin"})
+    if (fs::exists(dir / single)) return {single};
+  throw Error("HF folder has config.json but no weights (model.safetensors, pytorch_model.bin or an index)", dir.string());
 }
 
 OptTensors read_hf_folder(const fs::path& dir) {
@@ -161,30 +271,14 @@ OptTensors read_hf_folder(const fs::path& dir) {
   }
   if (cfg.value("model_type", "") != "opt")
     throw Error("model_type is '" + cfg.value("model_type", std::string("?")) + "', expected 'opt'", cfg_path.string());
-  std::vector<std::string> files;
-  for (const char* index : {"model.safetensors.index.json", "pytorch_model.bin.index.json"}) {
-    if (!fs::exists(dir / index)) continue;
-    nlohmann::json idx = nlohmann::json::parse(read_text_file((dir / index).string()));
-    std::set<std::string> uniq;
-    for (auto& [k, v] : idx.at("weight_map").items()) uniq.insert(v.get<std::string>());
-    files.assign(uniq.begin(), uniq.end());
-    break;
-  }
-  if (files.empty())
-    for (const char* single : {"model.safetensors", "pytorch_model.bin"})
-      if (fs::exists(dir / single)) {
-        files.push_back(single);
-        break;
-      }
-  if (files.empty())
-    throw Error("HF folder has config.json but no weights (model.safetensors, pytorch_model.bin or an index)", src);
+  const SourceConfig sc = hf_source_config(cfg, cfg_path.string());
   std::vector<std::pair<std::string, Tensor>> sd;
-  for (const auto& f : files) {
+  for (const auto& f : hf_weight_files(dir)) {
     if (!fs::exists(dir / f)) throw Error("weights file listed in the index is missing", (dir / f).string());
     auto part = state_dict(open_any((dir / f).string()));
     sd.insert(sd.end(), part.begin(), part.end());
   }
-  OptTensors m = opt_model_from_metaseq(from_state_dict(sd, src), cfg.value("num_attention_heads", 0), src);
+  OptTensors m = opt_model_from_named(std::move(sd), sc, src);
   auto check = [&](const char* key, int64_t have) {
     if (cfg.contains(key) && cfg[key].is_number_integer() && cfg[key].get<int64_t>() != have)
       throw Error(std::string("config.json says ") + key + " = " + std::to_string(cfg[key].get<int64_t>()) +
@@ -196,9 +290,6 @@ OptTensors read_hf_folder(const fs::path& dir) {
   check("vocab_size", m.config.vocab);
   check("word_embed_proj_dim", m.config.input_dim);
   check("max_position_embeddings", m.config.max_positions);
-  if (cfg.contains("do_layer_norm_before") && cfg["do_layer_norm_before"].get<bool>() != m.config.pre_ln)
-    throw Error("config.json's do_layer_norm_before disagrees with the weights (final layer norm " +
-                std::string(m.config.pre_ln ? "present" : "absent") + ")", cfg_path.string());
   m.layout = "Hugging Face folder";
   return m;
 }
@@ -209,11 +300,12 @@ OptTensors read_alpa_folder(const fs::path& dir, int64_t heads) {
     if (!e.is_regular_file()) continue;
     std::string n = e.path().filename().string();
     if (n.rfind("decoder.", 0) != 0) continue;
-    std::string m = metaseq_name_from_alpa(n);
-    if (m.empty()) throw Error("unknown tensor file in an alpa folder", e.path().string());
-    named.emplace_back(m, load_npy(e.path().string()));
+    if (!parse_any_role_name(n)) throw Error("unknown tensor file in an alpa folder", e.path().string());
+    named.emplace_back(n, load_npy(e.path().string()));
   }
-  OptTensors m = opt_model_from_metaseq(std::move(named), heads, dir.string());
+  SourceConfig sc;
+  sc.heads = heads;
+  OptTensors m = opt_model_from_named(std::move(named), sc, dir.string());
   m.layout = "alpa numpy folder";
   return m;
 }
@@ -235,7 +327,9 @@ OptTensors read_sharded_metaseq(const std::string& path, const ReadModelOptions&
   std::vector<std::pair<std::string, Tensor>> named;
   for (const auto& [k, v] : root->get("model")->entries)
     if (v->is_tensor()) named.emplace_back(k->s, *v->tensor);
-  OptTensors m = opt_model_from_metaseq(std::move(named), opts.heads ? opts.heads : cfg_heads(root), path);
+  SourceConfig sc = metaseq_source_config(root, path);
+  if (opts.heads) sc.heads = opts.heads;
+  OptTensors m = opt_model_from_named(std::move(named), sc, path);
   m.metaseq_root = root;
   m.layout = "sharded metaseq checkpoint (" + std::to_string(plan->input->files.parts()) + " MP parts x " +
              std::to_string(plan->input->files.shards()) + " FSDP shards, consolidated on the fly)";
@@ -243,28 +337,28 @@ OptTensors read_sharded_metaseq(const std::string& path, const ReadModelOptions&
   return m;
 }
 
-OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts) {
-  fs::path p(path);
-  if (fs::is_directory(p)) {
-    if (fs::exists(p / "config.json")) return read_hf_folder(p);
-    if (fs::exists(p / "decoder.embed_tokens.weight"))
-      return read_alpa_folder(p, opts.heads ? opts.heads : (opts.guess_heads ? -1 : 0));
-    return read_sharded_metaseq(path, opts);  // or a clear error naming what was expected
-  }
-  if (!fs::exists(p)) return read_sharded_metaseq(path, opts);  // a prefix: DIR/checkpoint_last
-  AnyFile f = open_any(path);
-  auto sd = state_dict(f);
-  std::string layout = describe_layout(f);
-  if (layout.find("flat") != std::string::npos || f.root->get("shard_metadata"))
-    return read_sharded_metaseq(path, opts);  // one file of a sharded set (or a flat reshard.pt)
-  int64_t heads = opts.heads ? opts.heads : cfg_heads(f.root);
+namespace {
+
+// A single file: a metaseq singleton, or a state dict (HF names or metaseq names).
+OptTensors read_single_file(const std::string& path, const AnyFile& f, const ReadModelOptions& opts) {
+  const fs::path p(path);
+  SourceConfig sc = metaseq_source_config(f.root, path);
+  bool have_config = cfg_model(f.root) != nullptr;
+  for (const auto& [key, text] : f.metadata)
+    if (key == "opt_config") {  // written by write_safetensors_state: an HF config.json
+      auto j = nlohmann::json::parse(text, nullptr, false);
+      if (!j.is_object()) throw Error("__metadata__ opt_config is not a JSON object", path);
+      sc = hf_source_config(j, path + " (__metadata__ opt_config)");
+      have_config = true;
+    }
   const fs::path sibling_config = p.parent_path() / "config.json";  // a weights file of an HF folder
-  if (!heads && fs::exists(sibling_config)) {
+  if (!have_config && fs::exists(sibling_config)) {
     auto j = nlohmann::json::parse(read_text_file(sibling_config.string()), nullptr, false);
-    if (j.is_object() && j.value("model_type", "") == "opt") heads = j.value("num_attention_heads", int64_t(0));
+    if (j.is_object() && j.value("model_type", "") == "opt") sc = hf_source_config(j, sibling_config.string());
   }
-  if (!heads && opts.guess_heads) heads = -1;
-  OptTensors m = opt_model_from_metaseq(from_state_dict(sd, path), heads, path);
+  if (opts.heads) sc.heads = opts.heads;
+  if (!sc.heads && opts.guess_heads) sc.heads = -1;
+  OptTensors m = opt_model_from_named(state_dict(f), sc, path);
   if (f.root->get("model")) {
     m.metaseq_root = f.root;
     m.layout = "metaseq singleton";
@@ -272,6 +366,24 @@ OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts)
     m.layout = std::string(file_format_name(f.format)) + " state dict";
   }
   return m;
+}
+
+}  // namespace
+
+OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts) {
+  fs::path p(path);
+  if (fs::is_directory(p)) {
+    if (fs::exists(p / "config.json")) return read_hf_folder(p);
+    if (fs::exists(p / role_name(role_spec(Role::TokenEmbed), Layout::AlpaFile)))
+      return read_alpa_folder(p, opts.heads ? opts.heads : (opts.guess_heads ? -1 : 0));
+    return read_sharded_metaseq(path, opts);  // or a clear error naming what was expected
+  }
+  if (!fs::exists(p)) return read_sharded_metaseq(path, opts);  // a prefix: DIR/checkpoint_last
+  AnyFile f = open_any(path);
+  std::string layout = describe_layout(f);
+  if (layout.find("flat") != std::string::npos || f.root->get("shard_metadata"))
+    return read_sharded_metaseq(path, opts);  // one file of a sharded set (or a flat reshard.pt)
+  return read_single_file(path, f, opts);
 }
 
 }  // namespace optforge

@@ -5,11 +5,13 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "opt/config.h"
+#include "opt/roles.h"
 #include "pickle/value.h"
 
 namespace optforge {
@@ -17,12 +19,19 @@ namespace optforge {
 struct OptTensors {
   OptConfig config;
   std::vector<std::pair<std::string, Tensor>> tensors;  // canonical order, no decoder.version
+  std::vector<RoleRef> roles;                            // the role of each of `tensors`
   ValuePtr metaseq_root;  // the metaseq checkpoint's other top-level keys (cfg, ...), if any
   std::string layout;     // what the input was, for messages ("HF folder", "alpa numpy folder")
   std::shared_ptr<const void> keep_alive;  // whatever the tensors' bytes come from (a plan)
 
   const Tensor& get(const std::string& name) const;
-  DType dtype() const;  // the dtype of the weights (embed_tokens)
+  // The tensor of a role (layer ignored for model roles); nullptr if the model has none.
+  const Tensor* find(Role role, int64_t layer = -1) const;
+  DType dtype() const;
+  // The name of tensors[i] in another layout.
+  std::string name_in(size_t i, Layout layout) const {
+    return role_name(role_spec(roles[i].role), layout, roles[i].layer);
+  }  // the dtype of the weights (embed_tokens)
 };
 
 struct ReadModelOptions {
@@ -38,10 +47,20 @@ struct ReadModelOptions {
 // Checks that every tensor OPT needs is there with the right shape, and that nothing unknown is.
 OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts = {});
 
-// Builds an OptTensors from named tensors in metaseq singleton naming (fused qkv_proj accepted),
-// inferring the shape from the tensors; `heads` from the caller's config (0: published sizes).
-// heads = -1: assume 64-wide heads for unpublished sizes.
-OptTensors opt_model_from_metaseq(std::vector<std::pair<std::string, Tensor>> named, int64_t heads,
+// What an input's own config states (config.json, a metaseq cfg). Anything unset is read off
+// the tensors present (biases, LN weights, the final LN), or is the released models' value.
+struct SourceConfig {
+  int64_t heads = 0;  // 0: from the published sizes; -1: assume 64-wide heads for unknown sizes
+  std::optional<Activation> activation;
+  std::optional<bool> enable_bias, ln_affine, pre_ln, remove_final_norm;
+  std::optional<int64_t> pad_token_id, bos_token_id, eos_token_id;
+};
+
+// Builds an OptTensors from named tensors in any spelling opt/roles.h knows (metaseq with
+// separate or fused qkv, HF with or without "model.", alpa file names), inferring the shape from
+// the tensors. Checks that exactly the tensors the config calls for are there, with their
+// shapes and one dtype; throws naming `source` and the tensor otherwise.
+OptTensors opt_model_from_named(std::vector<std::pair<std::string, Tensor>> named, const SourceConfig& sc,
                                 const std::string& source);
 
 }  // namespace optforge

@@ -6,7 +6,6 @@
 #include "convert/model_writers.h"
 #include "formats/npy.h"
 #include "io/atomic_dir.h"
-#include "opt/names.h"
 #include "tensor/views.h"
 #include "util/error.h"
 
@@ -43,11 +42,35 @@ Tensor qkv_combined(const Tensor& q, const Tensor& k, const Tensor& v) {
   return Tensor::view_of(s, is_bias ? Shape{3 * out} : Shape{in, 3 * out});
 }
 
+
+// alpa's files hold tensors only and its model (opt_model.py) assumes the released switches; a
+// model that needs another one cannot be written without changing what it computes.
+void check_alpa_can_express(const OptConfig& c, const std::string& out) {
+  std::string why;
+  if (c.activation != Activation::Relu) why = std::string("activation_function ") + hf_activation_name(c.activation);
+  else if (!c.enable_bias) why = "enable_bias false";
+  else if (!c.ln_affine) why = "layer_norm_elementwise_affine false";
+  else if (c.remove_final_norm) why = "_remove_final_layer_norm";
+  if (!why.empty())
+    throw Error("alpa's layouts cannot express this model (" + why + "; alpa's files carry no config and its OPT "
+                "model assumes relu, biases, affine layer norms and a final layer norm); nothing was written", out);
+}
+
+// One tensor of alpa's tree from the model's tensors of the same role.
+Tensor alpa_tree_tensor(const OptTensors& m, const RoleSpec& r, int64_t layer) {
+  auto get = [&](Role role) { return *m.find(role, layer); };
+  if (r.role == Role::QkvWeight) return qkv_combined(get(Role::QWeight), get(Role::KWeight), get(Role::VWeight));
+  if (r.role == Role::QkvBias) return qkv_combined(get(Role::QBias), get(Role::KBias), get(Role::VBias));
+  if (r.is_matmul()) return compact(transpose2d(get(r.role)));  // flax Dense kernels are [in, out]
+  return get(r.role);
+}
+
 }  // namespace
 
 void write_alpa_folder(const OptTensors& m, const std::string& outdir) {
+  check_alpa_can_express(m.config, outdir);
   AtomicDir dir(outdir);
-  for (const auto& [name, t] : m.tensors) save_npy(dir.path(alpa_file_name(name)), t);
+  for (size_t i = 0; i < m.tensors.size(); ++i) save_npy(dir.path(m.name_in(i, Layout::AlpaFile)), m.tensors[i].second);
   dir.commit();
 }
 
@@ -56,31 +79,10 @@ void write_alpa_tree(const OptTensors& m, const std::string& outfile) {
   if (c.has_projections() || !c.pre_ln)
     throw Error("alpa's OPT model cannot express this model (post-LN with project_in/project_out, like OPT-350m); "
                 "nothing was written", outfile);
+  check_alpa_can_express(c, outfile);
   std::vector<std::pair<std::string, Tensor>> tree;
-  const std::string T = "params.transformers.";
-  tree.emplace_back(T + "embeddings.word_embeddings.embedding", m.get("decoder.embed_tokens.weight"));
-  tree.emplace_back(T + "embeddings.position_embeddings.embedding", m.get("decoder.embed_positions.weight"));
-  for (int64_t l = 0; l < c.layers; ++l) {
-    const std::string src = "decoder.layers." + std::to_string(l) + ".";
-    const std::string dst = T + "encoder." + std::to_string(l) + ".";
-    auto w = [&](const std::string& n) { return m.get(src + n); };
-    tree.emplace_back(dst + "attention.self.qkv_combined.kernel",
-                      qkv_combined(w("self_attn.q_proj.weight"), w("self_attn.k_proj.weight"), w("self_attn.v_proj.weight")));
-    tree.emplace_back(dst + "attention.self.qkv_combined.bias",
-                      qkv_combined(w("self_attn.q_proj.bias"), w("self_attn.k_proj.bias"), w("self_attn.v_proj.bias")));
-    tree.emplace_back(dst + "attention.dense.kernel", compact(transpose2d(w("self_attn.out_proj.weight"))));
-    tree.emplace_back(dst + "attention.dense.bias", w("self_attn.out_proj.bias"));
-    tree.emplace_back(dst + "attention.layer_norm.scale", w("self_attn_layer_norm.weight"));
-    tree.emplace_back(dst + "attention.layer_norm.bias", w("self_attn_layer_norm.bias"));
-    tree.emplace_back(dst + "ffn.fc1.kernel", compact(transpose2d(w("fc1.weight"))));
-    tree.emplace_back(dst + "ffn.fc1.bias", w("fc1.bias"));
-    tree.emplace_back(dst + "ffn.fc2.kernel", compact(transpose2d(w("fc2.weight"))));
-    tree.emplace_back(dst + "ffn.fc2.bias", w("fc2.bias"));
-    tree.emplace_back(dst + "ffn.layer_norm.scale", w("final_layer_norm.weight"));
-    tree.emplace_back(dst + "ffn.layer_norm.bias", w("final_layer_norm.bias"));
-  }
-  tree.emplace_back(T + "layer_norm.scale", m.get("decoder.layer_norm.weight"));
-  tree.emplace_back(T + "layer_norm.bias", m.get("decoder.layer_norm.bias"));
+  for (const ParamSpec& p : layout_params(c, Layout::AlpaTree))
+    tree.emplace_back(p.name, alpa_tree_tensor(m, role_spec(p.ref.role), p.ref.layer));
   save_npz(outfile, tree);
 }
 

@@ -8,7 +8,6 @@
 #include "io/atomic_dir.h"
 #include "io/atomic_file.h"
 #include "io/mmap_file.h"
-#include "opt/names.h"
 #include "tensor/views.h"
 #include "tokenizer/embedded_data.h"
 #include "util/error.h"
@@ -38,26 +37,26 @@ ojson hf_config(const OptTensors& m) {
   const OptConfig& c = m.config;
   // Field set and order as transformers' OPTConfig.save_pretrained writes them.
   return ojson{
-      {"_remove_final_layer_norm", false},
+      {"_remove_final_layer_norm", c.remove_final_norm},
       {"activation_dropout", 0.0},
-      {"activation_function", "relu"},
+      {"activation_function", hf_activation_name(c.activation)},
       {"architectures", {"OPTForCausalLM"}},
       {"attention_dropout", cfg_real(m, "attention_dropout", 0.0)},
-      {"bos_token_id", 2},
+      {"bos_token_id", c.bos_token_id},
       {"do_layer_norm_before", c.pre_ln},
       {"dropout", cfg_real(m, "dropout", 0.1)},
-      {"enable_bias", true},
-      {"eos_token_id", 2},
+      {"enable_bias", c.enable_bias},
+      {"eos_token_id", c.eos_token_id},
       {"ffn_dim", c.ffn_dim},
       {"hidden_size", c.embed_dim},
       {"init_std", 0.02},
-      {"layer_norm_elementwise_affine", true},
+      {"layer_norm_elementwise_affine", c.ln_affine},
       {"layerdrop", 0.0},
       {"max_position_embeddings", c.max_positions},
       {"model_type", "opt"},
       {"num_attention_heads", c.heads},
       {"num_hidden_layers", c.layers},
-      {"pad_token_id", 1},
+      {"pad_token_id", c.pad_token_id},
       {"prefix", "</s>"},
       {"torch_dtype", std::string(torch_dtype_name(m.dtype()))},
       {"transformers_version", "4.40.2"},
@@ -108,19 +107,21 @@ void write_hf(const OptTensors& m, const std::string& outdir, const HfWriteOptio
   AtomicDir dir(outdir);
   write_text(dir.path("config.json"), hf_config(m).dump(2) + "\n");
   write_text(dir.path("generation_config.json"),
-             ojson{{"_from_model_config", true}, {"bos_token_id", 2}, {"eos_token_id", 2}, {"pad_token_id", 1},
+             ojson{{"_from_model_config", true}, {"bos_token_id", m.config.bos_token_id},
+                   {"eos_token_id", m.config.eos_token_id}, {"pad_token_id", m.config.pad_token_id},
                    {"transformers_version", "4.40.2"}}.dump(2) + "\n");
   write_tokenizer(dir, o.tokenizer_dir);
 
   // Shards as HF cuts them: tensors in order, a new shard when the next would pass the limit.
   std::vector<std::vector<std::pair<std::string, Tensor>>> shards(1);
   uint64_t in_shard = 0, total = 0;
-  for (const auto& [name, t] : m.tensors) {
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    const Tensor& t = m.tensors[i].second;
     if (in_shard > 0 && in_shard + t.nbytes() > o.max_shard_bytes) {
       shards.emplace_back();
       in_shard = 0;
     }
-    shards.back().emplace_back(hf_name(name), compact(t));
+    shards.back().emplace_back(m.name_in(i, Layout::Hf), compact(t));
     in_shard += t.nbytes();
     total += t.nbytes();
   }
@@ -150,8 +151,10 @@ void write_hf(const OptTensors& m, const std::string& outdir, const HfWriteOptio
 
 void write_safetensors_state(const OptTensors& m, const std::string& outfile) {
   std::vector<std::pair<std::string, Tensor>> named;
-  for (const auto& [name, t] : m.tensors) named.emplace_back(hf_name(name), t);
-  save_safetensors(outfile, named, {{"format", "pt"}});
+  for (size_t i = 0; i < m.tensors.size(); ++i) named.emplace_back(m.name_in(i, Layout::Hf), m.tensors[i].second);
+  // A bare state dict has no config.json: the model's config travels in the header's metadata
+  // (strings only), so that activation, LN switches and token ids survive a round trip.
+  save_safetensors(outfile, named, {{"format", "pt"}, {"opt_config", hf_config(m).dump()}});
 }
 
 }  // namespace optforge

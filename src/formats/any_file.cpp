@@ -3,6 +3,7 @@
 #include "formats/npy.h"
 #include "io/mmap_file.h"
 #include "io/zip_reader.h"
+#include "opt/roles.h"
 #include "util/error.h"
 
 namespace optforge {
@@ -79,24 +80,33 @@ std::string describe_layout(const AnyFile& f) {
         return true;
     return false;
   };
+  auto has_role = [](const ValuePtr& d, Role r) {  // by module and parameter name, wrappers aside
+    for (const auto& [k, v] : d->entries)
+      if (const RoleSpec* spec = k->is_str() ? role_by_module(k->s) : nullptr; spec && spec->role == r) return true;
+    return false;
+  };
   if (model && model->is_dict()) {
     bool flat = has_key_ending(model, "flat_param_0") || has_key_ending(model, "flat_param");
     bool meta = f.root->get("shard_metadata") && f.root->get("shard_metadata")->is_dict();
     if (flat && meta) return "metaseq FSDP shard (flat params with shard_metadata)";
     if (flat) return "metaseq flat checkpoint without shard_metadata (released reshard layout)";
-    if (has_key_ending(model, "qkv_proj.weight")) return "metaseq unflattened model part (fused qkv_proj)";
-    if (has_key_ending(model, "embed_tokens.weight")) return "metaseq singleton (consolidated)";
+    if (has_role(model, Role::QkvWeight)) return "metaseq unflattened model part (fused qkv_proj)";
+    if (has_role(model, Role::TokenEmbed)) return "metaseq singleton (consolidated)";
     return "checkpoint with a 'model' dict";
   }
   if (f.format == FileFormat::Npz) {
     bool tree = !f.root->entries.empty();
-    for (const auto& [k, v] : f.root->entries) tree = tree && k->s.rfind("params.transformers.", 0) == 0;
+    for (const auto& [k, v] : f.root->entries) tree = tree && parse_role_name(Layout::AlpaTree, k->s).has_value();
     return tree ? "alpa OPT parameter tree (qkv_combined, [in, out] kernels)" : "numpy arrays";
   }
-  bool hf = false;
-  for (const auto& [k, v] : f.root->entries)
-    if (k->is_str() && (k->s.rfind("model.decoder.", 0) == 0 || k->s.rfind("decoder.embed_tokens", 0) == 0)) hf = true;
+  bool hf = false, metaseq = false;
+  for (const auto& [k, v] : f.root->entries) {
+    if (!k->is_str()) continue;
+    hf |= parse_role_name(Layout::Hf, k->s) || parse_role_name(Layout::Hf, "model." + k->s);
+    metaseq |= parse_role_name(Layout::Metaseq, k->s).has_value();
+  }
   if (hf) return "OPT state dict (Hugging Face names)";
+  if (metaseq) return "OPT state dict (metaseq names)";
   return "state dict";
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "opt/config.h"
 #include "tensor/tensor.h"
 
 namespace optforge {
@@ -48,8 +49,9 @@ class Backend {
   virtual void add_embedding(const Weight& table, const std::vector<int32_t>& ids, Act& x) = 0;
   // y = x · wᵀ (+ bias)
   virtual void linear(const Act& x, const Weight& w, const Weight* bias, Act& y) = 0;
+  // gamma/beta null: no elementwise affine (layer_norm_elementwise_affine false)
   virtual void layer_norm(const Act& x, const Weight& gamma, const Weight& beta, float eps, Act& y) = 0;
-  virtual void relu(Act& x) = 0;
+  virtual void activation(Act& x, Activation a) = 0;  // in place
   virtual void add(Act& x, const Act& y) = 0;  // x += y
   virtual void scale(Act& x, float s) = 0;
   // Appends this step's k, v rows to the cache's layer, then causal attention of q over each

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/activation.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/norm.h"
@@ -77,13 +78,11 @@ class CpuBackend final : public Backend {
   }
 
   void layer_norm(const Act& x, const Weight& g, const Weight& b, float eps, Act& y) override {
-    cpu::layer_norm(x.data(), x.rows, x.cols, cw(g).f32.data(), cw(b).f32.data(), eps, y.data());
+    cpu::layer_norm(x.data(), x.rows, x.cols, g ? cw(g).f32.data() : nullptr, b ? cw(b).f32.data() : nullptr, eps,
+                    y.data());
   }
 
-  void relu(Act& x) override {
-    float* p = x.data();
-    for (int64_t i = 0, n = x.rows * x.cols; i < n; ++i) p[i] = p[i] > 0.0f ? p[i] : 0.0f;
-  }
+  void activation(Act& x, Activation a) override { cpu::activation(x.data(), x.rows * x.cols, a); }
 
   void add(Act& x, const Act& y) override {
     float* p = x.data();

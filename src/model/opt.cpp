@@ -9,81 +9,77 @@ constexpr float kLayerNormEps = 1e-5f;  // torch's default, which OPT was traine
 }
 
 OptModel::OptModel(const OptWeights& w, Backend& backend) : config_(w.config), backend_(backend) {
-  auto up = [&](const Tensor& t) { return backend_.upload(t); };
-  embed_tokens_ = up(w.embed_tokens);
-  embed_positions_ = up(w.embed_positions);
-  if (w.project_in) project_in_ = up(*w.project_in);
-  if (w.project_out) project_out_ = up(*w.project_out);
-  if (w.final_layer_norm_w) {
-    final_norm_w_ = up(*w.final_layer_norm_w);
-    final_norm_b_ = up(*w.final_layer_norm_b);
-  }
-  const bool tied = w.lm_head.storage == w.embed_tokens.storage && w.lm_head.offset == w.embed_tokens.offset;
-  head_ = tied ? embed_tokens_ : up(w.lm_head);
-  for (const OptLayerWeights& l : w.layers)
-    layers_.push_back({up(l.q_proj_w), up(l.q_proj_b), up(l.k_proj_w), up(l.k_proj_b), up(l.v_proj_w), up(l.v_proj_b),
-                       up(l.out_proj_w), up(l.out_proj_b), up(l.self_attn_layer_norm_w), up(l.self_attn_layer_norm_b),
-                       up(l.fc1_w), up(l.fc1_b), up(l.fc2_w), up(l.fc2_b), up(l.final_layer_norm_w),
-                       up(l.final_layer_norm_b)});
+  auto up = [&](const RoleTensors& ts) {
+    RoleWeights out;
+    for (size_t r = 0; r < kRoleCount; ++r)
+      if (ts[r]) out[r] = backend_.upload(*ts[r]);
+    return out;
+  };
+  model_ = up(w.model);
+  model_[size_t(Role::LmHead)] = model_[size_t(Role::TokenEmbed)];  // tied
+  for (const RoleTensors& l : w.layers) layers_.push_back(up(l));
 }
 
-Act OptModel::linear(const Act& x, const Weight& w, const Weight* b) {
-  Act y = backend_.alloc(x.rows, w->shape[0]);
-  backend_.linear(x, w, b, y);
+Act OptModel::linear(const Act& x, const RoleWeights& W, Role w, std::optional<Role> b) {
+  const Weight& wt = W[size_t(w)];
+  const Weight& bias = b ? W[size_t(*b)] : Weight();
+  Act y = backend_.alloc(x.rows, wt->shape[0]);
+  backend_.linear(x, wt, bias ? &bias : nullptr, y);
   return y;
 }
 
-Act OptModel::norm(const Act& x, const Weight& g, const Weight& b) {
+Act OptModel::norm(const Act& x, const RoleWeights& W, Role g, Role b) {
   Act y = backend_.alloc(x.rows, x.cols);
-  backend_.layer_norm(x, g, b, kLayerNormEps, y);
+  backend_.layer_norm(x, W[size_t(g)], W[size_t(b)], kLayerNormEps, y);
   return y;
 }
 
 // Token embeddings (350m: projected up from 512), plus learned positions. No sqrt(d) scaling.
 Act OptModel::embed(const Step& step) {
   Act x = backend_.alloc(step.rows(), config_.input_dim);
-  backend_.embedding(embed_tokens_, step.tokens, x);
-  if (project_in_) x = linear(x, project_in_, nullptr);
-  backend_.add_embedding(embed_positions_, step.positions, x);
+  backend_.embedding(model_[size_t(Role::TokenEmbed)], step.tokens, x);
+  if (config_.has_projections()) x = linear(x, model_, Role::ProjectIn, std::nullopt);
+  backend_.add_embedding(model_[size_t(Role::Positions)], step.positions, x);
   return x;
 }
 
-Act OptModel::self_attention(const Layer& L, int64_t layer, const Act& x, const Step& step, KvCache& cache) {
-  Act q = linear(x, L.q_w, &L.q_b);
-  Act k = linear(x, L.k_w, &L.k_b);
-  Act v = linear(x, L.v_w, &L.v_b);
+Act OptModel::self_attention(const RoleWeights& L, int64_t layer, const Act& x, const Step& step, KvCache& cache) {
+  Act q = linear(x, L, Role::QWeight, Role::QBias);
+  Act k = linear(x, L, Role::KWeight, Role::KBias);
+  Act v = linear(x, L, Role::VWeight, Role::VBias);
   // HF scales q after its bias and before q·kᵀ; the same order gives the same rounding.
   backend_.scale(q, 1.0f / std::sqrt(float(config_.head_dim())));
   Act o = backend_.alloc(x.rows, config_.embed_dim);
   backend_.attention(q, k, v, cache, layer, step, o);
-  return linear(o, L.out_w, &L.out_b);
+  return linear(o, L, Role::OutWeight, Role::OutBias);
 }
 
-Act OptModel::feed_forward(const Layer& L, const Act& x) {
-  Act h = linear(x, L.fc1_w, &L.fc1_b);
-  backend_.relu(h);
-  return linear(h, L.fc2_w, &L.fc2_b);
+Act OptModel::feed_forward(const RoleWeights& L, const Act& x) {
+  Act h = linear(x, L, Role::Fc1Weight, Role::Fc1Bias);
+  backend_.activation(h, config_.activation);
+  return linear(h, L, Role::Fc2Weight, Role::Fc2Bias);
 }
 
 // Pre-LN (every OPT but 350m):  x = x + attn(LN(x));  x = x + ffn(LN(x))
 // Post-LN (350m):               x = LN(x + attn(x));  x = LN(x + ffn(x))
-void OptModel::decoder_layer(const Layer& L, int64_t layer, Act& x, const Step& step, KvCache& cache) {
+void OptModel::decoder_layer(const RoleWeights& L, int64_t layer, Act& x, const Step& step, KvCache& cache) {
   if (config_.pre_ln) {
-    backend_.add(x, self_attention(L, layer, norm(x, L.attn_norm_w, L.attn_norm_b), step, cache));
-    backend_.add(x, feed_forward(L, norm(x, L.ffn_norm_w, L.ffn_norm_b)));
+    backend_.add(x, self_attention(L, layer, norm(x, L, Role::AttnNormWeight, Role::AttnNormBias), step, cache));
+    backend_.add(x, feed_forward(L, norm(x, L, Role::FfnNormWeight, Role::FfnNormBias)));
   } else {
     backend_.add(x, self_attention(L, layer, x, step, cache));
-    x = norm(x, L.attn_norm_w, L.attn_norm_b);
+    x = norm(x, L, Role::AttnNormWeight, Role::AttnNormBias);
     backend_.add(x, feed_forward(L, x));
-    x = norm(x, L.ffn_norm_w, L.ffn_norm_b);
+    x = norm(x, L, Role::FfnNormWeight, Role::FfnNormBias);
   }
 }
 
-// Final norm (pre-LN models), project_out (350m: back to 512), then the tied output embedding.
+// Final norm (pre-LN models unless removed), project_out (350m: back to 512), then the tied
+// output embedding.
 Act OptModel::lm_head(const Act& x) {
-  Act h = final_norm_w_ ? norm(x, final_norm_w_, final_norm_b_) : x;
-  if (project_out_) h = linear(h, project_out_, nullptr);
-  return linear(h, head_, nullptr);
+  Act h = config_.has_final_norm() ? norm(x, model_, Role::FinalNormWeight, Role::FinalNormBias) : x;
+  if (config_.has_projections()) h = linear(h, model_, Role::ProjectOut, std::nullopt);
+  return linear(h, model_, Role::LmHead, std::nullopt);
 }
 
 std::vector<float> OptModel::forward(KvCache& cache, const std::vector<SeqTokens>& batch, Logits which) {

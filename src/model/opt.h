@@ -1,9 +1,13 @@
-// The OPT decoder (125M to 175B shapes, including 350M's post-LN block with project_in/out) as a
-// composition of backend operations. One `forward` serves prefill, incremental decoding and
-// batches of sequences of different lengths: each sequence advances its own KV cache entry.
+// The OPT decoder as a composition of backend operations: one decoder whose architecture
+// switches come from OptConfig as transformers' OPTConfig states them (pre-/post-LN, relu/gelu,
+// biases, affine layer norms, project_in/out, the final LN), with every optional weight optional.
+// One `forward` serves prefill, incremental decoding and batches of sequences of different
+// lengths: each sequence advances its own KV cache entry.
 #pragma once
 
+#include <array>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "model/backend.h"
@@ -27,26 +31,24 @@ class OptModel {
   std::vector<float> forward(KvCache& cache, const std::vector<SeqTokens>& batch, Logits which = Logits::Last);
 
  private:
-  struct Layer {
-    Weight q_w, q_b, k_w, k_b, v_w, v_b, out_w, out_b;
-    Weight attn_norm_w, attn_norm_b;  // self_attn_layer_norm
-    Weight fc1_w, fc1_b, fc2_w, fc2_b;
-    Weight ffn_norm_w, ffn_norm_b;    // the layer's final_layer_norm
-  };
+  // One weight per role; null where the model has none (see RoleTensors).
+  using RoleWeights = std::array<Weight, kRoleCount>;
 
   Act embed(const Step& step);
-  Act self_attention(const Layer& L, int64_t layer, const Act& x, const Step& step, KvCache& cache);
-  Act feed_forward(const Layer& L, const Act& x);
-  void decoder_layer(const Layer& L, int64_t layer, Act& x, const Step& step, KvCache& cache);
+  Act self_attention(const RoleWeights& L, int64_t layer, const Act& x, const Step& step, KvCache& cache);
+  Act feed_forward(const RoleWeights& L, const Act& x);
+  void decoder_layer(const RoleWeights& L, int64_t layer, Act& x, const Step& step, KvCache& cache);
   Act lm_head(const Act& x);
 
-  Act linear(const Act& x, const Weight& w, const Weight* b);
-  Act norm(const Act& x, const Weight& g, const Weight& b);
+  // y = x·wᵀ + b (no bias role, or none stored under it: no bias)
+  Act linear(const Act& x, const RoleWeights& W, Role w, std::optional<Role> b);
+  // LayerNorm with weight/bias of roles g, b (null when layer_norm_elementwise_affine is false)
+  Act norm(const Act& x, const RoleWeights& W, Role g, Role b);
 
   OptConfig config_;
   Backend& backend_;
-  Weight embed_tokens_, embed_positions_, project_in_, project_out_, final_norm_w_, final_norm_b_, head_;
-  std::vector<Layer> layers_;
+  RoleWeights model_;
+  std::vector<RoleWeights> layers_;
 };
 
 }  // namespace optforge

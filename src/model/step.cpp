@@ -3,6 +3,7 @@
 #include <set>
 
 #include "model/kv_cache.h"
+#include "opt/config.h"
 #include "util/error.h"
 
 namespace optforge {
@@ -19,10 +20,10 @@ Step plan_step(const KvCache& cache, const std::vector<SeqTokens>& batch) {
     int64_t n_valid = cache.n_valid(b.seq);
     for (size_t i = 0; i < b.tokens.size(); ++i) {
       const bool real = b.mask.empty() || b.mask[i];
-      // cumsum(mask) * mask - 1, then + 2: the k-th real token (from 1) uses row k + 1.
+      // HF/metaseq: position = cumsum(mask) * mask - 1 (padding: -1), looked up at + offset.
       if (real) ++n_valid;
       s.tokens.push_back(b.tokens[i]);
-      s.positions.push_back(real ? int32_t(n_valid + 1) : 1);
+      s.positions.push_back(int32_t((real ? n_valid - 1 : -1) + kPositionOffset));
       s.mask.push_back(real ? 1 : 0);
     }
   }

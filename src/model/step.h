@@ -1,7 +1,7 @@
 // One forward step: new tokens for some of the cache's sequences, each with its own count and
-// its own positions. Positions follow HF/metaseq: computed from the attention mask, offset by 2,
-// so a sequence's first real token uses row 2 of the position table whatever padding precedes
-// it, and padding uses row 1.
+// its own positions. Positions follow HF/metaseq: computed from the attention mask, offset by
+// kPositionOffset (opt/config.h), so a sequence's first real token uses row 2 of the position
+// table whatever padding precedes it, and padding uses row 1.
 #pragma once
 
 #include <cstdint>

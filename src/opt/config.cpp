@@ -1,5 +1,6 @@
 #include "opt/config.h"
 
+#include "opt/roles.h"
 #include "util/error.h"
 
 namespace optforge {
@@ -42,12 +43,31 @@ std::vector<std::string> published_opt_names() {
 }
 
 int64_t OptConfig::parameter_count() const {
-  const int64_t E = embed_dim, F = ffn_dim;
-  int64_t n = vocab * input_dim + (max_positions + 2) * E;
-  if (has_projections()) n += 2 * E * input_dim;
-  if (pre_ln) n += 2 * E;
-  n += layers * (4 * E * E + 4 * E + 2 * E * F + F + E + 4 * E);
+  int64_t n = 0;
+  for (const ParamSpec& p : metaseq_singleton_params(*this)) n += int64_t(numel_of(p.shape));
   return n;
+}
+
+const char* hf_activation_name(Activation a) {
+  switch (a) {
+    case Activation::Relu: return "relu";
+    case Activation::Gelu: return "gelu";
+    case Activation::GeluTanh: return "gelu_new";
+  }
+  return "?";
+}
+
+const char* metaseq_activation_name(Activation a) {
+  return a == Activation::GeluTanh ? "gelu_accurate" : hf_activation_name(a);
+}
+
+std::optional<Activation> activation_from_name(const std::string& s) {
+  if (s == "relu") return Activation::Relu;
+  if (s == "gelu") return Activation::Gelu;
+  // transformers' gelu_new and metaseq's gelu_accurate (gelu_fast: its deprecated alias) are the
+  // same tanh formula.
+  if (s == "gelu_new" || s == "gelu_accurate" || s == "gelu_fast") return Activation::GeluTanh;
+  return std::nullopt;
 }
 
 void OptConfig::validate() const {

@@ -1,5 +1,8 @@
-// What every layer of optforge must agree on about an OPT model's shape: the published sizes,
-// and the dimensions read from a metaseq cfg or an HF config. Depends on nothing above tensors.
+// What every layer of optforge must agree on about an OPT model: the published sizes, and one
+// config for everything transformers' OPTConfig (and a metaseq cfg) can say about the
+// architecture. Readers fill it from a config.json / metaseq cfg and the tensors; the tensor
+// table (opt/roles.h), the forward pass and every writer read it. Depends on nothing above
+// tensors.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +12,21 @@
 
 namespace optforge {
 
+// OPT's learned positions are looked up at (position + 2): rows 0 and 1 of the table are never
+// used by real tokens (row 1 is where HF/metaseq padding lands). The one place this is named.
+inline constexpr int64_t kPositionOffset = 2;
+
+// The FFN activation (OPTConfig.activation_function / metaseq cfg activation_fn).
+enum class Activation {
+  Relu,      // "relu" (every released OPT)
+  Gelu,      // "gelu": x * Phi(x) with erf (torch.nn.functional.gelu)
+  GeluTanh,  // "gelu_new" in transformers, "gelu_accurate" in metaseq/fairseq: the tanh form
+};
+const char* hf_activation_name(Activation a);       // "relu", "gelu", "gelu_new"
+const char* metaseq_activation_name(Activation a);  // "relu", "gelu", "gelu_accurate"
+// Accepts either spelling; nullopt for anything else (the caller names the file).
+std::optional<Activation> activation_from_name(const std::string& s);
+
 struct OptConfig {
   std::string name;          // "125m", ... or "custom"
   int64_t layers = 0;        // L
@@ -17,11 +35,23 @@ struct OptConfig {
   int64_t heads = 0;         // H
   int64_t input_dim = 0;     // Ein (word_embed_proj_dim): != E only for 350m
   int64_t vocab = 50272;     // V, padded to a multiple of 8
-  int64_t max_positions = 2048;  // T; the positions table has T + 2 rows
+  int64_t max_positions = 2048;  // T; the positions table has T + kPositionOffset rows
   bool pre_ln = true;        // do_layer_norm_before (false for 350m)
+  // The architecture switches of OPTConfig (defaults: the released models).
+  Activation activation = Activation::Relu;
+  bool enable_bias = true;         // q/k/v/out_proj, fc1, fc2 have biases (never project_in/out)
+  bool ln_affine = true;           // layer_norm_elementwise_affine: every LN has weight and bias
+  bool remove_final_norm = false;  // _remove_final_layer_norm: pre-LN without the final LN
+  int64_t pad_token_id = 1, bos_token_id = 2, eos_token_id = 2;
 
   int64_t head_dim() const { return embed_dim / heads; }
   bool has_projections() const { return input_dim != embed_dim; }
+  // OPTDecoder.final_layer_norm exists: pre-LN and not removed.
+  bool has_final_norm() const { return pre_ln && !remove_final_norm; }
+  int64_t position_rows() const { return max_positions + kPositionOffset; }
+  // True when every switch is as in the released models (relu, biases, affine LNs, final LN
+  // with pre-LN): what alpa's layouts assume.
+  bool plain() const { return activation == Activation::Relu && enable_bias && ln_affine && !remove_final_norm; }
   int64_t parameter_count() const;
   // Throws optforge::Error unless the dimensions are consistent (E divisible by H, ...).
   void validate() const;

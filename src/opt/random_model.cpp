@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "opt/names.h"
+#include "opt/roles.h"
 #include "tensor/convert.h"
 #include "util/error.h"
 
@@ -23,10 +23,9 @@ struct Init {
   float center, scale;
 };
 
-Init init_for(const std::string& name, int64_t embed_dim) {
-  auto ends = [&](const char* s) { return name.size() >= std::strlen(s) && name.compare(name.size() - std::strlen(s), std::strlen(s), s) == 0; };
-  if (name.find("layer_norm") != std::string::npos) return ends(".weight") ? Init{1.0f, 0.05f} : Init{0.0f, 0.02f};
-  if (ends(".bias")) return {0.0f, 0.02f};
+Init init_for(Kind kind, int64_t embed_dim) {
+  if (kind == Kind::NormWeight) return {1.0f, 0.05f};
+  if (kind == Kind::NormBias || kind == Kind::Bias) return {0.0f, 0.02f};
   // ~ N(0, 1/sqrt(E)) variance as uniform: keeps activations in range through many layers.
   return {0.0f, float(std::sqrt(3.0 / double(embed_dim)))};
 }
@@ -47,12 +46,17 @@ Tensor metaseq_version_buffer(DType dtype) {
 }
 
 ValuePtr metaseq_cfg(const OptConfig& c, int64_t mp, DType dtype) {
+  // metaseq's decoder always has biases and affine layer norms: no cfg field can say otherwise.
+  if (!c.enable_bias) throw Error("metaseq's OPT model cannot express enable_bias false (its layers always have biases)");
+  if (!c.ln_affine)
+    throw Error("metaseq's OPT model cannot express layer_norm_elementwise_affine false (its layer norms always "
+                "have weights)");
   const bool megatron = c.pre_ln;  // 350m was trained without model parallelism (transformer_lm_gpt)
   const std::string arch = megatron ? "transformer_lm_megatron" : "transformer_lm_gpt";
   auto model = Value::object("argparse.Namespace", {}, ns_field_dict({
       {"_name", Value::str(arch)},
       {"arch", Value::str(arch)},
-      {"activation_fn", Value::str("relu")},
+      {"activation_fn", Value::str(metaseq_activation_name(c.activation))},
       {"dropout", Value::real(0.1)},
       {"attention_dropout", Value::real(0.1)},
       {"decoder_embed_dim", Value::integer(c.embed_dim)},
@@ -69,6 +73,9 @@ ValuePtr metaseq_cfg(const OptConfig& c, int64_t mp, DType dtype) {
       {"tokens_per_sample", Value::integer(c.max_positions)},
       {"model_parallel_size", Value::integer(mp)},
   }));
+  // fairseq/metaseq's switch for a pre-LN decoder without its final LN (written only when set,
+  // so that released-style cfgs keep their field set).
+  if (c.remove_final_norm) model->state->set("no_decoder_final_norm", Value::boolean(true));
   auto cfg = Value::dict();
   cfg->set("_name", Value::none());
   cfg->set("common", ns_field_dict({{"fp16", Value::boolean(dtype == DType::F16)},
@@ -95,7 +102,7 @@ ValuePtr random_opt_checkpoint(const OptConfig& c, DType dtype, uint64_t seed) {
     int64_t numel = 1;
     for (auto d : p.shape) numel *= d;
     s->nbytes = uint64_t(numel) * dtype_size(dtype);
-    const Init init = init_for(p.name, c.embed_dim);
+    const Init init = init_for(role_spec(p.ref.role).kind, c.embed_dim);
     const uint64_t key = splitmix64(seed ^ splitmix64(++tid));
     s->generate = [key, init, dtype](uint64_t byte_offset, uint8_t* dst, size_t n) {
       const size_t es = dtype_size(dtype);

@@ -80,6 +80,7 @@ void run(const Options& o) {
   g.n = o.n;
   g.stop = o.stop;
   g.stop_at_eos = !o.ignore_eos;
+  g.eos = int32_t(rt->model->config().eos_token_id);  // config.json's eos_token_id (</s> = 2 in OPT)
   g.echo = o.echo;
   g.top_logprobs = std::max<int64_t>(0, o.top_logprobs);
 

@@ -160,7 +160,9 @@ std::string describe_model(const OptTensors& m) {
   return "OPT-" + c.name + " shape: " + std::to_string(c.layers) + " layers, hidden " + std::to_string(c.embed_dim) +
          ", " + std::to_string(c.heads) + " heads, ffn " + std::to_string(c.ffn_dim) + ", vocab " + std::to_string(c.vocab) +
          (c.pre_ln ? ", pre-LN" : ", post-LN") + (c.has_projections() ? ", project_in/out " + std::to_string(c.input_dim) : "") +
-         ", " + std::string(dtype_name(m.dtype()));
+         (c.activation != Activation::Relu ? std::string(", ") + hf_activation_name(c.activation) : "") +
+         (c.enable_bias ? "" : ", no biases") + (c.ln_affine ? "" : ", layer norms without weights") +
+         (c.remove_final_norm ? ", no final layer norm" : "") + ", " + std::string(dtype_name(m.dtype()));
 }
 
 void run(const Options& o) {

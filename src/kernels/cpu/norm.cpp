@@ -20,7 +20,10 @@ void layer_norm(const float* x, int64_t rows, int64_t cols, const float* gamma, 
       for (int64_t c = 0; c < cols; ++c) var += (xr[c] - mean) * (xr[c] - mean);
       var /= double(cols);
       const float m = float(mean), rstd = float(1.0 / std::sqrt(var + double(eps)));
-      for (int64_t c = 0; c < cols; ++c) yr[c] = (xr[c] - m) * rstd * gamma[c] + beta[c];
+      if (gamma && beta)
+        for (int64_t c = 0; c < cols; ++c) yr[c] = (xr[c] - m) * rstd * gamma[c] + beta[c];
+      else  // no elementwise affine
+        for (int64_t c = 0; c < cols; ++c) yr[c] = (xr[c] - m) * rstd;
     }
   });
 }

@@ -1,0 +1,72 @@
+"""What the model tests compare against, shared: small random OPT models built by transformers,
+transformers' logits (one shot and through its KV cache) and greedy tokens, and optforge's logits
+from `score --dump-logits`."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import OPTConfig, OPTForCausalLM
+
+from conftest import run_optforge
+
+
+def random_opt(seed=0, **config):
+    """OPTForCausalLM of OPTConfig(**config), f32, eval mode. HF's init leaves layer norms at 1/0
+    and biases at 0; they are randomised so every term counts."""
+    torch.manual_seed(seed)
+    model = OPTForCausalLM(OPTConfig(**config)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layer_norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+    return model
+
+
+def hf_logits(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].float().numpy()
+
+
+def hf_cached_logits(model, seq, prefill):
+    """Prefill `prefill` tokens, then one token at a time through transformers' KV cache."""
+    with torch.no_grad():
+        out = model(torch.tensor([seq[:prefill]]), use_cache=True)
+        ref, past = [out.logits[0]], out.past_key_values
+        for t in seq[prefill:]:
+            out = model(torch.tensor([[t]]), past_key_values=past, use_cache=True)
+            ref.append(out.logits[0])
+            past = out.past_key_values
+    return torch.cat(ref).numpy()
+
+
+def our_logits(path, seqs, tmp_path, *extra):
+    ids_file = tmp_path / "ids.jsonl"
+    ids_file.write_text("".join(json.dumps(s) + "\n" for s in seqs))
+    out = tmp_path / "logits.npy"
+    run_optforge("score", path, ids_file, "--ids", "--json", "--dump-logits", out, *extra)
+    return np.load(out)
+
+
+def max_diff(a, b):
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def check_greedy(model, prompt, ours, steps, tol):
+    """transformers' greedy tokens after `prompt` equal `ours`; only a near-tie (top two logits
+    within `tol`) may differ, and is reported as a skip, not a failure."""
+    ids, ref = list(prompt), []
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), use_cache=True)
+        for _ in range(steps):
+            logits = out.logits[0, -1]
+            top2 = torch.topk(logits, 2).values
+            nxt = int(torch.argmax(logits))
+            if len(ref) < len(ours) and ours[len(ref)] != nxt:
+                assert float(top2[0] - top2[1]) < tol, (prompt, len(ref))
+                pytest.skip(f"near-tie at step {len(ref)}")
+            ref.append(nxt)
+            out = model(torch.tensor([[nxt]]), past_key_values=out.past_key_values, use_cache=True)
+    assert ours == ref
