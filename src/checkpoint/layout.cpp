@@ -7,7 +7,7 @@
 
 #include "util/error.h"
 #include "util/pattern.h"
-#include "util/thread_pool.h"
+#include "util/parallel_for.h"
 
 namespace optforge::ckpt {
 namespace fs = std::filesystem;

@@ -69,16 +69,6 @@ Split classify(const std::string& k) {
   return Split::Replicated;
 }
 
-const char* split_name(Split s) {
-  switch (s) {
-    case Split::Qkv: return "qkv (K,V,Q row blocks)";
-    case Split::Dim0: return "dim 0";
-    case Split::Dim1: return "dim 1";
-    case Split::Replicated: return "replicated";
-  }
-  return "?";
-}
-
 Regrouped regroup(const std::vector<const PartTensor*>& parts, int64_t M, int64_t m) {
   check_same_shapes(parts);
   const PartTensor& t0 = *parts[0];

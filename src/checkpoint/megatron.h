@@ -20,7 +20,6 @@ namespace optforge::ckpt {
 
 enum class Split { Qkv, Dim0, Dim1, Replicated };
 Split classify(const std::string& name);
-const char* split_name(Split s);
 
 // Tensor `name` of part m of M, from its P part tensors (all of the same shape; checked).
 // For Qkv the result keeps the fused [K_m; V_m; Q_m] layout. Throws (naming the tensor) if M

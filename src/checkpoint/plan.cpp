@@ -13,7 +13,7 @@
 #include "util/error.h"
 #include "util/human.h"
 #include "util/progress.h"
-#include "util/thread_pool.h"
+#include "util/parallel_for.h"
 
 namespace optforge::ckpt {
 

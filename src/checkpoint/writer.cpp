@@ -10,7 +10,7 @@
 #include "io/crc32.h"
 #include "formats/torch_file.h"
 #include "util/error.h"
-#include "util/thread_pool.h"
+#include "util/parallel_for.h"
 
 namespace optforge::ckpt {
 namespace {

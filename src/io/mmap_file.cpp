@@ -64,10 +64,6 @@ static void advise(const uint8_t* base, uint64_t size, uint64_t offset, uint64_t
   ::madvise(const_cast<uint8_t*>(base) + start, end - start, how);
 }
 
-void MappedFile::advise_sequential(uint64_t offset, uint64_t len) const {
-  advise(data_, size_, offset, len, MADV_WILLNEED);
-}
-
 void MappedFile::advise_done(uint64_t offset, uint64_t len) const {
   advise(data_, size_, offset, len, MADV_DONTNEED);
 }

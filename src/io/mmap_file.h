@@ -22,8 +22,6 @@ class MappedFile {
   uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
   std::string_view view() const { return {reinterpret_cast<const char*>(data_), size_t(size_)}; }
-  // Tells the kernel we will read [offset, offset+len) soon, in order.
-  void advise_sequential(uint64_t offset, uint64_t len) const;
   // Tells the kernel we are done with [offset, offset+len): lets it drop those pages, so
   // streaming over a file larger than RAM keeps a small resident set.
   void advise_done(uint64_t offset, uint64_t len) const;

@@ -71,36 +71,4 @@ Tensor compact(const Tensor& t) {
   return Tensor::view_of(s, t.shape);
 }
 
-Tensor concat0(const std::vector<Tensor>& parts) {
-  if (parts.empty()) throw Error("concat of nothing");
-  Shape shape = parts[0].shape;
-  if (shape.empty()) throw Error("concat of 0-d tensors");
-  shape[0] = 0;
-  for (const Tensor& p : parts) {
-    Shape a = p.shape, b = parts[0].shape;
-    a[0] = b[0] = 0;
-    if (p.dtype != parts[0].dtype || a != b) throw Error("concat of tensors " + p.shape_string() + " and " + parts[0].shape_string());
-    shape[0] += p.shape[0];
-  }
-  auto s = std::make_shared<Storage>();
-  s->dtype = parts[0].dtype;
-  s->location = parts[0].storage->location;
-  std::vector<Tensor> ps = parts;
-  uint64_t total = 0;
-  for (const Tensor& p : ps) total += p.nbytes();
-  s->nbytes = total;
-  s->generate = [ps](uint64_t off, uint8_t* dst, size_t n) {
-    uint64_t base = 0;
-    for (const Tensor& p : ps) {
-      const uint64_t len = p.nbytes();
-      if (off < base + len && off + n > base) {
-        uint64_t a = std::max(off, base), b = std::min(off + n, base + len);
-        logical_range(p, a - base, dst + (a - off), size_t(b - a));
-      }
-      base += len;
-    }
-  };
-  return Tensor::view_of(s, shape);
-}
-
 }  // namespace optforge

@@ -17,7 +17,5 @@ std::vector<Tensor> chunk(const Tensor& t, int dim, int64_t parts);
 // The tensor as its own contiguous storage: itself if it already is exactly that, else a lazily
 // generated storage holding its logical bytes (what torch's .clone() before save achieves).
 Tensor compact(const Tensor& t);
-// Row-major concatenation along dim 0 of tensors of one dtype and equal trailing dims: lazy.
-Tensor concat0(const std::vector<Tensor>& parts);
 
 }  // namespace optforge

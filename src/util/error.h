@@ -22,9 +22,6 @@ class Error : public std::runtime_error {
   Error with_file(const std::string& file) const {
     return Error(message_, file_.empty() ? file : file_, where_);
   }
-  Error with_where(const std::string& where) const {
-    return Error(message_, file_, where_.empty() ? where : where + ": " + where_);
-  }
 
  private:
   static std::string render(const std::string& m, const std::string& f, const std::string& w) {

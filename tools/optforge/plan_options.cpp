@@ -2,7 +2,7 @@
 
 #include "util/error.h"
 #include "util/progress.h"
-#include "util/thread_pool.h"
+#include "util/parallel_for.h"
 
 namespace optforge::cli {
 

@@ -1,4 +1,4 @@
-#include "util/thread_pool.h"
+#include "util/parallel_for.h"
 
 #include <algorithm>
 #include <atomic>
