@@ -1,7 +1,7 @@
 // y = x · Wᵀ + bias, the one matrix product of the model (every Linear and the tied head).
 // x is f32 [M, K]; W is [N, K] in f32, f16 or bf16; y is f32 [M, N]; accumulation is f32.
 // Small M (decode) streams W once through our own kernel, converting in registers; large M
-// (prompts) goes to OpenBLAS sgemm, converting W to f32 a block of rows at a time.
+// (prompts) goes to oneDNN's matmul (onednn_gemm.h says how each dtype is computed there).
 #pragma once
 
 #include "kernels/cpu/matrix.h"
