@@ -1,55 +1,123 @@
 #include "kernels/cpu/threads.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 namespace optforge::cpu {
 namespace {
 
-std::atomic<int> pool_size{0};
+class Pool {
+ public:
+  explicit Pool(int n) {
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this] { work(); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      ++generation_;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  int size() const { return int(workers_.size()) + 1; }
 
-int hardware_threads() { return int(std::max(1u, std::thread::hardware_concurrency())); }
+  void run(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fn_ = &fn;
+      n_ = n;
+      chunk_ = chunk;
+      next_.store(0);
+      busy_.store(int(workers_.size()));
+      ++generation_;
+    }
+    cv_.notify_all();
+    drain();
+    // Workers each decrement busy_ once they find no chunk left.
+    while (busy_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  }
+
+ private:
+  void drain() {
+    for (;;) {
+      int64_t b = next_.fetch_add(chunk_);
+      if (b >= n_) return;
+      (*fn_)(b, std::min(n_, b + chunk_));
+    }
+  }
+  void work() {
+    uint64_t seen = 0;
+    for (;;) {
+      // Spin a little first: the next kernel call usually comes within microseconds.
+      for (int i = 0; i < 2000 && generation_.load(std::memory_order_acquire) == seen; ++i) spin_pause();
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return generation_.load() != seen; });
+        seen = generation_.load();
+        if (stop_) return;
+      }
+      drain();
+      busy_.fetch_sub(1, std::memory_order_release);
+    }
+  }
+  static void spin_pause() {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<uint64_t> generation_{0};
+  bool stop_ = false;
+  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  int64_t n_ = 0, chunk_ = 1;
+  std::atomic<int64_t> next_{0};
+  std::atomic<int> busy_{0};
+};
+
+std::unique_ptr<Pool>& pool() {
+  static std::unique_ptr<Pool> p;
+  return p;
+}
+std::mutex pool_mu;
+
+Pool& get_pool() {
+  std::lock_guard<std::mutex> lock(pool_mu);
+  if (!pool()) {
+    int n = int(std::max(1u, std::thread::hardware_concurrency()));
+    pool() = std::make_unique<Pool>(n);
+  }
+  return *pool();
+}
 
 }  // namespace
 
 void set_threads(int n) {
-  if (n <= 0) n = hardware_threads();
-  pool_size.store(n);
-  omp_set_num_threads(n);
+  if (n <= 0) n = int(std::max(1u, std::thread::hardware_concurrency()));
+  std::lock_guard<std::mutex> lock(pool_mu);
+  if (pool() && pool()->size() == n) return;
+  pool().reset();
+  pool() = std::make_unique<Pool>(n);
 }
 
-int threads() {
-  int n = pool_size.load();
-  if (n == 0) {
-    set_threads(0);
-    n = pool_size.load();
-  }
-  return n;
-}
-
-void use_pool_threads() {
-  const int n = threads();
-  if (omp_get_max_threads() != n) omp_set_num_threads(n);
-}
+int threads() { return get_pool().size(); }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
-  const int T = threads();
+  Pool& p = get_pool();
   grain = std::max<int64_t>(1, grain);
-  if (T == 1 || n <= grain || omp_in_parallel()) return fn(0, n);
+  if (p.size() == 1 || n <= grain) return fn(0, n);
   // A few chunks per thread balance uneven work without much contention on the counter.
-  const int64_t chunk = std::max(grain, (n + 4 * T - 1) / (4 * T));
-  const int team = int(std::min<int64_t>(T, (n + chunk - 1) / chunk));
-  std::atomic<int64_t> next{0};
-#pragma omp parallel num_threads(team)
-  for (;;) {
-    const int64_t b = next.fetch_add(chunk);
-    if (b >= n) break;
-    fn(b, std::min(n, b + chunk));
-  }
+  int64_t chunk = std::max(grain, (n + 4 * p.size() - 1) / (4 * p.size()));
+  p.run(n, chunk, fn);
 }
 
 }  // namespace optforge::cpu
