@@ -1,6 +1,7 @@
 // Prompt-time matrix products through oneDNN's matmul. oneDNN picks its kernel (AVX2, AVX-512,
 // AVX-512 BF16, AMX) from the CPU's feature bits at run time, so the speed does not depend on
-// whether a BLAS library knows this CPU model by name.
+// whether a BLAS library knows this CPU model by name. Each product is cut into output tiles that
+// run on our thread pool (threads.h), each a single-threaded oneDNN call.
 #pragma once
 
 #include <cstdint>
