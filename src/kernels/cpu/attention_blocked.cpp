@@ -1,7 +1,8 @@
 // Prefill attention in blocks (flash-attention's order): a block of queries meets the cache a
 // block of keys at a time, with a running max and sum per query (online softmax), so each key and
 // value row is converted from the cache's dtype once per query block and stays in L1 while the
-// block's queries use it, instead of every query streaming the whole cache.
+// block's queries use it, instead of every query streaming the whole cache. The two products per
+// block are register-tiled (attention_tiles.h).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -9,7 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/attention.h"
-#include "kernels/cpu/vec.h"
+#include "kernels/cpu/attention_tiles.h"
 #include "tensor/convert.h"
 
 namespace optforge::cpu {
@@ -34,33 +35,33 @@ const float* key_rows(const void* m, DType dt, int64_t j0, int64_t n, int64_t hd
   return buf.data();
 }
 
-// One query against keys [j0, j0 + n): updates its running max, sum and output.
-void update_row(QueryBlock& b, int64_t r, const float* K, const float* V, const uint8_t* key_mask, int64_t j0,
-                int64_t n, int64_t hd) {
-  const float* qi = b.q + r * b.ldq;
-  const int64_t end = std::min(n, b.first_slot + r + 1 - j0);  // causal: slots <= the query's
-  float* s = b.scores.data();
-  float mb = kNegInf;
-  for (int64_t t = 0; t < end; ++t) {
-    if (!key_mask[j0 + t]) continue;
-    s[t] = dot(qi, K + t * hd, hd);
-    mb = std::max(mb, s[t]);
+// Scores of the block's queries against keys [j0, j0 + n) become probabilities in place (0 where
+// a key is padding or after the query), and each query's running max, sum and output are rescaled
+// to its new max. A query that sees none of these keys keeps its state and gets zeros.
+void softmax_step(QueryBlock& b, const uint8_t* key_mask, int64_t j0, int64_t n, int64_t hd) {
+  for (int64_t r = 0; r < b.rows; ++r) {
+    float* s = b.scores.data() + r * kKeys;
+    const int64_t end = b.first_slot + r + 1 - j0;  // causal: slots <= the query's
+    float mb = kNegInf;
+    for (int64_t t = 0; t < n; ++t) {
+      if (t >= end || !key_mask[j0 + t]) s[t] = kNegInf;
+      else mb = std::max(mb, s[t]);
+    }
+    if (mb == kNegInf) {
+      std::fill(s, s + n, 0.0f);
+      continue;
+    }
+    float& m = b.m[size_t(r)];
+    const float m_new = std::max(m, mb);
+    const float rescale = m == kNegInf ? 0.0f : std::exp(m - m_new);
+    float* acc = b.acc.data() + r * hd;
+    if (rescale != 1.0f)
+      for (int64_t j = 0; j < hd; ++j) acc[j] *= rescale;
+    float sum = b.l[size_t(r)] * rescale;
+    for (int64_t t = 0; t < n; ++t) sum += s[t] = std::exp(s[t] - m_new);  // exp(-inf) = 0
+    m = m_new;
+    b.l[size_t(r)] = sum;
   }
-  if (mb == kNegInf) return;  // nothing visible in this key block
-  const float m_new = std::max(b.m[size_t(r)], mb);
-  const float rescale = b.m[size_t(r)] == kNegInf ? 0.0f : std::exp(b.m[size_t(r)] - m_new);
-  float* acc = b.acc.data() + r * hd;
-  if (rescale != 1.0f)
-    for (int64_t j = 0; j < hd; ++j) acc[j] *= rescale;
-  float sum = b.l[size_t(r)] * rescale;
-  for (int64_t t = 0; t < end; ++t) {
-    if (!key_mask[j0 + t]) continue;
-    const float p = std::exp(s[t] - m_new);
-    sum += p;
-    axpy(p, V + t * hd, acc, hd);
-  }
-  b.m[size_t(r)] = m_new;
-  b.l[size_t(r)] = sum;
 }
 
 }  // namespace
@@ -69,7 +70,7 @@ void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const void* key
                          DType kv_dtype, const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo) {
   QueryBlock b;
   std::vector<float> kbuf, vbuf;
-  b.scores.resize(size_t(kKeys));
+  b.scores.resize(size_t(kQueries * kKeys));
   for (int64_t i0 = 0; i0 < s; i0 += kQueries) {
     b.q = q + i0 * ldq;
     b.ldq = ldq;
@@ -83,7 +84,9 @@ void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const void* key
       const int64_t n = std::min(kKeys, visible - j0);
       const float* K = key_rows(keys, kv_dtype, j0, n, hd, kbuf);
       const float* V = key_rows(values, kv_dtype, j0, n, hd, vbuf);
-      for (int64_t r = 0; r < b.rows; ++r) update_row(b, r, K, V, key_mask, j0, n, hd);
+      block_scores(b.q, b.ldq, b.rows, K, n, hd, b.scores.data(), kKeys);
+      softmax_step(b, key_mask, j0, n, hd);
+      block_pv(b.scores.data(), kKeys, b.rows, V, n, hd, b.acc.data());
     }
     for (int64_t r = 0; r < b.rows; ++r) {  // normalise; no visible key (left padding): zeros
       float* o = out + (i0 + r) * ldo;
