@@ -4,20 +4,28 @@
 # measured copy bandwidth). Random-weight models from `optforge demo-model`.
 #   prompt  : tokens/s of a 512-token prefill (one sequence)
 #   b1, b8  : decode tokens/s at batch 1 and 8 (greedy steps through the KV cache; b8 counts 8/step)
+#   b32     : decode tokens/s at batch 32 (optforge only; should never be below b8)
 #   floor   : batch-1 decode tokens/s if every weight byte were read once at copy bandwidth
 #   GF/s    : prompt GFLOP/s (2 x matmul parameters x tokens), beside the f32 sgemm peak
-# usage: bench/inference.sh [--full] [--threads N]   (--full adds the 1.3B shape)
+# Prints the CPU model and the kernels optforge chose (oneDNN's ISA and matmul implementations, as
+# `generate --json` reports them). --before BIN also runs an older optforge binary on the same
+# models (a "before" row under each "after" row; its KV cache is f32, ours f16 by default).
+# usage: bench/inference.sh [--full] [--shapes "125m ..."] [--threads N] [--before BIN]
+#        (--full adds the 1.3B shape)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${OPTFORGE_BIN:-build/optforge}
 py=.venv/bin/python
 shapes="125m 350m"
 threads=$(nproc)
+before=""
 while [ $# -gt 0 ]; do
   case $1 in
     --full) shapes="125m 350m 1.3b" ;;
     --threads) threads=$2; shift ;;
-    *) echo "usage: $0 [--full] [--threads N]" >&2; exit 2 ;;
+    --shapes) shapes=$2; shift ;;
+    --before) before=$2; shift ;;
+    *) echo "usage: $0 [--full] [--shapes \"125m ...\"] [--threads N] [--before BIN]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -35,35 +43,27 @@ sgemm=$(echo "$floor" | $py -c "import json,sys; print(json.load(sys.stdin)['sge
 printf 'threads %s; copy bandwidth %.1f GB/s; f32 sgemm (torch.mm 2048^3) %.0f GFLOP/s; %s\n' \
   "$threads" "$copy_gbps" "$sgemm" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 if ! $py -c "import ctranslate2" 2>/dev/null; then echo "CTranslate2: not installed in .venv (not measured)"; fi
-printf '\n%-6s %-5s | %18s %7s | %21s %7s %6s | %17s\n' "" "" "prompt tok/s" "GF/s" "decode b1 tok/s" "floor" "%floor" "decode b8 tok/s"
-printf '%-6s %-5s | %9s %8s %7s | %10s %10s %7s %6s | %8s %8s\n' shape dtype optforge torch ours optforge torch "" "" optforge torch
+printf 'load average: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '\n%-6s %-5s | %18s %7s | %21s %7s %6s | %17s | %8s\n' "" "" "prompt tok/s" "GF/s" "decode b1 tok/s" "floor" "%floor" "decode b8 tok/s" "b32"
+printf '%-6s %-5s | %9s %8s %7s | %10s %10s %7s %6s | %8s %8s | %8s\n' shape dtype optforge torch ours optforge torch "" "" optforge torch optforge
 
 # best of 2 runs of optforge generate --json; prints the timing field asked for
 ours() {
-  local best=0 v
+  local best=0 v exe=$bin
+  if [ "$1" = --bin ]; then exe=$2; shift 2; fi
   for _ in 1 2; do
-    v=$("$bin" generate "$@" --json --threads "$threads" --temperature 0 --ignore-eos |
+    v=$("$exe" generate "$@" --json --threads "$threads" --temperature 0 --ignore-eos |
         $py -c "import json,sys; t=json.load(sys.stdin)['timing']; print(t['prompt_tokens']/t['prompt_seconds'] if t['decode_tokens']==0 else t['decode_tokens']/t['decode_seconds'])")
     best=$($py -c "print(max($best, $v))")
   done
   echo "$best"
 }
 
-for shape in $shapes; do
-  for dtype in f32 bf16 f16; do
-    model=$dir/$shape-$dtype.pt
-    "$bin" demo-model --shape "$shape" --dtype "$dtype" -o "$model" >/dev/null
-    p=$(ours "$model" --prompt-ids "$long" --max-tokens 1)
-    b1=$(ours "$model" --prompt-ids "$short" --max-tokens $((decode + 1)))
-    b8=$(ours "$model" --prompt-ids "$short" --max-tokens $((decode + 1)) --n 8)
-    if [ "$dtype" = f16 ]; then
-      ref='{"prompt_tps": null, "decode_b1_tps": null, "decode_b8_tps": null}'  # torch 1.13: no f16 matmul on CPU
-    else
-      ref=$($py bench/inference_ref.py torch "$model" "$dtype" "$threads" $prompt $decode)
-    fi
-    $py - "$shape" "$dtype" "$p" "$b1" "$b8" "$ref" "$copy_gbps" <<'PY'
+# one table row: label shape dtype prompt b1 b8 b32 torch-json
+row() {
+    $py - "$@" "$copy_gbps" <<'PY'
 import json, sys
-shape, dtype, p, b1, b8, ref, bw = sys.argv[1:]
+label, shape, dtype, p, b1, b8, b32, ref, bw = sys.argv[1:]
 ref = json.loads(ref)
 # weights read per decode step, from the published shape (positions: one row, so left out)
 L, E, H, Ein = {"125m": (12, 768, 12, 768), "350m": (24, 1024, 16, 512), "1.3b": (24, 2048, 32, 2048)}[shape]
@@ -74,9 +74,37 @@ size = 4 if dtype == "f32" else 2
 floor = float(bw) * 1e9 / (params * size)
 gf = 2 * matmul * 512 * float(p) / 512 / 1e9
 f = lambda v: "-" if v is None else f"{v:.1f}"
-print(f"{shape:<6} {dtype:<5} | {float(p):9.1f} {f(ref['prompt_tps']):>8} {gf:7.1f} | {float(b1):10.1f} "
-      f"{f(ref['decode_b1_tps']):>10} {floor:7.1f} {100 * float(b1) / floor:5.0f}% | {float(b8):8.1f} {f(ref['decode_b8_tps']):>8}")
+print(f"{label:<6} {dtype:<5} | {float(p):9.1f} {f(ref['prompt_tps']):>8} {gf:7.1f} | {float(b1):10.1f} "
+      f"{f(ref['decode_b1_tps']):>10} {floor:7.1f} {100 * float(b1) / floor:5.0f}% | {float(b8):8.1f} {f(ref['decode_b8_tps']):>8} | {float(b32):8.1f}")
 PY
+}
+
+for shape in $shapes; do
+  for dtype in f32 bf16 f16; do
+    model=$dir/$shape-$dtype.pt
+    "$bin" demo-model --shape "$shape" --dtype "$dtype" -o "$model" >/dev/null
+    if [ -z "${kernels_shown:-}" ] || [ "$dtype" = bf16 ]; then  # the kernels each weight dtype chose
+      echo "$dtype kernels: $("$bin" generate "$model" --prompt-ids "$long" --max-tokens 1 --json --threads "$threads" |
+        $py -c "import json,sys; print(json.load(sys.stdin)['timing']['threads'])")"
+      kernels_shown=1
+    fi
+    p=$(ours "$model" --prompt-ids "$long" --max-tokens 1)
+    b1=$(ours "$model" --prompt-ids "$short" --max-tokens $((decode + 1)))
+    b8=$(ours "$model" --prompt-ids "$short" --max-tokens $((decode + 1)) --n 8)
+    b32=$(ours "$model" --prompt-ids "$short" --max-tokens $((decode + 1)) --n 32)
+    if [ "$dtype" = f16 ]; then
+      ref='{"prompt_tps": null, "decode_b1_tps": null, "decode_b8_tps": null}'  # torch 1.13: no f16 matmul on CPU
+    else
+      ref=$($py bench/inference_ref.py torch "$model" "$dtype" "$threads" $prompt $decode)
+    fi
+    row "$shape" "$shape" "$dtype" "$p" "$b1" "$b8" "$b32" "$ref"
+    if [ -n "$before" ]; then
+      p=$(ours --bin "$before" "$model" --prompt-ids "$long" --max-tokens 1)
+      b1=$(ours --bin "$before" "$model" --prompt-ids "$short" --max-tokens $((decode + 1)))
+      b8=$(ours --bin "$before" "$model" --prompt-ids "$short" --max-tokens $((decode + 1)) --n 8)
+      b32=$(ours --bin "$before" "$model" --prompt-ids "$short" --max-tokens $((decode + 1)) --n 32)
+      row "before" "$shape" "$dtype" "$p" "$b1" "$b8" "$b32" "$ref"
+    fi
     rm -f "$model"
   done
 done

@@ -24,6 +24,15 @@ struct Act {
   float* data() const { return mem.get(); }
 };
 
+// One layer's keys or values in the KV cache: [rows, cols] stored as `dtype` (f32, f16 or bf16),
+// in memory the backend owns. Copies share the memory.
+struct KvTensor {
+  std::shared_ptr<uint8_t[]> mem;
+  DType dtype = DType::F32;
+  int64_t rows = 0, cols = 0;
+  uint8_t* row(int64_t r) const { return mem.get() + r * cols * int64_t(dtype_size(dtype)); }
+};
+
 // A weight as the backend keeps it (the CPU backend: a view of the mmapped tensor).
 struct BackendWeight {
   Shape shape;  // as in the checkpoint: [out, in] for a matrix
@@ -40,6 +49,10 @@ class Backend {
   virtual Act alloc(int64_t rows, int64_t cols) = 0;
   virtual void read(const Act& x, float* host) = 0;  // x's rows*cols values to host memory
   virtual void copy_rows(const Act& src, int64_t src_row, Act& dst, int64_t dst_row, int64_t rows) = 0;
+  // The dtype KV caches are stored in (fixed when the backend is made).
+  virtual DType kv_dtype() const = 0;
+  virtual KvTensor alloc_kv(int64_t rows, int64_t cols) = 0;
+  virtual void copy_kv_rows(const KvTensor& src, int64_t src_row, KvTensor& dst, int64_t dst_row, int64_t rows) = 0;
   // out[i] = x[rows[i]]
   virtual void gather_rows(const Act& x, const std::vector<int64_t>& rows, Act& out) = 0;
 
@@ -60,7 +73,9 @@ class Backend {
                          Act& out) = 0;
 };
 
-// The CPU backend (OpenBLAS + our kernels), using `threads` threads (0: all).
-std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+// The CPU backend (oneDNN + our kernels), using `threads` threads (0: all), keeping KV caches in
+// kv_dtype (F32, F16 or BF16; attention accumulates in f32 whatever it is). Throws
+// optforge::Error for another kv_dtype.
+std::unique_ptr<Backend> make_cpu_backend(int threads = 0, DType kv_dtype = DType::F16);
 
 }  // namespace optforge

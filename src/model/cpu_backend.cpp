@@ -1,12 +1,15 @@
 // The CPU backend: matrices stay where the checkpoint's mmap put them, in their stored dtype;
 // vectors (biases, norms) are converted to f32 once, since every row of a batch reads them.
+#include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/norm.h"
+#include "kernels/cpu/onednn_gemm.h"
 #include "kernels/cpu/threads.h"
 #include "model/backend.h"
 #include "model/kv_cache.h"
@@ -27,8 +30,27 @@ const CpuWeight& cw(const Weight& w) { return static_cast<const CpuWeight&>(*w);
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int threads) { cpu::set_threads(threads); }
-  std::string name() const override { return "cpu (" + std::to_string(cpu::threads()) + " threads)"; }
+  CpuBackend(int threads, DType kv_dtype) : kv_dtype_(kv_dtype) {
+    if (kv_dtype != DType::F32 && kv_dtype != DType::F16 && kv_dtype != DType::BF16)
+      throw Error("the KV cache dtype must be f32, f16 or bf16, not " + std::string(dtype_name(kv_dtype)));
+    cpu::set_threads(threads);
+  }
+  // Also names the kernels: oneDNN's ISA and the matmul implementations it chose so far.
+  std::string name() const override {
+    return "cpu (" + std::to_string(cpu::threads()) + " threads, KV cache " + std::string(dtype_name(kv_dtype_)) +
+           ", oneDNN " + cpu::onednn_isa() + ": " + cpu::onednn_kernels() + ")";
+  }
+
+  DType kv_dtype() const override { return kv_dtype_; }
+
+  KvTensor alloc_kv(int64_t rows, int64_t cols) override {
+    const size_t bytes = size_t(std::max<int64_t>(1, rows * cols)) * dtype_size(kv_dtype_);
+    return KvTensor{std::shared_ptr<uint8_t[]>(new uint8_t[bytes]), kv_dtype_, rows, cols};
+  }
+
+  void copy_kv_rows(const KvTensor& src, int64_t src_row, KvTensor& dst, int64_t dst_row, int64_t rows) override {
+    std::memmove(dst.row(dst_row), src.row(src_row), size_t(rows * src.cols) * dtype_size(src.dtype));
+  }
 
   Weight upload(const Tensor& t) override {
     auto w = std::make_shared<CpuWeight>();
@@ -98,28 +120,40 @@ class CpuBackend final : public Backend {
   void attention(const Act& q, const Act& k, const Act& v, KvCache& cache, int64_t layer, const Step& step,
                  Act& out) override {
     const int64_t H = cache.heads(), hd = cache.head_dim(), E = H * hd;
-    Act& K = cache.keys(layer);
-    Act& V = cache.values(layer);
+    KvTensor& K = cache.keys(layer);
+    KvTensor& V = cache.values(layer);
     const int64_t units = int64_t(step.seqs.size()) * H;
     cpu::parallel_for(units, 1, [&](int64_t u0, int64_t u1) {
       std::vector<float> scratch;
       for (int64_t u = u0; u < u1; ++u) {
         const Step::Seq& s = step.seqs[size_t(u / H)];
-        const int64_t h = u % H;
-        float* kc = K.data() + cache.row(s.seq, h, 0) * hd;
-        float* vc = V.data() + cache.row(s.seq, h, 0) * hd;
+        const int64_t h = u % H, r0 = cache.row(s.seq, h, 0);
         for (int64_t i = 0; i < s.rows; ++i) {  // append this step's keys and values
-          std::memcpy(kc + (s.start + i) * hd, k.data() + (s.row0 + i) * E + h * hd, size_t(hd) * 4);
-          std::memcpy(vc + (s.start + i) * hd, v.data() + (s.row0 + i) * E + h * hd, size_t(hd) * 4);
+          store_kv(k.data() + (s.row0 + i) * E + h * hd, K.row(r0 + s.start + i), hd);
+          store_kv(v.data() + (s.row0 + i) * E + h * hd, V.row(r0 + s.start + i), hd);
+        }
+        const float* qh = q.data() + s.row0 * E + h * hd;
+        float* oh = out.data() + s.row0 * E + h * hd;
+        if (s.rows > 1) {  // a prompt: blocked, online softmax
+          cpu::attend_head_blocked(qh, E, s.rows, K.row(r0), V.row(r0), kv_dtype_, cache.key_mask(s.seq), s.start, hd,
+                                   oh, E);
+          continue;
         }
         scratch.resize(size_t(s.start + s.rows));
-        cpu::attend_head(q.data() + s.row0 * E + h * hd, E, s.rows, kc, vc, cache.key_mask(s.seq), s.start, hd,
-                         out.data() + s.row0 * E + h * hd, E, scratch.data());
+        cpu::attend_head(qh, E, s.rows, K.row(r0), V.row(r0), kv_dtype_, cache.key_mask(s.seq), s.start, hd, oh, E,
+                         scratch.data());
       }
     });
   }
 
  private:
+  // n f32 values into the cache's dtype (round to nearest even, as torch's .to(dtype)).
+  void store_kv(const float* src, uint8_t* dst, int64_t n) const {
+    convert_elements(DType::F32, reinterpret_cast<const uint8_t*>(src), kv_dtype_, dst, uint64_t(n));
+  }
+
+  DType kv_dtype_;
+
   static int64_t check_id(const cpu::MatrixRef& m, int32_t id) {
     if (id < 0 || id >= m.rows)
       throw Error("token id " + std::to_string(id) + " is outside the embedding table (" + std::to_string(m.rows) + " rows)");
@@ -129,6 +163,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(int threads) { return std::make_unique<CpuBackend>(threads); }
+std::unique_ptr<Backend> make_cpu_backend(int threads, DType kv_dtype) {
+  return std::make_unique<CpuBackend>(threads, kv_dtype);
+}
 
 }  // namespace optforge

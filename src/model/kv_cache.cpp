@@ -12,8 +12,8 @@ KvCache::KvCache(Backend& backend, const OptConfig& c, int64_t sequences, int64_
       length_(size_t(sequences), 0), n_valid_(size_t(sequences), 0), mask_(size_t(sequences * capacity), 0) {
   if (sequences <= 0 || capacity <= 0) throw Error("a KV cache needs at least one sequence and one slot");
   for (int64_t l = 0; l < c.layers; ++l) {
-    k_.push_back(backend.alloc(sequences * heads_ * capacity, head_dim_));
-    v_.push_back(backend.alloc(sequences * heads_ * capacity, head_dim_));
+    k_.push_back(backend.alloc_kv(sequences * heads_ * capacity, head_dim_));
+    v_.push_back(backend.alloc_kv(sequences * heads_ * capacity, head_dim_));
   }
 }
 
@@ -43,8 +43,8 @@ void KvCache::copy_sequence(int64_t src, int64_t dst) {
   const int64_t n = length_[src];
   for (size_t l = 0; l < k_.size(); ++l)
     for (int64_t h = 0; h < heads_; ++h) {
-      backend_.copy_rows(k_[l], row(src, h, 0), k_[l], row(dst, h, 0), n);
-      backend_.copy_rows(v_[l], row(src, h, 0), v_[l], row(dst, h, 0), n);
+      backend_.copy_kv_rows(k_[l], row(src, h, 0), k_[l], row(dst, h, 0), n);
+      backend_.copy_kv_rows(v_[l], row(src, h, 0), v_[l], row(dst, h, 0), n);
     }
   std::copy_n(mask_.begin() + src * capacity_, n, mask_.begin() + dst * capacity_);
   length_[dst] = n;

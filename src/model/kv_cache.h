@@ -1,7 +1,8 @@
 // The KV cache: for each layer, the keys and values of every token each sequence has seen, laid
 // out [sequence][head][slot][head_dim] so one head's keys are contiguous. Sequences are
 // independent (ragged): each has its own length, its own count of real tokens (which gives the
-// next position) and a mask of which slots are padding.
+// next position) and a mask of which slots are padding. Stored in the backend's kv_dtype (f16 by
+// default: half the memory and bandwidth of f32; attention converts in registers).
 #pragma once
 
 #include <cstdint>
@@ -24,9 +25,10 @@ class KvCache {
   int64_t n_valid(int64_t seq) const { return n_valid_[seq]; }  // real (non-padding) tokens
   const uint8_t* key_mask(int64_t seq) const { return mask_.data() + seq * capacity_; }
 
-  // Layer l's keys or values for (seq, head): `capacity` rows of head_dim, as an Act row index.
-  Act& keys(int64_t layer) { return k_[layer]; }
-  Act& values(int64_t layer) { return v_[layer]; }
+  // Layer l's keys or values for (seq, head): `capacity` rows of head_dim from row(seq, head, 0).
+  KvTensor& keys(int64_t layer) { return k_[size_t(layer)]; }
+  KvTensor& values(int64_t layer) { return v_[size_t(layer)]; }
+  DType dtype() const { return backend_.kv_dtype(); }
   int64_t row(int64_t seq, int64_t head, int64_t slot) const { return (seq * heads_ + head) * capacity_ + slot; }
 
   // Before a step: checks room and records the new slots' padding mask. After: advances lengths.
@@ -39,7 +41,7 @@ class KvCache {
  private:
   Backend& backend_;
   int64_t sequences_, capacity_, heads_, head_dim_;
-  std::vector<Act> k_, v_;
+  std::vector<KvTensor> k_, v_;
   std::vector<int64_t> length_, n_valid_;
   std::vector<uint8_t> mask_;
 };

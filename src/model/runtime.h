@@ -17,7 +17,9 @@ struct ModelRuntime {
   std::unique_ptr<OptModel> model;
 };
 
-// threads: 0 = every hardware thread; heads: 0 = from the checkpoint's config.
-std::unique_ptr<ModelRuntime> open_model(const std::string& path, int threads = 0, int64_t heads = 0);
+// threads: 0 = every hardware thread; heads: 0 = from the checkpoint's config; kv_dtype: the KV
+// cache's dtype (F32, F16 or BF16).
+std::unique_ptr<ModelRuntime> open_model(const std::string& path, int threads = 0, int64_t heads = 0,
+                                         DType kv_dtype = DType::F16);
 
 }  // namespace optforge

@@ -107,7 +107,7 @@ def test_greedy_64_tokens_identical(models, arch):
     model, root = models[arch]
     for prompt in sequences(3, [6, 1, 13], seed=4):
         proc = run_optforge("generate", root / "st", "--prompt-ids", ",".join(map(str, prompt)),
-                            "--temperature", 0, "--max-tokens", 64, "--ignore-eos", "--json")
+                            "--temperature", 0, "--max-tokens", 64, "--ignore-eos", "--json", "--kv-dtype", "f32")
         check_greedy(model, prompt, json.loads(proc.stdout)["choices"][0]["ids"], 64, TOL)
 
 
@@ -134,12 +134,14 @@ def test_perplexity_and_echo_logprobs_match_transformers(models, arch, tmp_path)
     lp = torch.log_softmax(ref.logits[0, :-1].double(), -1)
     ref_lp = lp[torch.arange(len(seq) - 1), torch.tensor(seq[1:])].numpy()
     (tmp_path / "ids.jsonl").write_text(json.dumps(seq) + "\n")
-    scored = json.loads(run_optforge("score", root / "st", tmp_path / "ids.jsonl", "--ids", "--json").stdout)
+    scored = json.loads(run_optforge("score", root / "st", tmp_path / "ids.jsonl", "--ids", "--json",
+                                     "--kv-dtype", "f32").stdout)
     assert scored["tokens"][0]["logprob"] is None
     assert np.allclose([t["logprob"] for t in scored["tokens"][1:]], ref_lp, atol=TOL)
     assert abs(scored["perplexity"] - float(torch.exp(ref.loss))) < 1e-3 * float(torch.exp(ref.loss))
     gen = json.loads(run_optforge("generate", root / "st", "--prompt-ids", ",".join(map(str, seq)), "--echo",
-                                  "--max-tokens", 1, "--temperature", 0, "--json", "--top-logprobs", 3).stdout)
+                                  "--max-tokens", 1, "--temperature", 0, "--json", "--top-logprobs", 3,
+                                  "--kv-dtype", "f32").stdout)
     toks = gen["choices"][0]["tokens"]
     assert [t["id"] for t in toks[:len(seq)]] == seq and toks[0]["logprob"] is None
     assert np.allclose([t["logprob"] for t in toks[1:len(seq)]], ref_lp, atol=TOL)
@@ -180,7 +182,8 @@ def test_our_demo_model_in_transformers(shape, extra, tmp_path):
     seqs = [[2, 40, 9, 300, 514, 17, 3, 3, 250], [2, 7]]
     ids_file = tmp_path / "ids.jsonl"
     ids_file.write_text("".join(json.dumps(s) + "\n" for s in seqs))
-    run_optforge("score", path, ids_file, "--ids", "--dump-logits", tmp_path / "l.npy", "--prefill", 4)
+    run_optforge("score", path, ids_file, "--ids", "--dump-logits", tmp_path / "l.npy", "--prefill", 4,
+                 "--kv-dtype", "f32")
     ours = np.load(tmp_path / "l.npy")
     for b, s in enumerate(seqs):
         assert max_diff(ours[b, :len(s)], hf_logits(model, s)) < TOL

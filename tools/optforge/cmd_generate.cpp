@@ -19,6 +19,7 @@ struct Options {
   std::string model, prompt, prompt_ids, tokenizer_dir;
   int64_t max_tokens = 16, n = 1, top_logprobs = -1, heads = 0;
   int threads = 0;
+  std::string kv_dtype = "f16";
   float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f;
   int64_t top_k = 0;
   uint64_t seed = 0;
@@ -73,7 +74,7 @@ void run(const Options& o) {
   else tok = Tokenizer::builtin();
   const std::vector<int32_t> prompt = o.prompt_ids.empty() ? tok->encode(o.prompt) : parse_ids(o.prompt_ids);
 
-  auto rt = open_model(o.model, o.threads, o.heads);
+  auto rt = open_model(o.model, o.threads, o.heads, kv_dtype_of(o.kv_dtype));
   GenerateOptions g;
   g.sampling = {o.temperature, o.top_k, o.top_p, o.repetition_penalty, o.seed};
   g.max_tokens = o.max_tokens;
@@ -154,7 +155,7 @@ void register_generate(CLI::App& app) {
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep going past </s>");
   cmd->add_option("--tokenizer", o->tokenizer_dir, "Directory with vocab.json and merges.txt (default: built-in)")
       ->check(CLI::ExistingDirectory);
-  add_runtime_options(cmd, o->threads, o->heads);
+  add_runtime_options(cmd, o->threads, o->heads, o->kv_dtype);
   cmd->callback([o] { run(*o); });
 }
 

@@ -24,6 +24,7 @@ struct Options {
   bool json = false, ids = false, left_pad = false;
   int64_t prefill = 0, heads = 0;
   int threads = 0;
+  std::string kv_dtype = "f16";
 };
 
 std::string read_all(const std::string& path) {
@@ -75,7 +76,7 @@ void write_npy(const std::string& path, const std::vector<int64_t>& shape, const
 void run(const Options& o) {
   const Tokenizer tok = o.tokenizer_dir.empty() ? Tokenizer::builtin() : Tokenizer::load(o.tokenizer_dir);
   const auto seqs = read_sequences(o, tok);
-  auto rt = open_model(o.model, o.threads, o.heads);
+  auto rt = open_model(o.model, o.threads, o.heads, kv_dtype_of(o.kv_dtype));
   OptModel& model = *rt->model;
   const int64_t V = model.config().vocab, B = int64_t(seqs.size());
 
@@ -161,7 +162,7 @@ void register_score(CLI::App& app) {
   cmd->add_flag("--ids", o->ids, "FILE holds token ids: a JSON array per line, scored as one batch");
   cmd->add_option("--tokenizer", o->tokenizer_dir, "Directory with vocab.json and merges.txt (default: built-in)")
       ->check(CLI::ExistingDirectory);
-  add_runtime_options(cmd, o->threads, o->heads);
+  add_runtime_options(cmd, o->threads, o->heads, o->kv_dtype);
   // For checking the engine against references; hidden from --help.
   cmd->add_option("--dump-logits", o->dump_logits, "Write every position's logits [B, T, V] as .npy")->group("");
   cmd->add_option("--prefill", o->prefill, "Run the first N tokens at once, then one per step (KV cache)")->group("");

@@ -27,6 +27,7 @@ namespace {
 struct Options {
   std::string model, host = "127.0.0.1", api_key, model_name, tokenizer_dir, once;
   int port = 8080, threads = 0;
+  std::string kv_dtype = "f16";
   int64_t heads = 0, max_batch = 32, kv_cache_tokens = 0, max_tokens_limit = 0, max_body_bytes = 1 << 20,
           max_connections = 64, max_queue = 1024, once_max_tokens = 32;
   double shutdown_grace = 10;
@@ -62,7 +63,7 @@ void run(const Options& o) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const Tokenizer tok = o.tokenizer_dir.empty() ? Tokenizer::builtin() : Tokenizer::load(o.tokenizer_dir);
-  auto rt = open_model(o.model, o.threads, o.heads);
+  auto rt = open_model(o.model, o.threads, o.heads, kv_dtype_of(o.kv_dtype));
   const OptConfig& cfg = rt->model->config();
   serve::Metrics metrics;
   serve::SchedulerOptions so;
@@ -95,7 +96,8 @@ void run(const Options& o) {
   if (!o.once.empty()) {
     rc = once(o, server, ctx);
   } else {
-    const uint64_t kv_bytes = uint64_t(scheduler.kv_budget()) * uint64_t(2 * cfg.layers * cfg.embed_dim) * 4;
+    const uint64_t kv_bytes = uint64_t(scheduler.kv_budget()) * uint64_t(2 * cfg.layers * cfg.embed_dim) *
+                            dtype_size(rt->backend->kv_dtype());
     std::fprintf(stderr, "optforge serve: %s (%s, %lld parameters) on %s; batch %lld, KV budget %lld tokens (%s)\n",
                  ctx.model_id.c_str(), o.model.c_str(), static_cast<long long>(cfg.parameter_count()),
                  rt->backend->name().c_str(), static_cast<long long>(scheduler.max_batch()),
@@ -133,7 +135,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--max-connections", o->max_connections, "Concurrent connections (429 beyond)")->capture_default_str();
   cmd->add_option("--max-queue", o->max_queue, "Prompts waiting for a batch slot (429 beyond)")->capture_default_str();
   cmd->add_option("--shutdown-grace", o->shutdown_grace, "Seconds running requests may take to finish on SIGTERM")->capture_default_str();
-  add_runtime_options(cmd, o->threads, o->heads);
+  add_runtime_options(cmd, o->threads, o->heads, o->kv_dtype);
   cmd->add_option("--tokenizer", o->tokenizer_dir, "Directory with vocab.json and merges.txt (default: built-in)")
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--once", o->once, "Serve on a free loopback port, send this prompt through HTTP, print the greedy completion, exit");

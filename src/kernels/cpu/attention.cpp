@@ -10,6 +10,14 @@ namespace optforge::cpu {
 
 void attend_head(const float* q, int64_t ldq, int64_t s, const float* keys, const float* values,
                  const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo, float* scratch) {
+  attend_head(q, ldq, s, keys, values, DType::F32, key_mask, t0, hd, out, ldo, scratch);
+}
+
+void attend_head(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values, DType kv_dtype,
+                 const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo, float* scratch) {
+  const int64_t row_bytes = hd * int64_t(dtype_size(kv_dtype));
+  const auto* kb = static_cast<const uint8_t*>(keys);
+  const auto* vb = static_cast<const uint8_t*>(values);
   for (int64_t i = 0; i < s; ++i) {
     const float* qi = q + i * ldq;
     float* oi = out + i * ldo;
@@ -17,7 +25,7 @@ void attend_head(const float* q, int64_t ldq, int64_t s, const float* keys, cons
     float mx = -std::numeric_limits<float>::infinity();
     for (int64_t t = 0; t < visible; ++t) {
       if (!key_mask[t]) continue;
-      scratch[t] = dot(qi, keys + t * hd, hd);
+      scratch[t] = dot(qi, kb + t * row_bytes, kv_dtype, hd);
       if (scratch[t] > mx) mx = scratch[t];
     }
     std::memset(oi, 0, size_t(hd) * sizeof(float));
@@ -30,7 +38,7 @@ void attend_head(const float* q, int64_t ldq, int64_t s, const float* keys, cons
     }
     const float inv = 1.0f / sum;
     for (int64_t t = 0; t < visible; ++t)
-      if (key_mask[t]) axpy(scratch[t] * inv, values + t * hd, oi, hd);
+      if (key_mask[t]) axpy(scratch[t] * inv, vb + t * row_bytes, kv_dtype, oi, hd);
   }
 }
 

@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "tensor/dtype.h"
+
 namespace optforge::cpu {
 
 // q: s query rows (row stride ldq), already scaled by head_dim^-0.5 as OPT does.
@@ -14,5 +16,16 @@ namespace optforge::cpu {
 // out: s rows (stride ldo) of hd. scratch: t0 + s floats.
 void attend_head(const float* q, int64_t ldq, int64_t s, const float* keys, const float* values,
                  const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo, float* scratch);
+
+// The same with keys and values stored as kv_dtype (F32, F16 or BF16: the KV cache's dtype),
+// converted to f32 in registers; scores, softmax and the output accumulate in f32.
+void attend_head(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values, DType kv_dtype,
+                 const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo, float* scratch);
+
+// The same result computed in blocks with an online softmax (flash-attention's order: the output
+// is normalised once at the end, so it differs from attend_head by rounding only). Faster when s,
+// the number of queries, is large (prompts); needs no scratch.
+void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values,
+                         DType kv_dtype, const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo);
 
 }  // namespace optforge::cpu

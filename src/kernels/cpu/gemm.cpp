@@ -1,12 +1,10 @@
 #include "kernels/cpu/gemm.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/onednn_gemm.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/threads.h"
 
@@ -34,10 +32,6 @@ void load_row_t(const void* src, int64_t n, float* dst) {
   for (; k < n; ++k) dst[k] = load1<D>(src, k);
 }
 
-// Rows the BLAS path converts per block: about 16 MiB of f32, so the block stays cache-friendly
-// for OpenBLAS's packing and the buffer stays small whatever the matrix.
-int64_t block_rows(int64_t K) { return std::max<int64_t>(64, (int64_t(4) << 20) / std::max<int64_t>(1, K)); }
-
 }  // namespace
 
 void load_row(const MatrixRef& m, int64_t r, float* dst) {
@@ -48,10 +42,18 @@ void load_row(const MatrixRef& m, int64_t r, float* dst) {
   }
 }
 
+int64_t streaming_rows(DType dt) {
+  switch (dt) {
+    case DType::F32: return 1;
+    case DType::BF16: return 8;
+    default: return 16;
+  }
+}
+
 void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y) {
-  const int64_t N = w.rows, K = w.cols;
+  const int64_t N = w.rows;
   if (M <= 0 || N <= 0) return;
-  if (M <= kSkinnyMaxRows) {
+  if (M <= streaming_rows(w.dtype)) {
     // Split W's rows over threads; each chunk is whole 4-row tiles so no tile is split.
     const int64_t tiles = (N + 3) / 4;
     parallel_for(tiles, 8, [&](int64_t t0, int64_t t1) {
@@ -59,28 +61,7 @@ void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, fl
     });
     return;
   }
-  // The bias first, then sgemm with beta = 1 adds x·Wᵀ onto it (as torch's addmm does).
-  for (int64_t m = 0; m < M; ++m) {
-    if (bias) std::memcpy(y + m * N, bias, size_t(N) * 4);
-    else std::memset(y + m * N, 0, size_t(N) * 4);
-  }
-  if (w.dtype == DType::F32) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(N), int(K), 1.0f, x, int(K),
-                static_cast<const float*>(w.data), int(K), 1.0f, y, int(N));
-    return;
-  }
-  thread_local std::vector<float> buf;
-  const int64_t rows = std::min(N, block_rows(K));
-  buf.resize(size_t(rows * K));
-  float* block = buf.data();  // buf is thread_local: the workers must see the caller's
-  for (int64_t n0 = 0; n0 < N; n0 += rows) {
-    const int64_t nb = std::min(rows, N - n0);
-    parallel_for(nb, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) load_row(w, n0 + r, block + r * K);
-    });
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(nb), int(K), 1.0f, x, int(K), block,
-                int(K), 1.0f, y + n0, int(N));
-  }
+  onednn_linear(x, M, w, bias, y);
 }
 
 }  // namespace optforge::cpu

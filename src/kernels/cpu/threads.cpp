@@ -1,7 +1,5 @@
 #include "kernels/cpu/threads.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -96,7 +94,6 @@ Pool& get_pool() {
   if (!pool()) {
     int n = int(std::max(1u, std::thread::hardware_concurrency()));
     pool() = std::make_unique<Pool>(n);
-    openblas_set_num_threads(n);
   }
   return *pool();
 }
@@ -109,7 +106,6 @@ void set_threads(int n) {
   if (pool() && pool()->size() == n) return;
   pool().reset();
   pool() = std::make_unique<Pool>(n);
-  openblas_set_num_threads(n);
 }
 
 int threads() { return get_pool().size(); }

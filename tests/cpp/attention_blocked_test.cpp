@@ -1,0 +1,86 @@
+// Attention over a KV cache stored as f32, f16 or bf16, per-query and blocked (online softmax),
+// against softmax(q·kᵀ)·v computed directly in double on the same (rounded) cache values.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/attention.h"
+#include "tensor/convert.h"
+
+using namespace optforge;
+
+namespace {
+
+std::vector<float> randn(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// The cache as stored (bytes of dtype) and as the reference sees it (the stored values in f32).
+struct Cache {
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;
+};
+
+Cache store(const std::vector<float>& x, DType dt) {
+  Cache c{std::vector<uint8_t>(x.size() * dtype_size(dt)), std::vector<float>(x.size())};
+  convert_elements(DType::F32, reinterpret_cast<const uint8_t*>(x.data()), dt, c.bytes.data(), x.size());
+  convert_elements(dt, c.bytes.data(), DType::F32, reinterpret_cast<uint8_t*>(c.values.data()), x.size());
+  return c;
+}
+
+// Query i (slot t0 + i) of the reference, in double; zeros when it sees no unmasked slot.
+std::vector<double> reference(const std::vector<float>& q, const Cache& k, const Cache& v,
+                              const std::vector<uint8_t>& mask, int64_t t0, int64_t hd, int64_t i) {
+  std::vector<double> w(size_t(t0 + i + 1), 0.0), o(size_t(hd), 0.0);
+  double mx = -1e300, sum = 0;
+  for (int64_t t = 0; t <= t0 + i; ++t) {
+    if (!mask[size_t(t)]) continue;
+    double d = 0;
+    for (int64_t j = 0; j < hd; ++j) d += double(q[size_t(i * hd + j)]) * k.values[size_t(t * hd + j)];
+    mx = std::max(mx, w[size_t(t)] = d);
+  }
+  for (int64_t t = 0; t <= t0 + i; ++t)
+    if (mask[size_t(t)]) sum += w[size_t(t)] = std::exp(w[size_t(t)] - mx);
+  for (int64_t t = 0; t <= t0 + i; ++t)
+    if (mask[size_t(t)])
+      for (int64_t j = 0; j < hd; ++j) o[size_t(j)] += w[size_t(t)] / sum * v.values[size_t(t * hd + j)];
+  return o;
+}
+
+}  // namespace
+
+class CacheDtype : public ::testing::TestWithParam<DType> {};
+
+// 150 queries after 37 cached slots: several query and key blocks, partial last blocks, head_dim
+// 13 (SIMD tails), padding slots, and two leading queries that see only padding.
+TEST_P(CacheDtype, PerQueryAndBlockedMatchDirectSoftmax) {
+  const DType dt = GetParam();
+  const int64_t hd = 13, t0 = 37, s = 150, T = t0 + s;
+  const auto q = randn(size_t(s * hd), 1);
+  const Cache k = store(randn(size_t(T * hd), 2), dt), v = store(randn(size_t(T * hd), 3), dt);
+  std::vector<uint8_t> mask(size_t(T), 1);
+  for (int64_t t = 0; t < t0 + 2; ++t) mask[size_t(t)] = 0;  // left padding up to slot t0 + 1
+  for (int64_t t = 50; t < T; t += 7) mask[size_t(t)] = 0;
+  std::vector<float> per_query(size_t(s * hd), 7.0f), blocked(size_t(s * hd), 7.0f), scratch(static_cast<size_t>(T));
+  cpu::attend_head(q.data(), hd, s, k.bytes.data(), v.bytes.data(), dt, mask.data(), t0, hd, per_query.data(), hd,
+                   scratch.data());
+  cpu::attend_head_blocked(q.data(), hd, s, k.bytes.data(), v.bytes.data(), dt, mask.data(), t0, hd, blocked.data(),
+                           hd);
+  for (int64_t i = 0; i < s; ++i) {
+    const auto want = reference(q, k, v, mask, t0, hd, i);
+    for (int64_t j = 0; j < hd; ++j) {
+      EXPECT_NEAR(per_query[size_t(i * hd + j)], want[size_t(j)], 1e-5) << i << "," << j;
+      EXPECT_NEAR(blocked[size_t(i * hd + j)], want[size_t(j)], 1e-5) << i << "," << j;
+    }
+  }
+  EXPECT_EQ(blocked[0], 0.0f);  // query 0 sees only padding: zeros, not NaN
+}
+
+INSTANTIATE_TEST_SUITE_P(Attention, CacheDtype, ::testing::Values(DType::F32, DType::F16, DType::BF16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
