@@ -57,6 +57,16 @@ class Machine {
   [[noreturn]] void fail(const std::string& msg) const {
     throw Error(msg + " (pickle byte offset " + std::to_string(op_pos_) + ")", file_, where_);
   }
+  // Runs one torch_globals step, whose errors gain this opcode's offset. Only that step runs
+  // inside: the machine's own failures (stack underflow, ...) already carry the offset.
+  template <class F>
+  auto in_globals(F&& step) {
+    try {
+      return step();
+    } catch (const Error& e) {
+      fail(e.message());
+    }
+  }
   const uint8_t* take(size_t k) {
     if (k > n_ - p_) fail("pickle truncated: needs " + std::to_string(k) + " more bytes");
     const uint8_t* r = d_ + p_;
@@ -147,6 +157,8 @@ void Machine::global(const std::string& module_as_written, const std::string& na
 
 void Machine::append_to(ValuePtr& target, std::vector<ValuePtr> items) {
   if (target->kind == Kind::List || target->kind == Kind::Set) {
+    // `items` is our own vector (popped off the stack), never target->items: safe when the
+    // target is among the items (list.append(list) makes a cycle, cut by check_tree).
     for (auto& i : items) target->items.push_back(std::move(i));
   } else if (target->kind == Kind::Object) {
     // list subclasses (ListConfig is not one, but be lenient): keep the items as args
@@ -350,21 +362,15 @@ ValuePtr Machine::run(size_t* end_offset) {
         auto args = pop(), fn = pop();
         if (fn->kind != Kind::Global) fail("REDUCE on a " + fn->type_name() + ", expected a class or function");
         if (args->kind != Kind::Tuple) fail("REDUCE arguments are a " + args->type_name() + ", expected a tuple");
-        try {
-          push(torch_globals::call(fn->s, args->items));
-        } catch (const Error& e) {
-          fail(e.message());
-        }
+        push(in_globals([&] { return torch_globals::call(fn->s, args->items); }));
         break;
       }
       case 0x81: {  // NEWOBJ
         auto args = pop(), cls = pop();
         if (cls->kind != Kind::Global) fail("NEWOBJ on a " + cls->type_name() + ", expected a class");
-        try {
-          push(torch_globals::construct(cls->s, args->kind == Kind::Tuple ? args->items : std::vector<ValuePtr>{}));
-        } catch (const Error& e) {
-          fail(e.message());
-        }
+        push(in_globals([&] {
+          return torch_globals::construct(cls->s, args->kind == Kind::Tuple ? args->items : std::vector<ValuePtr>{});
+        }));
         break;
       }
       case 0x92: {  // NEWOBJ_EX
@@ -376,11 +382,8 @@ ValuePtr Machine::run(size_t* end_offset) {
       }
       case 'b': {  // BUILD
         auto state = pop();
-        try {
-          torch_globals::build(top(), state);
-        } catch (const Error& e) {
-          fail(e.message());
-        }
+        ValuePtr& target = top();
+        in_globals([&] { torch_globals::build(target, state); });
         break;
       }
       case 'p': memo_put(uint64_t(parse_int_text(take_line())->i)); break;
