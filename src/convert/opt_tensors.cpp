@@ -27,14 +27,22 @@ DType OptTensors::dtype() const { return get("decoder.embed_tokens.weight").dtyp
 
 namespace {
 
-int64_t heads_for(int64_t embed_dim, bool guess, const std::string& source) {
+// The head count of a checkpoint that does not record it. The tensors' shapes do not tell it,
+// so only a published OPT model of exactly this shape (every dimension equal) names it: a hidden
+// size alone is no evidence. Otherwise 0 when `may_be_unknown`, else the one error every command
+// (convert, generate, score, serve) gives.
+int64_t heads_for(const OptConfig& c, bool may_be_unknown, const std::string& source) {
   for (const auto& n : published_opt_names()) {
-    auto c = published_opt_config(n);
-    if (c->embed_dim == embed_dim) return c->heads;
+    auto p = published_opt_config(n);
+    if (p->layers == c.layers && p->embed_dim == c.embed_dim && p->ffn_dim == c.ffn_dim &&
+        p->input_dim == c.input_dim && p->pre_ln == c.pre_ln && p->vocab == c.vocab &&
+        p->max_positions == c.max_positions)
+      return p->heads;
   }
-  if (guess && embed_dim % 64 == 0) return embed_dim / 64;
-  throw Error("cannot tell the number of attention heads for hidden size " + std::to_string(embed_dim) +
-              " (not a published OPT size); pass --heads", source);
+  if (may_be_unknown) return 0;
+  throw Error("cannot tell the number of attention heads: the checkpoint does not record it (no metaseq cfg, "
+              "no config.json) and its shape (" + std::to_string(c.layers) + " layers, hidden size " +
+              std::to_string(c.embed_dim) + ") is not a published OPT model's; pass --heads", source);
 }
 
 }  // namespace
@@ -76,7 +84,9 @@ OptTensors opt_model_from_metaseq(std::vector<std::pair<std::string, Tensor>> na
     if (n.rfind("decoder.layers.", 0) == 0) layers = std::max<int64_t>(layers, std::stoll(n.substr(15)) + 1);
   c.layers = layers;
   c.ffn_dim = layers ? need("decoder.layers.0.fc1.weight").shape.at(0) : 4 * c.embed_dim;
-  c.heads = heads > 0 ? heads : heads_for(c.embed_dim, heads < 0, source);
+  c.heads = heads > 0 ? heads : heads_for(c, heads < 0, source);
+  const bool heads_known = c.heads > 0;
+  if (!heads_known) c.heads = 1;  // a placeholder that validates; inspect says "not recorded"
   for (const auto& n : published_opt_names()) {
     auto p = published_opt_config(n);
     if (p->layers == c.layers && p->embed_dim == c.embed_dim && p->input_dim == c.input_dim &&
@@ -90,6 +100,7 @@ OptTensors opt_model_from_metaseq(std::vector<std::pair<std::string, Tensor>> na
   }
   OptTensors m;
   m.config = c;
+  m.heads_known = heads_known;
   m.layout = source;
   std::set<std::string> expected;
   for (const ParamSpec& p : metaseq_singleton_params(c)) {
@@ -248,7 +259,7 @@ OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts)
   if (fs::is_directory(p)) {
     if (fs::exists(p / "config.json")) return read_hf_folder(p);
     if (fs::exists(p / "decoder.embed_tokens.weight"))
-      return read_alpa_folder(p, opts.heads ? opts.heads : (opts.guess_heads ? -1 : 0));
+      return read_alpa_folder(p, opts.heads ? opts.heads : (opts.heads_may_be_unknown ? -1 : 0));
     return read_sharded_metaseq(path, opts);  // or a clear error naming what was expected
   }
   if (!fs::exists(p)) return read_sharded_metaseq(path, opts);  // a prefix: DIR/checkpoint_last
@@ -263,7 +274,7 @@ OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts)
     auto j = nlohmann::json::parse(read_text_file(sibling_config.string()), nullptr, false);
     if (j.is_object() && j.value("model_type", "") == "opt") heads = j.value("num_attention_heads", int64_t(0));
   }
-  if (!heads && opts.guess_heads) heads = -1;
+  if (!heads && opts.heads_may_be_unknown) heads = -1;
   OptTensors m = opt_model_from_metaseq(from_state_dict(sd, path), heads, path);
   if (f.root->get("model")) {
     m.metaseq_root = f.root;

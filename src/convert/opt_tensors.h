@@ -20,14 +20,19 @@ struct OptTensors {
   ValuePtr metaseq_root;  // the metaseq checkpoint's other top-level keys (cfg, ...), if any
   std::string layout;     // what the input was, for messages ("HF folder", "alpa numpy folder")
   std::shared_ptr<const void> keep_alive;  // whatever the tensors' bytes come from (a plan)
+  // False only when read with heads_may_be_unknown and nothing told the head count:
+  // config.heads is then a placeholder (1) that must not be used to run the model.
+  bool heads_known = true;
 
   const Tensor& get(const std::string& name) const;
   DType dtype() const;  // the dtype of the weights (embed_tokens)
 };
 
 struct ReadModelOptions {
-  int64_t heads = 0;  // when the input does not say (alpa folders): 0 = from the published sizes
-  bool guess_heads = false;  // unknown sizes: assume 64-wide heads instead of failing (inspect)
+  // When the input does not record it (alpa folders, state dicts without a config.json):
+  // 0 = the published OPT model of exactly this shape, if there is one; else an Error.
+  int64_t heads = 0;
+  bool heads_may_be_unknown = false;  // inspect: report an unknown head count instead of failing
   int threads = 1;           // reading a sharded checkpoint's files
 };
 
@@ -39,8 +44,9 @@ struct ReadModelOptions {
 OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts = {});
 
 // Builds an OptTensors from named tensors in metaseq singleton naming (fused qkv_proj accepted),
-// inferring the shape from the tensors; `heads` from the caller's config (0: published sizes).
-// heads = -1: assume 64-wide heads for unpublished sizes.
+// inferring the shape from the tensors; `heads` from the caller's config. heads = 0: those of the
+// published OPT model with exactly this shape (every dimension), else an Error asking for
+// --heads; heads = -1: the same, but an unknown count gives heads_known = false, not an Error.
 OptTensors opt_model_from_metaseq(std::vector<std::pair<std::string, Tensor>> named, int64_t heads,
                                 const std::string& source);
 
