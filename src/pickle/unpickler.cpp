@@ -95,6 +95,7 @@ class Machine {
       fail("pickle stack underflow");
     ValuePtr v = std::move(stack_.back());
     stack_.pop_back();
+    in_flight_.push_back(v);
     return v;
   }
   ValuePtr& top() {
@@ -109,6 +110,7 @@ class Machine {
     std::vector<ValuePtr> items(std::make_move_iterator(stack_.begin() + long(m)),
                                 std::make_move_iterator(stack_.end()));
     stack_.resize(m);
+    in_flight_.insert(in_flight_.end(), items.begin(), items.end());
     return items;
   }
   void push(ValuePtr v) {
@@ -137,6 +139,9 @@ class Machine {
   const PersistentLoad& persistent_load_;
   const UnpickleOptions& opts_;
   std::vector<ValuePtr> stack_;
+  // What the current opcode popped: held only by its locals, which break_cycles must see too
+  // when the opcode fails (a dict BUILT with itself as state, then popped, is a cycle).
+  std::vector<ValuePtr> in_flight_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, ValuePtr> memo_;
 };
@@ -218,6 +223,7 @@ ValuePtr Machine::parse_int_text(const std::string& s0) {
 ValuePtr Machine::run(size_t* end_offset) {
   while (true) {
     op_pos_ = p_;
+    in_flight_.clear();
     uint8_t op = *take(1);
     switch (op) {
       case 0x80: {  // PROTO
@@ -478,6 +484,7 @@ void Machine::break_cycles() {
     if (v && seen.emplace(v.get(), true).second) todo.push_back(v.get());
   };
   for (const auto& v : stack_) add(v);
+  for (const auto& v : in_flight_) add(v);
   for (const auto& [k, v] : memo_) add(v);
   std::vector<Value*> all;
   while (!todo.empty()) {
