@@ -34,14 +34,22 @@ DType OptTensors::dtype() const { return get(role_name(role_spec(Role::TokenEmbe
 
 namespace {
 
-int64_t heads_for(int64_t embed_dim, bool guess, const std::string& source) {
+// The head count of a checkpoint that does not record it. The tensors' shapes do not tell it,
+// so only a published OPT model of exactly this shape (every dimension equal) names it: a hidden
+// size alone is no evidence. Otherwise 0 when `may_be_unknown`, else the one error every command
+// (convert, generate, score, serve) gives.
+int64_t heads_for(const OptConfig& c, bool may_be_unknown, const std::string& source) {
   for (const auto& n : published_opt_names()) {
-    auto c = published_opt_config(n);
-    if (c->embed_dim == embed_dim) return c->heads;
+    auto p = published_opt_config(n);
+    if (p->layers == c.layers && p->embed_dim == c.embed_dim && p->ffn_dim == c.ffn_dim &&
+        p->input_dim == c.input_dim && p->pre_ln == c.pre_ln && p->vocab == c.vocab &&
+        p->max_positions == c.max_positions && c.plain())
+      return p->heads;
   }
-  if (guess && embed_dim % 64 == 0) return embed_dim / 64;
-  throw Error("cannot tell the number of attention heads for hidden size " + std::to_string(embed_dim) +
-              " (not a published OPT size); pass --heads", source);
+  if (may_be_unknown) return 0;
+  throw Error("cannot tell the number of attention heads: the checkpoint does not record it (no metaseq cfg, "
+              "no config.json) and its shape (" + std::to_string(c.layers) + " layers, hidden size " +
+              std::to_string(c.embed_dim) + ") is not a published OPT model's; pass --heads", source);
 }
 
 // The input's tensors by role: fused qkv split into K, V, Q (metaseq's row order), the tied
@@ -121,7 +129,8 @@ OptConfig infer_config(const ByRole& m, const SourceConfig& sc, const std::strin
   c.pad_token_id = sc.pad_token_id.value_or(c.pad_token_id);
   c.bos_token_id = sc.bos_token_id.value_or(c.bos_token_id);
   c.eos_token_id = sc.eos_token_id.value_or(c.eos_token_id);
-  c.heads = sc.heads > 0 ? sc.heads : heads_for(c.embed_dim, sc.heads < 0, source);
+  c.heads = sc.heads > 0 ? sc.heads : heads_for(c, sc.heads < 0, source);
+  if (c.heads == 0) c.heads = 1;  // unknown (sc.heads = -1): a placeholder that validates; see heads_known
   for (const auto& n : published_opt_names()) {
     auto p = published_opt_config(n);
     if (p->layers == c.layers && p->embed_dim == c.embed_dim && p->input_dim == c.input_dim && p->heads == c.heads &&
@@ -179,6 +188,7 @@ OptTensors opt_model_from_named(std::vector<std::pair<std::string, Tensor>> name
   const ByRole m = by_role(std::move(named), source);
   OptTensors out;
   out.config = infer_config(m, sc, source);
+  out.heads_known = sc.heads > 0 || heads_for(out.config, true, source) > 0;
   out.layout = source;
   take_expected(out, m, source);
   return out;
@@ -357,7 +367,7 @@ OptTensors read_single_file(const std::string& path, const AnyFile& f, const Rea
     if (j.is_object() && j.value("model_type", "") == "opt") sc = hf_source_config(j, sibling_config.string());
   }
   if (opts.heads) sc.heads = opts.heads;
-  if (!sc.heads && opts.guess_heads) sc.heads = -1;
+  if (!sc.heads && opts.heads_may_be_unknown) sc.heads = -1;
   OptTensors m = opt_model_from_named(state_dict(f), sc, path);
   if (f.root->get("model")) {
     m.metaseq_root = f.root;
@@ -375,7 +385,7 @@ OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts)
   if (fs::is_directory(p)) {
     if (fs::exists(p / "config.json")) return read_hf_folder(p);
     if (fs::exists(p / role_name(role_spec(Role::TokenEmbed), Layout::AlpaFile)))
-      return read_alpa_folder(p, opts.heads ? opts.heads : (opts.guess_heads ? -1 : 0));
+      return read_alpa_folder(p, opts.heads ? opts.heads : (opts.heads_may_be_unknown ? -1 : 0));
     return read_sharded_metaseq(path, opts);  // or a clear error naming what was expected
   }
   if (!fs::exists(p)) return read_sharded_metaseq(path, opts);  // a prefix: DIR/checkpoint_last

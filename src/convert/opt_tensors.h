@@ -23,6 +23,9 @@ struct OptTensors {
   ValuePtr metaseq_root;  // the metaseq checkpoint's other top-level keys (cfg, ...), if any
   std::string layout;     // what the input was, for messages ("HF folder", "alpa numpy folder")
   std::shared_ptr<const void> keep_alive;  // whatever the tensors' bytes come from (a plan)
+  // False only when read with heads_may_be_unknown and nothing told the head count:
+  // config.heads is then a placeholder (1) that must not be used to run the model.
+  bool heads_known = true;
 
   const Tensor& get(const std::string& name) const;
   // The tensor of a role (layer ignored for model roles); nullptr if the model has none.
@@ -35,8 +38,10 @@ struct OptTensors {
 };
 
 struct ReadModelOptions {
-  int64_t heads = 0;  // when the input does not say (alpa folders): 0 = from the published sizes
-  bool guess_heads = false;  // unknown sizes: assume 64-wide heads instead of failing (inspect)
+  // When the input does not record it (alpa folders, state dicts without a config.json):
+  // 0 = the published OPT model of exactly this shape, if there is one; else an Error.
+  int64_t heads = 0;
+  bool heads_may_be_unknown = false;  // inspect: report an unknown head count instead of failing
   int threads = 1;           // reading a sharded checkpoint's files
 };
 
@@ -50,7 +55,9 @@ OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts 
 // What an input's own config states (config.json, a metaseq cfg). Anything unset is read off
 // the tensors present (biases, LN weights, the final LN), or is the released models' value.
 struct SourceConfig {
-  int64_t heads = 0;  // 0: from the published sizes; -1: assume 64-wide heads for unknown sizes
+  // 0: the published OPT model of exactly this shape, else an Error asking for --heads;
+  // -1: the same, but an unknown count leaves OptTensors::heads_known false instead.
+  int64_t heads = 0;
   std::optional<Activation> activation;
   std::optional<bool> enable_bias, ln_affine, pre_ln, remove_final_norm;
   std::optional<int64_t> pad_token_id, bos_token_id, eos_token_id;

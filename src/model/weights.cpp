@@ -20,7 +20,7 @@ Tensor ready(const Tensor& t, const OptTensors& m, const std::string& name) {
 OptWeights load_opt_weights(const std::string& path, const WeightLoadOptions& opts) {
   ReadModelOptions ro;
   ro.heads = opts.heads;
-  ro.guess_heads = true;  // unpublished sizes without a config: 64-wide heads, as OPT up to 1.3b
+  // No guess: a checkpoint that records no head count needs --heads (or a published shape).
   ro.threads = 2;
   const OptTensors m = read_opt_model(path, ro);  // every layout optforge reads, names mapped once
   OptWeights w;

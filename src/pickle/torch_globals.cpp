@@ -183,7 +183,10 @@ void build(ValuePtr& target, const ValuePtr& state) {
     case Kind::Object:
     case Kind::Dict:  // OrderedDict with attributes (a module state dict's _metadata)
       if (target->state && target->state->is_dict() && state->is_dict()) {
-        for (auto& kv : state->entries) target->state->entries.push_back(kv);
+        // A hostile pickle can BUILD a dict with itself as state: copy the entries first, since
+        // appending from a vector into itself would read it while it reallocates.
+        const auto added = state->entries;
+        target->state->entries.insert(target->state->entries.end(), added.begin(), added.end());
       } else {
         target->state = state;
       }

@@ -32,6 +32,16 @@ class Machine {
   [[noreturn]] void fail(const std::string& msg) const {
     throw Error(msg + " (pickle byte offset " + std::to_string(op_pos_) + ")", file_, where_);
   }
+  // Runs one torch_globals step, whose errors gain this opcode's offset. Only that step runs
+  // inside: the machine's own failures (stack underflow, ...) already carry the offset.
+  template <class F>
+  auto in_globals(F&& step) {
+    try {
+      return step();
+    } catch (const Error& e) {
+      fail(e.message());
+    }
+  }
   const uint8_t* take(size_t k) {
     if (k > n_ - p_) fail("pickle truncated: needs " + std::to_string(k) + " more bytes");
     const uint8_t* r = d_ + p_;
@@ -62,6 +72,7 @@ class Machine {
       fail("pickle stack underflow");
     ValuePtr v = std::move(stack_.back());
     stack_.pop_back();
+    in_flight_.push_back(v);
     return v;
   }
   ValuePtr& top() {
@@ -76,6 +87,7 @@ class Machine {
     std::vector<ValuePtr> items(std::make_move_iterator(stack_.begin() + long(m)),
                                 std::make_move_iterator(stack_.end()));
     stack_.resize(m);
+    in_flight_.insert(in_flight_.end(), items.begin(), items.end());
     return items;
   }
   void push(ValuePtr v) {
@@ -104,6 +116,9 @@ class Machine {
   const PersistentLoad& persistent_load_;
   const UnpickleOptions& opts_;
   std::vector<ValuePtr> stack_;
+  // What the current opcode popped: held only by its locals, which break_cycles must see too
+  // when the opcode fails (a dict BUILT with itself as state, then popped, is a cycle).
+  std::vector<ValuePtr> in_flight_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, ValuePtr> memo_;
 };
@@ -124,6 +139,8 @@ void Machine::global(const std::string& module_as_written, const std::string& na
 
 void Machine::append_to(ValuePtr& target, std::vector<ValuePtr> items) {
   if (target->kind == Kind::List || target->kind == Kind::Set) {
+    // `items` is our own vector (popped off the stack), never target->items: safe when the
+    // target is among the items (list.append(list) makes a cycle, cut by check_tree).
     for (auto& i : items) target->items.push_back(std::move(i));
   } else if (target->kind == Kind::Object) {
     // list subclasses (ListConfig is not one, but be lenient): keep the items as args
@@ -183,6 +200,7 @@ ValuePtr Machine::parse_int_text(const std::string& s0) {
 ValuePtr Machine::run(size_t* end_offset) {
   while (true) {
     op_pos_ = p_;
+    in_flight_.clear();
     uint8_t op = *take(1);
     switch (op) {
       case 0x80: {  // PROTO
@@ -327,21 +345,15 @@ ValuePtr Machine::run(size_t* end_offset) {
         auto args = pop(), fn = pop();
         if (fn->kind != Kind::Global) fail("REDUCE on a " + fn->type_name() + ", expected a class or function");
         if (args->kind != Kind::Tuple) fail("REDUCE arguments are a " + args->type_name() + ", expected a tuple");
-        try {
-          push(torch_globals::call(fn->s, args->items));
-        } catch (const Error& e) {
-          fail(e.message());
-        }
+        push(in_globals([&] { return torch_globals::call(fn->s, args->items); }));
         break;
       }
       case 0x81: {  // NEWOBJ
         auto args = pop(), cls = pop();
         if (cls->kind != Kind::Global) fail("NEWOBJ on a " + cls->type_name() + ", expected a class");
-        try {
-          push(torch_globals::construct(cls->s, args->kind == Kind::Tuple ? args->items : std::vector<ValuePtr>{}));
-        } catch (const Error& e) {
-          fail(e.message());
-        }
+        push(in_globals([&] {
+          return torch_globals::construct(cls->s, args->kind == Kind::Tuple ? args->items : std::vector<ValuePtr>{});
+        }));
         break;
       }
       case 0x92: {  // NEWOBJ_EX
@@ -353,11 +365,8 @@ ValuePtr Machine::run(size_t* end_offset) {
       }
       case 'b': {  // BUILD
         auto state = pop();
-        try {
-          torch_globals::build(top(), state);
-        } catch (const Error& e) {
-          fail(e.message());
-        }
+        ValuePtr& target = top();
+        in_globals([&] { torch_globals::build(target, state); });
         break;
       }
       case 'p': memo_put(uint64_t(parse_int_text(take_line())->i)); break;
@@ -452,6 +461,7 @@ void Machine::break_cycles() {
     if (v && seen.emplace(v.get(), true).second) todo.push_back(v.get());
   };
   for (const auto& v : stack_) add(v);
+  for (const auto& v : in_flight_) add(v);
   for (const auto& [k, v] : memo_) add(v);
   std::vector<Value*> all;
   while (!todo.empty()) {

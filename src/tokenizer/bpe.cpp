@@ -9,9 +9,11 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "tokenizer/added_tokens.h"
 #include "tokenizer/byte_unicode.h"
 #include "tokenizer/embedded_data.h"
 #include "tokenizer/pretokenize.h"
+#include "tokenizer/tokenizer_files.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
 
@@ -55,6 +57,8 @@ struct Tokenizer::Impl {
   std::vector<uint8_t> special;
   StringMap<int32_t> token_ids;
   int32_t bos = -1, eos = -1, pad = -1, unk = -1;
+  std::vector<AddedToken> added;  // split out of the text before BPE (when parsing specials)
+  bool add_prefix_space = false;  // tokenizer.json's ByteLevel: " " before each text span
 
   // BPE runs on symbol numbers. Every vocab string and every merge result gets one; a merge
   // result missing from the vocab (not the case for OPT's files) ends up as unk.
@@ -67,6 +71,8 @@ struct Tokenizer::Impl {
   StringMap<std::pair<uint32_t, uint32_t>> cache;  // piece -> (offset, count) in cache_ids
   std::vector<int32_t> cache_ids;
   std::vector<std::string_view> pieces;
+  std::vector<TextSpan> spans;
+  std::string prefixed;
   struct Sym {
     int32_t id, prev, next;  // id -1: merged into its left neighbour
   };
@@ -77,7 +83,28 @@ struct Tokenizer::Impl {
   void add_token(std::string token, int64_t id, const std::string& name);
   void bpe(std::string_view piece, std::vector<int32_t>& out);
   void encode_piece(std::string_view piece, std::vector<int32_t>& out);
+  void encode_text(std::string_view text, std::vector<int32_t>& out);
+  int32_t id_of(const std::string& token, const std::string& role, const std::string& source) const;
 };
+
+// One span of text without added tokens: regex pieces, then BPE on each.
+void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& out) {
+  if (add_prefix_space && !text.empty() && text[0] != ' ') {
+    prefixed.assign(" ").append(text);
+    text = prefixed;
+  }
+  pieces.clear();
+  pretokenize(text, pieces);
+  for (std::string_view piece : pieces) encode_piece(piece, out);
+}
+
+int32_t Tokenizer::Impl::id_of(const std::string& token, const std::string& role, const std::string& source) const {
+  for (const auto& a : added)
+    if (a.content == token && a.id >= 0) return a.id;
+  auto it = token_ids.find(token);
+  if (it == token_ids.end()) throw Error(role + " \"" + token + "\" is neither in the vocabulary nor an added token", source);
+  return it->second;
+}
 
 void Tokenizer::Impl::add_token(std::string token, int64_t id64, const std::string& name) {
   constexpr int64_t kMaxId = 1 << 24;
@@ -216,6 +243,10 @@ Tokenizer Tokenizer::from_text(std::string_view vocab_json, std::string_view mer
   t.special.assign(t.tokens.size(), 0);
   for (int32_t id : {find("<s>"), t.pad, t.bos, t.unk})
     if (id >= 0) t.special[id] = 1;
+  // What transformers' OPT tokenizer (and GPT-2's) splits out of text: its bos/eos/unk token
+  // ("</s>"; "<|endoftext|>" for GPT-2) and its pad token "<pad>". "<s>" and "<unk>" are not.
+  t.added.push_back({t.tokens[t.bos], t.bos});
+  if (t.pad != t.bos) t.added.push_back({t.tokens[t.pad], t.pad});
 
   // Symbol numbers: a vocab string's is its id; other strings (merge results a custom vocab
   // lacks) get numbers past the vocab and come out as unk.
@@ -261,14 +292,52 @@ Tokenizer Tokenizer::from_text(std::string_view vocab_json, std::string_view mer
 }
 
 Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
-  if (!std::filesystem::is_directory(dir)) throw Error("not a directory (expected vocab.json and merges.txt in it)", dir.string());
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(dir)) throw Error("not a directory (expected vocab.json and merges.txt, or tokenizer.json, in it)", dir.string());
   auto pick = [&](const char* name, const char* metaseq_name) {
     auto p = dir / name;
-    return std::filesystem::exists(p) || !std::filesystem::exists(dir / metaseq_name) ? p : dir / metaseq_name;
+    return fs::exists(p) || !fs::exists(dir / metaseq_name) ? p : dir / metaseq_name;
   };
   auto vocab_path = pick("vocab.json", "gpt2-vocab.json"), merges_path = pick("merges.txt", "gpt2-merges.txt");
-  return from_text(read_file(vocab_path), read_file(merges_path), vocab_path.string(), merges_path.string());
+  TokenizerConfig config;
+  std::optional<Tokenizer> tok;
+  if (!fs::exists(vocab_path) && !fs::exists(merges_path) && fs::exists(dir / "tokenizer.json")) {
+    TokenizerJson tj = read_tokenizer_json(dir / "tokenizer.json", config);
+    const std::string name = (dir / "tokenizer.json").string();
+    tok = from_text(tj.vocab_json, tj.merges_txt, name + " (model.vocab)", name + " (model.merges)");
+  } else {
+    tok = from_text(read_file(vocab_path), read_file(merges_path), vocab_path.string(), merges_path.string());
+  }
+  read_special_token_files(dir, config);
+  if (!config.source.empty()) tok->apply(config);
+  return *tok;
 }
+
+void Tokenizer::apply(const TokenizerConfig& c) {
+  Impl& t = *impl_;
+  t.add_prefix_space = c.add_prefix_space;
+  // The configured added tokens replace the defaults; each gets its id from the files or the vocab.
+  std::vector<AddedToken> added = c.added;
+  for (auto& a : added) {
+    if (a.id < 0) a.id = t.id_of(a.content, "added token", c.source);
+    if (size_t(a.id) >= t.tokens.size() || t.tokens[a.id].empty()) {  // beyond the BPE vocab
+      if (size_t(a.id) >= t.tokens.size()) t.tokens.resize(a.id + 1), t.bytes.resize(a.id + 1), t.special.resize(a.id + 1);
+      t.tokens[a.id] = a.content;
+      t.bytes[a.id] = a.content;
+      t.token_ids[a.content] = a.id;
+    }
+    if (a.special) t.special[a.id] = 1;
+  }
+  if (!added.empty()) t.added = std::move(added);  // files that name no token keep the defaults
+  if (!c.bos.empty()) t.bos = t.id_of(c.bos, "bos_token", c.source);
+  if (!c.eos.empty()) t.eos = t.id_of(c.eos, "eos_token", c.source);
+  if (!c.unk.empty()) t.unk = t.id_of(c.unk, "unk_token", c.source);
+  if (!c.pad.empty()) t.pad = t.id_of(c.pad, "pad_token", c.source);
+  for (int32_t id : {t.bos, t.eos, t.unk, t.pad})
+    if (id >= 0) t.special[id] = 1;
+}
+
+const std::vector<AddedToken>& Tokenizer::added_tokens() const { return impl_->added; }
 
 Tokenizer Tokenizer::builtin() {
   static const Tokenizer t = [] {
@@ -289,9 +358,13 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) cons
 void Tokenizer::encode_append(std::string_view text, std::vector<int32_t>& ids) const {
   Impl& t = *impl_;
   std::lock_guard lock(t.mu);
-  t.pieces.clear();
-  pretokenize(text, t.pieces);
-  for (std::string_view piece : t.pieces) t.encode_piece(piece, ids);
+  if (!parse_special_ || t.added.empty()) return t.encode_text(text, ids);
+  t.spans.clear();
+  split_at_added_tokens(text, t.added, t.spans);
+  for (const TextSpan& span : t.spans) {
+    if (span.id >= 0) ids.push_back(span.id);
+    else t.encode_text(span.text, ids);
+  }
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special) const {

@@ -1,8 +1,9 @@
 // OPT's tokenizer: GPT-2 byte-level BPE over vocab.json + merges.txt, with OPT's conventions
 // (`</s>` = 2 is both BOS and EOS, `<pad>` = 1). encode() = regex pre-tokenization, bytes mapped to
 // printable codepoints, BPE merges by rank inside each piece, vocab lookup; decode() reverses it.
-// Literal special strings such as "</s>" in text are encoded as plain text (as metaseq does), so
-// user text can never inject control tokens.
+// Added tokens written in the text ("</s>", "<pad>") are plain text by default (as metaseq
+// does), so text can never inject control tokens; set_parse_special(true) turns them into their
+// ids as transformers' OPT tokenizer does (what the CLI and the server do unless told not to).
 //
 // A Tokenizer is cheap to copy (copies share the tables and the merge cache) and safe to use from
 // several threads: encode() serialises on the cache's mutex.
@@ -18,10 +19,31 @@
 
 namespace optforge {
 
+// A token that encode() splits out of the text before BPE: HF's "added tokens" (OPT: "</s>" = 2
+// and "<pad>" = 1). lstrip/rstrip: it also swallows the whitespace on its left/right.
+struct AddedToken {
+  std::string content;
+  int32_t id = -1;
+  bool lstrip = false, rstrip = false;
+  bool special = true;  // decode(skip_special = true) drops it
+};
+
+// What a folder's tokenizer_config.json, special_tokens_map.json and tokenizer.json add to the
+// vocab and merges: the added tokens and which of them are BOS, EOS, UNK and PAD.
+struct TokenizerConfig {
+  std::vector<AddedToken> added;
+  std::string bos, eos, unk, pad;  // token strings; empty: keep the default
+  bool add_prefix_space = false;   // tokenizer.json's ByteLevel: a space before each text span
+  std::string source;              // the file that set them, for messages
+};
+
 class Tokenizer {
  public:
-  // vocab.json and merges.txt from `dir` (metaseq's gpt2-vocab.json / gpt2-merges.txt also work).
-  // Throws optforge::Error naming the file when one is missing or malformed.
+  // From `dir`: vocab.json and merges.txt (metaseq's gpt2-vocab.json / gpt2-merges.txt also work),
+  // or, when those are absent, tokenizer.json (a byte-level BPE); plus the special tokens of
+  // tokenizer_config.json / special_tokens_map.json when present.
+  // Throws optforge::Error naming the file when one is missing or malformed, and naming the model
+  // type when tokenizer.json holds something other than a byte-level BPE.
   static Tokenizer load(const std::filesystem::path& dir);
   // The copy of data/opt-tokenizer built into the binary; parsed once per process.
   static Tokenizer builtin();
@@ -29,6 +51,12 @@ class Tokenizer {
   static Tokenizer from_text(std::string_view vocab_json, std::string_view merges_txt,
                              const std::string& vocab_name = "vocab.json",
                              const std::string& merges_name = "merges.txt");
+
+  // Whether encode() turns added tokens written in the text into their ids, as transformers and
+  // the servers built on it do, or encodes them as plain text (the default here). Per copy.
+  void set_parse_special(bool on) { parse_special_ = on; }
+  bool parse_special() const { return parse_special_; }
+  const std::vector<AddedToken>& added_tokens() const;
 
   // Token ids of `text` (any bytes; ill-formed UTF-8 is kept byte for byte), with BOS first.
   std::vector<int32_t> encode(std::string_view text, bool add_bos = true) const;
@@ -58,7 +86,10 @@ class Tokenizer {
  private:
   struct Impl;
   explicit Tokenizer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  // Adds `config`'s tokens and roles (before the tokenizer is shared); throws naming config.source.
+  void apply(const TokenizerConfig& config);
   std::shared_ptr<Impl> impl_;
+  bool parse_special_ = false;
 };
 
 }  // namespace optforge

@@ -250,10 +250,11 @@ def test_tokenizer_dir_gives_the_same_ids(corpus, optforge_bin):
 
 
 def test_special_token_text_is_plain_text(hf_fast, hf_slow, optforge_bin):
-    # Deliberate difference from HF's slow tokenizer, which turns the text "</s>" into id 2:
-    # optforge encodes it as ordinary text, like metaseq and the raw `tokenizers` BPE.
+    # With --no-parse-special (for untrusted text) optforge encodes "</s>" as ordinary text, like
+    # metaseq and the raw `tokenizers` BPE, where HF's tokenizers turn it into id 2 (the default
+    # now, tested in test_special_tokens.py).
     texts = ["a </s> b", "<pad><pad>", "</s>", "<s>x<unk>", "<|endoftext|>"]
-    got = encode_cli(texts)
+    got = encode_cli(texts, "--no-parse-special")
     assert got == [[BOS] + e.ids for e in hf_fast.encode_batch(texts)]
     assert 2 not in got[0][1:]
     assert hf_slow.encode("a </s> b")[1:] != got[0][1:]

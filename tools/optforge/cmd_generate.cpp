@@ -10,13 +10,15 @@
 #include "model/runtime.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/token_label.h"
+#include "tokenizer_options.h"
 #include "util/error.h"
 
 namespace optforge::cli {
 namespace {
 
 struct Options {
-  std::string model, prompt, prompt_ids, tokenizer_dir;
+  TokenizerOptions tokenizer;
+  std::string model, prompt, prompt_ids;
   int64_t max_tokens = 16, n = 1, top_logprobs = -1, heads = 0;
   int threads = 0;
   std::string kv_dtype = "f16";
@@ -69,9 +71,7 @@ nlohmann::json token_json(const GeneratedToken& t, const Tokenizer* tok) {
 
 void run(const Options& o) {
   if (o.prompt.empty() == o.prompt_ids.empty()) throw Error("give exactly one of --prompt and --prompt-ids");
-  std::optional<Tokenizer> tok;
-  if (!o.tokenizer_dir.empty()) tok = Tokenizer::load(o.tokenizer_dir);
-  else tok = Tokenizer::builtin();
+  std::optional<Tokenizer> tok = load_tokenizer(o.tokenizer);
   const std::vector<int32_t> prompt = o.prompt_ids.empty() ? tok->encode(o.prompt) : parse_ids(o.prompt_ids);
 
   auto rt = open_model(o.model, o.threads, o.heads, kv_dtype_of(o.kv_dtype));
@@ -153,8 +153,7 @@ void register_generate(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print ids, text and per-token logprobs as JSON");
   cmd->add_option("--top-logprobs", o->top_logprobs, "With --json: the K most likely alternatives per token");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep going past </s>");
-  cmd->add_option("--tokenizer", o->tokenizer_dir, "Directory with vocab.json and merges.txt (default: built-in)")
-      ->check(CLI::ExistingDirectory);
+  add_tokenizer_options(cmd, o->tokenizer);
   add_runtime_options(cmd, o->threads, o->heads, o->kv_dtype);
   cmd->callback([o] { run(*o); });
 }

@@ -158,7 +158,8 @@ void inspect_text(const AnyFile& f, const Options& o, std::ostream& out) {
 std::string describe_model(const OptTensors& m) {
   const OptConfig& c = m.config;
   return "OPT-" + c.name + " shape: " + std::to_string(c.layers) + " layers, hidden " + std::to_string(c.embed_dim) +
-         ", " + std::to_string(c.heads) + " heads, ffn " + std::to_string(c.ffn_dim) + ", vocab " + std::to_string(c.vocab) +
+         ", " + (m.heads_known ? std::to_string(c.heads) : std::string("?")) + " heads" +
+         (m.heads_known ? "" : " (not recorded: pass --heads to convert or run it)") + ", ffn " + std::to_string(c.ffn_dim) + ", vocab " + std::to_string(c.vocab) +
          (c.pre_ln ? ", pre-LN" : ", post-LN") + (c.has_projections() ? ", project_in/out " + std::to_string(c.input_dim) : "") +
          (c.activation != Activation::Relu ? std::string(", ") + hf_activation_name(c.activation) : "") +
          (c.enable_bias ? "" : ", no biases") + (c.ln_affine ? "" : ", layer norms without weights") +
@@ -170,7 +171,7 @@ void run(const Options& o) {
   for (const auto& path : o.files) {
     if (std::filesystem::is_directory(path)) {  // a model folder: HF or alpa
       ReadModelOptions ro;
-      ro.guess_heads = true;
+      ro.heads_may_be_unknown = true;
       OptTensors m = read_opt_model(path, ro);
       if (o.json_out) {
         json t = json::array();

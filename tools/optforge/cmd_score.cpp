@@ -14,13 +14,15 @@
 #include "model/runtime.h"
 #include "model/sampling.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer_options.h"
 #include "util/error.h"
 
 namespace optforge::cli {
 namespace {
 
 struct Options {
-  std::string model, file, tokenizer_dir, dump_logits;
+  TokenizerOptions tokenizer;
+  std::string model, file, dump_logits;
   bool json = false, ids = false, left_pad = false;
   int64_t prefill = 0, heads = 0;
   int threads = 0;
@@ -74,7 +76,7 @@ void write_npy(const std::string& path, const std::vector<int64_t>& shape, const
 }
 
 void run(const Options& o) {
-  const Tokenizer tok = o.tokenizer_dir.empty() ? Tokenizer::builtin() : Tokenizer::load(o.tokenizer_dir);
+  const Tokenizer tok = load_tokenizer(o.tokenizer);
   const auto seqs = read_sequences(o, tok);
   auto rt = open_model(o.model, o.threads, o.heads, kv_dtype_of(o.kv_dtype));
   OptModel& model = *rt->model;
@@ -160,8 +162,7 @@ void register_score(CLI::App& app) {
   cmd->add_option("file", o->file, "Text file to score ('-' for stdin)")->required();
   cmd->add_flag("--json", o->json, "One JSON object per sequence");
   cmd->add_flag("--ids", o->ids, "FILE holds token ids: a JSON array per line, scored as one batch");
-  cmd->add_option("--tokenizer", o->tokenizer_dir, "Directory with vocab.json and merges.txt (default: built-in)")
-      ->check(CLI::ExistingDirectory);
+  add_tokenizer_options(cmd, o->tokenizer);
   add_runtime_options(cmd, o->threads, o->heads, o->kv_dtype);
   // For checking the engine against references; hidden from --help.
   cmd->add_option("--dump-logits", o->dump_logits, "Write every position's logits [B, T, V] as .npy")->group("");

@@ -18,6 +18,7 @@
 #include "serve/http_server.h"
 #include "serve/server_app.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer_options.h"
 #include "util/error.h"
 #include "util/human.h"
 
@@ -25,7 +26,8 @@ namespace optforge::cli {
 namespace {
 
 struct Options {
-  std::string model, host = "127.0.0.1", api_key, model_name, tokenizer_dir, once;
+  TokenizerOptions tokenizer;
+  std::string model, host = "127.0.0.1", api_key, model_name, once;
   int port = 8080, threads = 0;
   std::string kv_dtype = "f16";
   int64_t heads = 0, max_batch = 32, kv_cache_tokens = 0, max_tokens_limit = 0, max_body_bytes = 1 << 20,
@@ -62,7 +64,7 @@ void run(const Options& o) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  const Tokenizer tok = o.tokenizer_dir.empty() ? Tokenizer::builtin() : Tokenizer::load(o.tokenizer_dir);
+  const Tokenizer tok = load_tokenizer(o.tokenizer);
   auto rt = open_model(o.model, o.threads, o.heads, kv_dtype_of(o.kv_dtype));
   const OptConfig& cfg = rt->model->config();
   serve::Metrics metrics;
@@ -136,8 +138,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--max-queue", o->max_queue, "Prompts waiting for a batch slot (429 beyond)")->capture_default_str();
   cmd->add_option("--shutdown-grace", o->shutdown_grace, "Seconds running requests may take to finish on SIGTERM")->capture_default_str();
   add_runtime_options(cmd, o->threads, o->heads, o->kv_dtype);
-  cmd->add_option("--tokenizer", o->tokenizer_dir, "Directory with vocab.json and merges.txt (default: built-in)")
-      ->check(CLI::ExistingDirectory);
+  add_tokenizer_options(cmd, o->tokenizer);
   cmd->add_option("--once", o->once, "Serve on a free loopback port, send this prompt through HTTP, print the greedy completion, exit");
   cmd->add_option("--once-max-tokens", o->once_max_tokens, "max_tokens for --once")->capture_default_str();
   cmd->callback([o] { run(*o); });

@@ -12,13 +12,14 @@
 
 #include "commands.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer_options.h"
 #include "util/error.h"
 
 namespace optforge::cli {
 namespace {
 
 struct Options {
-  std::string tokenizer_dir;
+  TokenizerOptions tokenizer;
   bool decode = false, no_bos = false, keep_special = false;
 };
 
@@ -82,7 +83,7 @@ void decode_line(const Tokenizer& tok, const Options& o, std::string_view line, 
 }
 
 void run(const Options& o) {
-  const Tokenizer tok = o.tokenizer_dir.empty() ? Tokenizer::builtin() : Tokenizer::load(o.tokenizer_dir);
+  const Tokenizer tok = load_tokenizer(o.tokenizer);
   Output out;
   std::vector<int32_t> ids;
   std::string pending;  // an incomplete last line, waiting for its newline
@@ -124,8 +125,7 @@ void register_tokenize(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "tokenize",
       "Encode stdin lines to JSON id arrays (a line may be {\"text\": ...}), or decode id arrays with --decode");
-  cmd->add_option("--tokenizer", o->tokenizer_dir, "Directory with vocab.json and merges.txt (default: built-in OPT files)")
-      ->check(CLI::ExistingDirectory);
+  add_tokenizer_options(cmd, o->tokenizer);
   cmd->add_flag("--decode", o->decode, "Read JSON arrays of ids, print JSON strings");
   cmd->add_flag("--no-bos", o->no_bos, "Do not prepend </s> (id 2) when encoding");
   cmd->add_flag("--keep-special", o->keep_special, "When decoding, print <s> <pad> </s> <unk> instead of dropping them");
