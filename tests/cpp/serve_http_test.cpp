@@ -77,6 +77,31 @@ TEST(HttpParse, BodyFraming) {
   EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n"), 413);
 }
 
+TEST(HttpParse, CorsOnlyForAllowedOrigins) {
+  HttpServerOptions o;
+  const auto handler = [](const HttpRequest& r, HttpExchange& ex) { ex.send({200, "text/plain", {}, r.method}); };
+  const auto page = [](int status, const std::string&) { return HttpResponse{status, "text/plain", {}, "x"}; };
+  const std::string preflight = "OPTIONS /v1/completions HTTP/1.1\r\nHost: a\r\nOrigin: https://a.example\r\n"
+                                "Access-Control-Request-Method: POST\r\n\r\n";
+  const std::string get = "GET / HTTP/1.1\r\nHost: a\r\nOrigin: https://a.example\r\n\r\n";
+  std::string out = serve_bytes(preflight + get, o, handler, page);  // off: the handler sees OPTIONS
+  EXPECT_EQ(out.find("Access-Control"), std::string::npos);
+  EXPECT_NE(out.find("\r\n\r\nOPTIONS"), std::string::npos);
+  o.allowed_origins = {"https://a.example"};
+  out = serve_bytes(preflight + get, o, handler, page);
+  EXPECT_EQ(out.rfind("HTTP/1.1 204 No Content\r\n", 0), 0u);
+  EXPECT_NE(out.find("Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"), std::string::npos);
+  EXPECT_NE(out.find("\r\n\r\nGET"), std::string::npos);
+  EXPECT_EQ(out.find("Content-Length: 0"), std::string::npos);  // a 204 has no framing
+  size_t n = 0;
+  for (size_t i = out.find("Access-Control-Allow-Origin: https://a.example\r\n"); i != std::string::npos;
+       i = out.find("Access-Control-Allow-Origin: https://a.example\r\n", i + 1))
+    ++n;
+  EXPECT_EQ(n, 2u);
+  o.allowed_origins = {"https://b.example"};
+  EXPECT_EQ(serve_bytes(get, o, handler, page).find("Access-Control"), std::string::npos);
+}
+
 class LiveServer : public ::testing::Test {
  protected:
   void SetUp() override {
