@@ -260,27 +260,34 @@ def test_connection_caps_per_client_and_in_total(model):
         assert wait_until(lambda: call("GET", s.url + "/health")[0] == 200, timeout=5)
 
 
+def gauge(server, name):
+    return metric(call("GET", server.url + "/metrics")[1], name)
+
+
 def test_sse_keepalive_comment_while_queued(model):
-    """One batch slot, taken by a long request: a streamed request waiting in the queue gets
-    ': keep-alive' comments (SSE comment lines, which clients ignore) before its first event;
-    when it goes away while queued, its job is dropped and the slot holder is unaffected."""
+    """One batch slot, taken by a long streamed request: a streamed request waiting in the queue
+    gets ': keep-alive' comments (SSE comment lines, which clients ignore) before its first event;
+    when it goes away while queued, its job leaves the queue and the running one is unaffected."""
     with serve(model, "--max-batch", 1, "--sse-keepalive", 0.2) as s:
-        long_body = {"model": "opt-tiny", "prompt": "Hi", "max_tokens": 500, "ignore_eos": True, "temperature": 0}
-        result = []
-        t = threading.Thread(target=lambda: result.append(call("POST", s.url + "/v1/completions", long_body, timeout=120)))
-        t.start()
-        assert wait_until(lambda: metric(call("GET", s.url + "/metrics")[1], "optforge_batch_size") == 1, timeout=10)
-        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
-        conn.request("POST", "/v1/completions", json.dumps({"model": "opt-tiny", "prompt": "Hi", "max_tokens": 2,
-                                                             "stream": True}), {"Content-Type": "application/json"})
-        r = conn.getresponse()
-        assert r.status == 200 and r.getheader("Content-Type") == "text/event-stream"
-        assert [r.readline() for _ in range(4)] == [b": keep-alive\n", b"\n"] * 2
-        assert metric(call("GET", s.url + "/metrics")[1], "optforge_queue_depth") == 1
-        conn.close()
-        assert wait_until(lambda: metric(call("GET", s.url + "/metrics")[1], "optforge_queue_depth") == 0, timeout=5)
-        t.join(120)
-        assert result and result[0][0] == 200 and result[0][1]["usage"]["completion_tokens"] == 500
+        long_body = json.dumps({"model": "opt-tiny", "prompt": "Hi", "max_tokens": 2000, "ignore_eos": True,
+                                "temperature": 0, "stream": True})
+        running = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        running.request("POST", "/v1/completions", long_body, {"Content-Type": "application/json"})
+        r1 = running.getresponse()
+        assert r1.status == 200 and r1.readline().startswith(b"data: ")
+        assert gauge(s, "optforge_batch_size") == 1
+        queued = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        queued.request("POST", "/v1/completions", json.dumps({"model": "opt-tiny", "prompt": "Hi", "max_tokens": 2,
+                                                               "stream": True}), {"Content-Type": "application/json"})
+        r2 = queued.getresponse()
+        assert r2.status == 200 and r2.getheader("Content-Type") == "text/event-stream"
+        assert [r2.readline() for _ in range(4)] == [b": keep-alive\n", b"\n"] * 2
+        assert gauge(s, "optforge_queue_depth") == 1
+        queued.close()
+        assert wait_until(lambda: gauge(s, "optforge_queue_depth") == 0, timeout=5)
+        assert gauge(s, "optforge_batch_size") == 1 and r1.readline()  # still streaming
+        running.close()
+        assert wait_until(lambda: gauge(s, "optforge_batch_size") == 0, timeout=5)
         still_serving(s)
 
 
