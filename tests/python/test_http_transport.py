@@ -238,6 +238,37 @@ def test_slowloris_does_not_starve_normal_requests(model):
         still_serving(s)
 
 
+def test_slowloris_from_one_address_leaves_room_for_others(model):
+    """With the default caps (64 in total, 48 per address) 70 trickling connections from one
+    address hold at most 48 slots: another address is still answered within a second."""
+    with serve(model, "--request-timeout", 3) as s:
+        slow = [connect(s) for _ in range(70)]
+        try:
+            for i in range(3):
+                for c in slow:
+                    try:
+                        c.sendall(b"GET /health HTTP/1.1\r\n"[i:i + 1])
+                    except OSError:
+                        pass  # one of those closed at once: past the refusal threads
+                time.sleep(0.5)
+                with connect(s, source="127.0.0.2") as other:
+                    t0 = time.monotonic()
+                    other.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                    r, body = read_response(_Reader(other))
+                    assert (r.status, json.loads(body)) == (200, {"status": "ok"})
+                    assert time.monotonic() - t0 < 1.0
+                assert gauge_from(s, "127.0.0.3", "optforge_http_connections") <= 50
+        finally:
+            for c in slow:
+                c.close()
+
+
+def gauge_from(server, source, name):
+    with connect(server, source=source) as c:
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        return metric(read_response(_Reader(c))[1].decode(), name)
+
+
 def test_connection_caps_per_client_and_in_total(model):
     with serve(model, "--max-connections", 6, "--max-connections-per-client", 3) as s:
         held = [connect(s) for _ in range(3)]
