@@ -1,5 +1,5 @@
-// A minimal HTTP/1.1 client for loopback use: `optforge serve --once` sends its completion
-// through the running server with it, and the C++ tests talk to test servers with it.
+// A minimal HTTP/1.1 client for loopback use, on Boost.Beast: `optforge serve --once` sends its
+// completion through the running server with it, and the C++ tests talk to test servers with it.
 #pragma once
 
 #include <string>
@@ -14,12 +14,10 @@ struct HttpClientResponse {
   std::string body;     // de-chunked
 };
 
-// One request on a fresh connection ("Connection: close"); reads the whole answer. Throws
-// optforge::Error when the server cannot be reached or the answer is malformed or late.
+// One request on a fresh connection ("Connection: close"); reads the whole answer within
+// `timeout_ms`. Throws optforge::Error when the server cannot be reached or the answer is
+// malformed or late.
 HttpClientResponse http_request(const std::string& host, int port, const std::string& method, const std::string& path,
                                 const std::string& body = {}, const HttpHeaders& headers = {}, int timeout_ms = 60000);
-
-// The bytes of a chunked body, de-chunked; throws optforge::Error when malformed.
-std::string dechunk(const std::string& chunked);
 
 }  // namespace optforge::serve

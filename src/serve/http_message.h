@@ -1,10 +1,9 @@
-// HTTP/1.1 requests and responses as the server's handlers see them, and the parser for a
-// request's head (request line + headers). Kept apart from the socket code so the parser can be
-// tested on strings, and so handlers never see a socket.
+// HTTP/1.1 requests and responses as the server's handlers see them, and the serializer for a
+// response's head. Parsing is Boost.Beast's (see http_server.h); these value types keep Beast
+// out of every file that is not the transport itself.
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,8 +23,6 @@ struct HttpRequest {
 
   // The first header with this (lower-case) name.
   const std::string* header(std::string_view lower_name) const;
-  // HTTP/1.1 keeps the connection unless told "close"; HTTP/1.0 only with "keep-alive".
-  bool wants_keep_alive() const;
 };
 
 struct HttpResponse {
@@ -34,23 +31,6 @@ struct HttpResponse {
   HttpHeaders headers;  // extra headers
   std::string body;
 };
-
-// What went wrong reading a request, as the status to answer with.
-struct HttpParseError {
-  int status;  // 400, 413, 431, 501, 505
-  std::string message;
-};
-
-// Parses "METHOD target HTTP/1.x\r\n(name: value\r\n)*" (the head without its final blank line).
-// Fills method, path, query, minor_version and headers.
-std::optional<HttpParseError> parse_request_head(std::string_view head, HttpRequest& out);
-
-// How the body is framed: none, a Content-Length, or chunked transfer coding.
-struct BodyFraming {
-  enum class Kind { None, Length, Chunked } kind = Kind::None;
-  uint64_t length = 0;
-};
-std::optional<HttpParseError> body_framing(const HttpRequest& req, BodyFraming& out);
 
 // "OK", "Not Found", ... for the status codes this server uses.
 const char* reason_phrase(int status);

@@ -1,142 +1,104 @@
 #include "serve/http_server.h"
 
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <cctype>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 
+#include "serve/http_stream.h"
 #include "util/error.h"
 
 namespace optforge::serve {
 
-// One accepted socket: buffered reads with timeouts, and whole writes.
-class Connection {
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string str(beast::string_view s) { return std::string(s.data(), s.size()); }
+
+// An in-memory client: `input`, then end of stream; what the server writes is collected.
+class MemoryStream final : public ByteStream {
  public:
-  Connection(int fd, const HttpServerOptions& o, const std::atomic<bool>& stopping) : fd_(fd), opt_(o), stopping_(stopping) {}
-
-  enum class Read { Ok, Closed, Timeout, Stopping };
-
-  // Reads more bytes into buf_. `idle`: waiting between requests, where server shutdown and the
-  // idle timeout end the wait; otherwise the I/O timeout applies.
-  Read fill(bool idle) {
-    const int limit = idle ? opt_.idle_timeout_ms : opt_.io_timeout_ms;
-    for (int waited = 0; waited < limit;) {
-      if (idle && stopping_.load()) return Read::Stopping;
-      pollfd p{fd_, POLLIN, 0};
-      const int slice = std::min(100, limit - waited);  // wake up to notice a shutdown
-      const int r = ::poll(&p, 1, slice);
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) return Read::Closed;
-      if (r == 0) {
-        waited += slice;
-        continue;
-      }
-      char tmp[16384];
-      const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n <= 0) return Read::Closed;
-      buf_.append(tmp, size_t(n));
-      return Read::Ok;
+  explicit MemoryStream(std::string_view input) : in_(input) {}
+  size_t read_some(char* p, size_t n, Clock::time_point, beast::error_code& ec) override {
+    if (in_.empty()) {
+      ec = net::error::eof;
+      return 0;
     }
-    return Read::Timeout;
+    n = std::min(n, in_.size());
+    std::memcpy(p, in_.data(), n);
+    in_.remove_prefix(n);
+    ec = {};
+    return n;
   }
-
-  // Makes sure at least `n` unread bytes are buffered.
-  Read need(size_t n) {
-    while (buf_.size() - pos_ < n) {
-      const Read r = fill(false);
-      if (r != Read::Ok) return r;
-    }
-    return Read::Ok;
-  }
-
-  // Reads a CRLF-terminated line of at most `limit` bytes (without the CRLF).
-  Read line(std::string& out, size_t limit, bool& too_long) {
-    too_long = false;
-    for (;;) {
-      const size_t eol = buf_.find("\r\n", pos_);
-      if (eol != std::string::npos) {
-        out = buf_.substr(pos_, eol - pos_);
-        pos_ = eol + 2;
-        return Read::Ok;
-      }
-      if (buf_.size() - pos_ > limit) {
-        too_long = true;
-        return Read::Ok;
-      }
-      const Read r = fill(false);
-      if (r != Read::Ok) return r;
-    }
-  }
-
-  std::string take(size_t n) {
-    std::string s = buf_.substr(pos_, n);
-    pos_ += n;
-    return s;
-  }
-
-  // Drops consumed bytes (the start of a pipelined next request stays).
-  void compact() {
-    buf_.erase(0, pos_);
-    pos_ = 0;
-  }
-
-  bool write_all(std::string_view data) {
-    while (!data.empty()) {
-      pollfd p{fd_, POLLOUT, 0};
-      const int r = ::poll(&p, 1, opt_.io_timeout_ms);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0 || (p.revents & (POLLERR | POLLHUP))) return false;
-      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n <= 0) return false;
-      data.remove_prefix(size_t(n));
-    }
+  bool write_all(std::string_view data) override {
+    out.append(data);
     return true;
   }
-
-  bool peer_gone() const {
-    pollfd p{fd_, POLLIN | POLLRDHUP, 0};
-    if (::poll(&p, 1, 0) <= 0) return false;
-    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) return true;
-    char c;  // readable: either pipelined bytes (still here) or end of stream (gone)
-    return ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-  }
-
-  std::string& buffer() { return buf_; }
-  size_t& pos() { return pos_; }
+  bool peer_gone() override { return false; }
+  bool wait_readable(int, const std::atomic<bool>&) override { return !in_.empty(); }
+  std::string out;
 
  private:
-  int fd_;
-  const HttpServerOptions& opt_;
-  const std::atomic<bool>& stopping_;
-  std::string buf_;
-  size_t pos_ = 0;
+  std::string_view in_;
 };
 
+// The status that answers a failed read, or 0 when the client is simply gone.
+int status_for(const beast::error_code& ec, std::string& message, const HttpServerOptions& o) {
+  if (ec == beast::error::timeout) return message = "the request was not received in time", 408;
+  if (ec == http::error::header_limit)
+    return message = "the request head exceeds " + std::to_string(o.max_header_bytes) + " bytes", 431;
+  if (ec == http::error::body_limit)
+    return message = "the request body exceeds " + std::to_string(o.max_body_bytes) + " bytes", 413;
+  if (ec == http::error::bad_version) return message = "only HTTP/1.0 and HTTP/1.1 are supported", 505;
+  if (ec == http::error::end_of_stream || ec == http::error::partial_message) return 0;
+  if (ec.category() == http::make_error_code(http::error::bad_method).category())
+    return message = "malformed request: " + ec.message(), 400;
+  return 0;  // a socket error
+}
+
+}  // namespace
+
 // ---- HttpExchange
+
+HttpHeaders HttpExchange::with_extra(const HttpHeaders& h) const {
+  HttpHeaders all = h;
+  all.insert(all.end(), extra_.begin(), extra_.end());
+  return all;
+}
 
 bool HttpExchange::send(const HttpResponse& r) {
   if (state_ != State::Fresh || failed_) return false;
   state_ = State::Done;
-  std::string out = serialize_head(r.status, r.content_type, r.headers, int64_t(r.body.size()), keep_alive_);
+  std::string out = serialize_head(r.status, r.content_type, with_extra(r.headers), int64_t(r.body.size()), keep_alive_);
   out += r.body;
-  if (!conn_.write_all(out)) failed_ = true;
+  if (!stream_.write_all(out)) failed_ = true;
   return !failed_;
 }
 
 bool HttpExchange::start_stream(int status, const std::string& content_type, const HttpHeaders& headers) {
   if (state_ != State::Fresh || failed_) return false;
   state_ = State::Streaming;
-  if (!conn_.write_all(serialize_head(status, content_type, headers, -1, keep_alive_))) failed_ = true;
+  event_stream_ = content_type.rfind("text/event-stream", 0) == 0;
+  last_write_ = Clock::now();
+  if (!stream_.write_all(serialize_head(status, content_type, with_extra(headers), -1, keep_alive_))) failed_ = true;
   return !failed_;
 }
 
@@ -148,217 +110,256 @@ bool HttpExchange::write(std::string_view data) {
   std::string chunk(size, size_t(n));
   chunk.append(data);
   chunk += "\r\n";
-  if (!conn_.write_all(chunk)) failed_ = true;
+  last_write_ = Clock::now();
+  if (!stream_.write_all(chunk)) failed_ = true;
   return !failed_;
 }
 
 bool HttpExchange::end_stream() {
   if (state_ != State::Streaming || failed_) return false;
   state_ = State::Done;
-  if (!conn_.write_all("0\r\n\r\n")) failed_ = true;
+  if (!stream_.write_all("0\r\n\r\n")) failed_ = true;
   return !failed_;
 }
 
-bool HttpExchange::client_gone() const { return failed_ || conn_.peer_gone(); }
+bool HttpExchange::client_gone() {
+  if (failed_) return true;
+  if (state_ == State::Streaming && event_stream_ && keepalive_ms_ > 0 &&
+      Clock::now() - last_write_ >= std::chrono::milliseconds(keepalive_ms_))
+    write(": keep-alive\n\n");
+  return failed_ || stream_.peer_gone();
+}
+
+// ---- one connection: requests in order, each answered before the next is read
+
+struct ConnectionLoop {
+  ByteStream& s;
+  const HttpServerOptions& o;
+  const HttpHandler& handler;
+  const HttpErrorPage& error_page;
+  const std::atomic<bool>& stopping;
+  beast::flat_buffer buf{};  // bytes read past the current request (pipelining) stay here
+
+  // Empty lines before a request line are ignored (RFC 9112 2.2).
+  void skip_blank_lines() {
+    for (;;) {
+      const auto* d = static_cast<const char*>(buf.data().data());
+      if (buf.size() >= 2 && d[0] == '\r' && d[1] == '\n') buf.consume(2);
+      else return;
+    }
+  }
+
+  // Beast 1.81 lets any byte through a quoted chunk-extension value; control characters there
+  // (a bare LF above all) are refused, as RFC 9112 7.1.1's qdtext says.
+  static void check_chunk_extensions(uint64_t, beast::string_view extensions, beast::error_code& ec) {
+    for (char c : extensions)
+      if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) ec = http::error::bad_chunk_extension;
+  }
+
+  void refuse(int status, const std::string& message) {
+    HttpExchange ex(s, false, {}, 0);
+    ex.send(error_page(status, message));
+    s.linger();
+  }
+
+  // Reads the next request into `req`; false when the connection is to close (a refusal, if
+  // any, has been sent). `refusal`: answer this 429 instead of serving the request.
+  bool read_request(HttpRequest& req, bool& keep_alive, const std::string* refusal) {
+    skip_blank_lines();
+    if (buf.size() == 0 && !s.wait_readable(o.idle_timeout_ms, stopping)) return false;
+    http::request_parser<http::string_body> p;
+    p.header_limit(uint32_t(std::clamp<int64_t>(o.max_header_bytes, 1, UINT32_MAX)));
+    p.body_limit(uint64_t(std::max<int64_t>(o.max_body_bytes, 0)));
+    p.on_chunk_header(check_chunk_extensions);
+    const auto timeout = std::chrono::milliseconds(o.request_timeout_ms);
+    // One deadline for the whole head; its bytes are kept to check what Beast would repair.
+    std::string head(static_cast<const char*>(buf.data().data()), buf.size());
+    DeadlineStream ds{s, Clock::now() + timeout, &head};
+    beast::error_code ec;
+    std::string message;
+    http::read_header(ds, buf, p, ec);
+    if (ec) {
+      if (const int status = status_for(ec, message, o)) refuse(status, message);
+      return false;
+    }
+    ds.record = nullptr;
+    head.resize(head.size() - buf.size());
+    // Beast joins obs-fold continuation lines into the value; RFC 9112 5.2 allows refusing them
+    // instead, which keeps a proxy that reads the lines differently from disagreeing with us.
+    if (head.find("\n ") != std::string::npos || head.find("\n\t") != std::string::npos)
+      return refuse(400, "obsolete header line folding"), false;
+    auto& m = p.get();
+    if (m.version() != 10 && m.version() != 11) return refuse(505, "only HTTP/1.0 and HTTP/1.1 are supported"), false;
+    if (m.version() == 11 && m.count(http::field::host) != 1)
+      return refuse(400, "HTTP/1.1 requests need exactly one Host header"), false;
+    const std::string target = str(m.target());
+    if (target.empty() || target.front() != '/') return refuse(400, "the request target must start with '/'"), false;
+    if (refusal) return refuse(429, *refusal), false;
+    if (m.count(http::field::transfer_encoding) > 1 ||
+        (m.count(http::field::transfer_encoding) && !beast::iequals(m[http::field::transfer_encoding], "chunked")))
+      return refuse(501, "unsupported Transfer-Encoding '" + str(m[http::field::transfer_encoding]) + "'"), false;
+    if (!p.is_done()) {
+      // A client that waits for "100 Continue" before its body gets it once the head is accepted.
+      if (beast::iequals(m[http::field::expect], "100-continue") && buf.size() == 0 &&
+          !s.write_all("HTTP/1.1 100 Continue\r\n\r\n"))
+        return false;
+      ds.deadline = Clock::now() + timeout;  // and one for the whole body
+      http::read(ds, buf, p, ec);
+      if (ec) {
+        if (const int status = status_for(ec, message, o)) refuse(status, message);
+        return false;
+      }
+    }
+    req.method = str(m.method_string());
+    const size_t q = target.find('?');
+    req.path = target.substr(0, q);
+    req.query = q == std::string::npos ? std::string() : target.substr(q + 1);
+    req.minor_version = int(m.version() % 10);
+    for (const auto& f : m) req.headers.emplace_back(lower(str(f.name_string())), str(f.value()));
+    req.body = std::move(m.body());
+    keep_alive = m.keep_alive() && !stopping.load();
+    return true;
+  }
+
+  // CORS headers for an allowed Origin (none when CORS is off); `preflight`: an OPTIONS request
+  // the transport answers itself.
+  HttpHeaders cors(const HttpRequest& req, bool& preflight) const {
+    preflight = false;
+    const std::string* origin = req.header("origin");
+    if (!origin || o.allowed_origins.empty()) return {};
+    const auto& a = o.allowed_origins;
+    const bool listed = std::find(a.begin(), a.end(), *origin) != a.end();
+    if (!listed && std::find(a.begin(), a.end(), "*") == a.end()) return {};
+    preflight = req.method == "OPTIONS" && req.header("access-control-request-method");
+    return {{"Access-Control-Allow-Origin", listed ? *origin : "*"}, {"Vary", "Origin"}};
+  }
+
+  void run(const std::string* refusal) {
+    for (;;) {
+      HttpRequest req;
+      bool keep_alive = false;
+      if (!read_request(req, keep_alive, refusal)) return;
+      bool preflight = false;
+      HttpExchange ex(s, keep_alive, cors(req, preflight), o.sse_keepalive_ms);
+      if (preflight) {
+        const std::string* h = req.header("access-control-request-headers");
+        ex.send({204, "", {{"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
+                           {"Access-Control-Allow-Headers", h ? *h : "Authorization, Content-Type"},
+                           {"Access-Control-Max-Age", "600"}}, ""});
+      } else {
+        try {
+          handler(req, ex);
+          if (!ex.responded()) ex.send(error_page(500, "the handler sent no response"));
+        } catch (const std::exception& e) {
+          if (ex.responded()) return;  // mid-answer: the framing is lost
+          ex.send(error_page(500, e.what()));
+        }
+      }
+      if (ex.state_ == HttpExchange::State::Streaming) return;  // unfinished stream: the framing is lost
+      if (ex.failed() || !keep_alive || stopping.load()) return;
+    }
+  }
+};
+
+std::string serve_bytes(std::string_view input, const HttpServerOptions& options, const HttpHandler& handler,
+                        const HttpErrorPage& error_page) {
+  MemoryStream s(input);
+  const std::atomic<bool> stopping{false};
+  ConnectionLoop{s, options, handler, error_page, stopping}.run(nullptr);
+  return std::move(s.out);
+}
 
 // ---- HttpServer
 
+struct HttpServer::Impl {
+  net::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+};
+
 HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler, HttpErrorPage error_page)
-    : opt_(std::move(options)), handler_(std::move(handler)), error_page_(std::move(error_page)) {}
+    : opt_(std::move(options)), handler_(std::move(handler)), error_page_(std::move(error_page)),
+      impl_(std::make_unique<Impl>()) {}
 
 HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::start() {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* res = nullptr;
   const std::string where = opt_.host + ":" + std::to_string(opt_.port);
-  if (int e = ::getaddrinfo(opt_.host.c_str(), std::to_string(opt_.port).c_str(), &hints, &res); e != 0)
-    throw Error(std::string("cannot resolve the address: ") + gai_strerror(e), where);
+  tcp::resolver resolver(impl_->ioc);
+  beast::error_code ec;
+  const auto endpoints = resolver.resolve(opt_.host, std::to_string(opt_.port), tcp::resolver::passive, ec);
+  if (ec) throw Error("cannot resolve the address: " + ec.message(), where);
+  tcp::acceptor& a = impl_->acceptor;
   std::string last = "no address";
-  for (addrinfo* a = res; a && listen_fd_ < 0; a = a->ai_next) {
-    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) continue;
-    const int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, 512) == 0) {
-      listen_fd_ = fd;
-    } else {
-      last = std::strerror(errno);
-      ::close(fd);
-    }
+  for (const auto& e : endpoints) {
+    a.open(e.endpoint().protocol(), ec);
+    if (!ec) a.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) a.bind(e.endpoint(), ec);
+    if (!ec) a.listen(512, ec);
+    if (!ec) break;
+    last = ec.message();
+    beast::error_code ignored;
+    a.close(ignored);
   }
-  ::freeaddrinfo(res);
-  if (listen_fd_ < 0) throw Error("cannot listen: " + last, where);
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len);
-  port_ = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
-                                   : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  if (!a.is_open()) throw Error("cannot listen: " + last, where);
+  a.non_blocking(true, ec);
+  port_ = a.local_endpoint(ec).port();
   acceptor_ = std::thread([this] { accept_loop(); });
 }
 
 void HttpServer::accept_loop() {
+  tcp::acceptor& a = impl_->acceptor;
   while (!stopping_.load()) {
-    pollfd p{listen_fd_, POLLIN, 0};
+    pollfd p{a.native_handle(), POLLIN, 0};
     if (::poll(&p, 1, 100) <= 0) {  // a short timeout so stop_accepting() is noticed
       reap(false);
       continue;
     }
-    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    const int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // small SSE events go out at once
+    beast::error_code ec;
+    tcp::socket sock(impl_->ioc);
+    a.accept(sock, ec);
+    if (ec) continue;
+    ::fcntl(sock.native_handle(), F_SETFD, FD_CLOEXEC);
+    net::ip::address addr = sock.remote_endpoint(ec).address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) addr = net::ip::make_address_v4(net::ip::v4_mapped, addr.to_v6());
+    const std::string client = ec ? std::string("?") : addr.to_string();
     reap(false);
-    // Over the limit: a few extra threads answer 429 so the client learns why; past those the
-    // socket is simply closed (a flood must not buy threads).
-    const bool refuse = open_.load() >= opt_.max_connections;
-    if (refuse && refusing_.load() >= 16) {
-      ::close(fd);
-      continue;
-    }
     std::lock_guard<std::mutex> lock(mu_);
+    const int64_t per_client_cap = std::min(opt_.max_connections_per_client, opt_.max_connections);
+    std::string refusal;
+    if (open_.load() >= opt_.max_connections)
+      refusal = "too many concurrent connections (the limit is " + std::to_string(opt_.max_connections) + ")";
+    else if (per_client_[client] >= per_client_cap)
+      refusal = "too many concurrent connections from " + client + " (the limit is " + std::to_string(per_client_cap) + ")";
+    const bool refuse = !refusal.empty();
+    // Over a limit: a few extra threads answer 429 so the client learns why; past those the
+    // socket is simply closed (a flood must not buy threads).
+    if (refuse && refusing_.load() >= 16) continue;
+    if (!refuse) ++per_client_[client];
     (refuse ? refusing_ : open_).fetch_add(1);
+    const int fd = sock.native_handle();
     fds_.insert(fd);
+    auto stream = std::make_unique<SocketStream>(std::move(sock), std::chrono::milliseconds(opt_.write_timeout_ms));
     Worker& w = workers_.emplace_back();
-    w.thread = std::thread([this, fd, refuse, &w] { serve(fd, refuse, &w); });
+    w.thread = std::thread([this, s = std::move(stream), fd, client, refusal, &w]() mutable {
+      serve(std::move(s), fd, client, refusal.empty() ? nullptr : &refusal, &w);
+    });
   }
 }
 
-void HttpServer::serve(int fd, bool refuse, Worker* self) {
-  Connection c(fd, opt_, stopping_);
-  bool linger = false;
-  auto refuse_with = [&](int status, const std::string& message) {
-    HttpExchange ex(c, false);
-    ex.send(error_page_(status, message));
-    linger = true;
-  };
-  for (;;) {
-    // The head: up to the blank line. Stray CRLFs before a request are allowed (RFC 9112 2.2).
-    c.compact();
-    size_t head_end;
-    bool closed = false;
-    while ((head_end = c.buffer().find("\r\n\r\n")) == std::string::npos) {
-      while (c.buffer().rfind("\r\n", 0) == 0) c.buffer().erase(0, 2);
-      if (int64_t(c.buffer().size()) > opt_.max_header_bytes) {
-        refuse_with(431, "the request head exceeds " + std::to_string(opt_.max_header_bytes) + " bytes");
-        closed = true;
-        break;
-      }
-      // Before a request's first byte the connection is idle: the idle timeout applies, and a
-      // shutdown closes it.
-      const Connection::Read r = c.fill(c.buffer().empty());
-      if (r == Connection::Read::Ok) continue;
-      if (r == Connection::Read::Timeout && !c.buffer().empty()) refuse_with(408, "the request was not received in time");
-      closed = true;
-      break;
-    }
-    if (closed) break;
-    if (int64_t(head_end) > opt_.max_header_bytes) {
-      refuse_with(431, "the request head exceeds " + std::to_string(opt_.max_header_bytes) + " bytes");
-      break;
-    }
-    HttpRequest req;
-    if (auto e = parse_request_head(std::string_view(c.buffer()).substr(0, head_end), req)) {
-      refuse_with(e->status, e->message);
-      break;
-    }
-    c.pos() = head_end + 4;
-    if (refuse) {
-      refuse_with(429, "too many concurrent connections (the limit is " + std::to_string(opt_.max_connections) + ")");
-      break;
-    }
-    BodyFraming framing;
-    if (auto e = body_framing(req, framing)) {
-      refuse_with(e->status, e->message);
-      break;
-    }
-    const uint64_t max_body = uint64_t(opt_.max_body_bytes);
-    if (framing.kind == BodyFraming::Kind::Length && framing.length > max_body) {
-      refuse_with(413, "the request body has " + std::to_string(framing.length) + " bytes; the limit is " +
-                           std::to_string(max_body));
-      break;
-    }
-    const std::string* expect = req.header("expect");
-    if (expect && framing.kind != BodyFraming::Kind::None && c.buffer().size() == c.pos()) {
-      if (!c.write_all("HTTP/1.1 100 Continue\r\n\r\n")) break;
-    }
-    // The body.
-    bool ok = true;
-    if (framing.kind == BodyFraming::Kind::Length) {
-      const Connection::Read r = c.need(size_t(framing.length));
-      if (r != Connection::Read::Ok) {
-        if (r == Connection::Read::Timeout) refuse_with(408, "the request body was not received in time");
-        break;
-      }
-      req.body = c.take(size_t(framing.length));
-    } else if (framing.kind == BodyFraming::Kind::Chunked) {
-      for (;;) {
-        std::string line;
-        bool too_long = false;
-        Connection::Read r = c.line(line, 1024, too_long);
-        if (r != Connection::Read::Ok || too_long) { ok = false; break; }
-        const std::string size_text = line.substr(0, line.find(';'));
-        char* end = nullptr;
-        errno = 0;
-        const unsigned long long n = std::strtoull(size_text.c_str(), &end, 16);
-        if (size_text.empty() || *end != '\0' || errno) { ok = false; break; }
-        if (n == 0) {  // trailers until a blank line
-          do r = c.line(line, 8192, too_long);
-          while (r == Connection::Read::Ok && !too_long && !line.empty());
-          ok = r == Connection::Read::Ok && !too_long;
-          break;
-        }
-        if (req.body.size() + n > max_body) {
-          refuse_with(413, "the request body exceeds " + std::to_string(max_body) + " bytes");
-          ok = false;
-          req.body.clear();
-          break;
-        }
-        if (c.need(size_t(n) + 2) != Connection::Read::Ok) { ok = false; break; }
-        req.body += c.take(size_t(n));
-        if (c.take(2) != "\r\n") { ok = false; break; }
-      }
-      if (!ok) {
-        refuse_with(400, "malformed chunked request body");  // after a 413 this write fails harmlessly
-        break;
-      }
-    }
-    const bool keep_alive = req.wants_keep_alive() && !stopping_.load();
-    HttpExchange ex(c, keep_alive);
-    try {
-      handler_(req, ex);
-      if (!ex.responded()) ex.send(error_page_(500, "the handler sent no response"));
-    } catch (const std::exception& e) {
-      if (!ex.responded()) ex.send(error_page_(500, e.what()));
-      else ok = false;
-    }
-    if (ex.state_ == HttpExchange::State::Streaming) ok = false;  // unfinished stream: the framing is lost
-    if (!ok || ex.failed() || !keep_alive || stopping_.load()) break;
-  }
-  // After a refusal the client may still be sending (a body over the limit): closing with
-  // unread bytes would reset the connection and lose the error response, so half-close and
-  // drain for a moment first.
-  if (linger) {
-    ::shutdown(fd, SHUT_WR);
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    char sink[65536];
-    for (size_t total = 0; total < (64u << 20) && std::chrono::steady_clock::now() < until;) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 100) < 0 && errno != EINTR) break;
-      const ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
-      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
-      if (n > 0) total += size_t(n);
-    }
+void HttpServer::serve(std::unique_ptr<ByteStream> stream, int fd, const std::string& client, const std::string* refusal,
+                       Worker* self) {
+  try {
+    ConnectionLoop{*stream, opt_, handler_, error_page_, stopping_}.run(refusal);
+  } catch (const std::exception&) {
+    // bad_alloc and the like: this connection ends, the server goes on
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
     fds_.erase(fd);
-    ::close(fd);
+    stream.reset();  // closes the socket while stop() cannot shut its number down
+    if (!refusal && --per_client_[client] <= 0) per_client_.erase(client);
   }
-  (refuse ? refusing_ : open_).fetch_sub(1);
+  (refusal ? refusing_ : open_).fetch_sub(1);
   self->done.store(true);
 }
 
@@ -379,10 +380,8 @@ void HttpServer::reap(bool all) {
 void HttpServer::stop_accepting() {
   stopping_.store(true);
   if (acceptor_.joinable()) acceptor_.join();
-  if (listen_fd_ >= 0) {
-    ::close(listen_fd_);
-    listen_fd_ = -1;
-  }
+  beast::error_code ignored;
+  impl_->acceptor.close(ignored);
 }
 
 bool HttpServer::wait_connections(std::chrono::milliseconds timeout) {

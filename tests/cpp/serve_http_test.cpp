@@ -1,6 +1,7 @@
-// The HTTP layer on its own: the request-head parser and body framing on strings, then a live
-// server on a free loopback port (keep-alive, chunked bodies both ways, limits answered through
-// the error page).
+// The HTTP layer on its own: request heads and body framing through serve_bytes (the connection
+// loop on memory), then a live server on a free loopback port (keep-alive, chunked bodies both
+// ways, limits answered through the error page). Raw-socket tests against the real binary are in
+// tests/python/test_http_transport.py.
 #include <gtest/gtest.h>
 
 #include "serve/http_client.h"
@@ -9,53 +10,96 @@
 
 using namespace optforge::serve;
 
+namespace {
+
+// What one connection sending `raw` gets back, through the same parser and limits as a socket.
+std::string answer(const std::string& raw, HttpRequest* seen = nullptr) {
+  HttpServerOptions o;
+  o.max_body_bytes = 1000;
+  return serve_bytes(
+      raw, o,
+      [seen](const HttpRequest& r, HttpExchange& ex) {
+        if (seen) *seen = r;
+        ex.send({200, "text/plain", {}, r.method + " " + r.path + " " + r.body});
+      },
+      [](int status, const std::string& m) { return HttpResponse{status, "application/json", {}, "{\"error\":\"" + m + "\"}"}; });
+}
+
+int status_of(const std::string& raw) {
+  const std::string a = answer(raw);
+  return a.rfind("HTTP/1.1 ", 0) == 0 ? std::stoi(a.substr(9, 3)) : 0;
+}
+
+}  // namespace
+
 TEST(HttpParse, RequestLineAndHeaders) {
   HttpRequest r;
-  ASSERT_FALSE(parse_request_head("POST /v1/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Type:  application/json \r\n", r));
+  EXPECT_NE(answer("POST /v1/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Type:  application/json \r\n"
+                   "Content-Length: 2\r\n\r\n{}", &r).find("Connection: keep-alive"), std::string::npos);
   EXPECT_EQ(r.method, "POST");
   EXPECT_EQ(r.path, "/v1/completions");
   EXPECT_EQ(r.query, "x=1");
   ASSERT_NE(r.header("content-type"), nullptr);
   EXPECT_EQ(*r.header("content-type"), "application/json");
-  EXPECT_TRUE(r.wants_keep_alive());
-  ASSERT_FALSE(parse_request_head("GET / HTTP/1.0\r\n", r));
-  EXPECT_FALSE(r.wants_keep_alive());
+  EXPECT_EQ(r.body, "{}");
+  EXPECT_NE(answer("GET / HTTP/1.0\r\n\r\n", &r).find("Connection: close"), std::string::npos);
+  EXPECT_EQ(r.minor_version, 0);
 }
 
 TEST(HttpParse, RefusesMalformedHeads) {
-  HttpRequest r;
-  EXPECT_EQ(parse_request_head("GET / HTTP/1.1\r\n", r)->status, 400);  // no Host
-  EXPECT_EQ(parse_request_head("GET / HTTP/2.0\r\nHost: a\r\n", r)->status, 505);
-  EXPECT_EQ(parse_request_head("GET  / HTTP/1.1\r\nHost: a\r\n", r)->status, 400);
-  EXPECT_EQ(parse_request_head("GET x HTTP/1.1\r\nHost: a\r\n", r)->status, 400);
-  EXPECT_EQ(parse_request_head("GET / HTTP/1.1\r\nHost: a\r\n folded\r\n", r)->status, 400);
-  EXPECT_EQ(parse_request_head("GET / HTTP/1.1\r\nHo st: a\r\n", r)->status, 400);
-  EXPECT_EQ(parse_request_head("G(T / HTTP/1.1\r\nHost: a\r\n", r)->status, 400);
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\n\r\n"), 400);  // no Host
+  EXPECT_EQ(status_of("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
+  EXPECT_EQ(status_of("GET  / HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+  EXPECT_EQ(status_of("GET x HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n folded\r\n\r\n"), 400);
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHo st: a\r\n\r\n"), 400);
+  EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+  EXPECT_EQ(status_of("G(T / HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
 }
 
 TEST(HttpParse, BodyFraming) {
-  HttpRequest r;
-  BodyFraming f;
-  ASSERT_FALSE(parse_request_head("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n", r));
-  ASSERT_FALSE(body_framing(r, f));
-  EXPECT_EQ(f.kind, BodyFraming::Kind::Length);
-  EXPECT_EQ(f.length, 12u);
-  ASSERT_FALSE(parse_request_head("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n", r));
-  EXPECT_EQ(body_framing(r, f)->status, 400);
-  ASSERT_FALSE(parse_request_head("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n", r));
-  EXPECT_EQ(body_framing(r, f)->status, 400);
-  ASSERT_FALSE(parse_request_head("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n", r));
-  EXPECT_EQ(body_framing(r, f)->status, 400);  // a smuggling vector: refused
-  ASSERT_FALSE(parse_request_head("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n", r));
-  EXPECT_EQ(body_framing(r, f)->status, 501);
-  ASSERT_FALSE(parse_request_head("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n", r));
-  ASSERT_FALSE(body_framing(r, f));
-  EXPECT_EQ(f.kind, BodyFraming::Kind::Chunked);
+  EXPECT_NE(answer("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\nhello world!").find("POST / hello world!"),
+            std::string::npos);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n"), 400);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), 400);
+  // A smuggling vector: refused.
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n"), 400);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"), 501);
+  EXPECT_NE(answer("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n1;ext=1\r\nd\r\n0\r\n\r\n")
+                .find("POST / abcd"),
+            std::string::npos);
+  // Chunk sizes are bare hex digits; extensions hold no control characters.
+  const std::string chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (const char* size : {"0x2", "+2", " 2", "-2", "2 ", "2;a\nb", "2;a=\"\nb\"", "fffffffffffffffff"})
+    EXPECT_EQ(status_of(chunked + size + "\r\nab\r\n0\r\n\r\n"), 400) << size;
+  EXPECT_EQ(status_of(chunked + "2;a=\"b c\"\r\nab\r\n0\r\n\r\n"), 200);
+  EXPECT_EQ(status_of(chunked + "3e9\r\n"), 413);
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n"), 413);
 }
 
-TEST(HttpParse, Dechunk) {
-  EXPECT_EQ(dechunk("3\r\nabc\r\n1;ext=1\r\nd\r\n0\r\n\r\n"), "abcd");
-  EXPECT_THROW(dechunk("5\r\nab"), optforge::Error);
+TEST(HttpParse, CorsOnlyForAllowedOrigins) {
+  HttpServerOptions o;
+  const auto handler = [](const HttpRequest& r, HttpExchange& ex) { ex.send({200, "text/plain", {}, r.method}); };
+  const auto page = [](int status, const std::string&) { return HttpResponse{status, "text/plain", {}, "x"}; };
+  const std::string preflight = "OPTIONS /v1/completions HTTP/1.1\r\nHost: a\r\nOrigin: https://a.example\r\n"
+                                "Access-Control-Request-Method: POST\r\n\r\n";
+  const std::string get = "GET / HTTP/1.1\r\nHost: a\r\nOrigin: https://a.example\r\n\r\n";
+  std::string out = serve_bytes(preflight + get, o, handler, page);  // off: the handler sees OPTIONS
+  EXPECT_EQ(out.find("Access-Control"), std::string::npos);
+  EXPECT_NE(out.find("\r\n\r\nOPTIONS"), std::string::npos);
+  o.allowed_origins = {"https://a.example"};
+  out = serve_bytes(preflight + get, o, handler, page);
+  EXPECT_EQ(out.rfind("HTTP/1.1 204 No Content\r\n", 0), 0u);
+  EXPECT_NE(out.find("Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"), std::string::npos);
+  EXPECT_NE(out.find("\r\n\r\nGET"), std::string::npos);
+  EXPECT_EQ(out.find("Content-Length: 0"), std::string::npos);  // a 204 has no framing
+  size_t n = 0;
+  for (size_t i = out.find("Access-Control-Allow-Origin: https://a.example\r\n"); i != std::string::npos;
+       i = out.find("Access-Control-Allow-Origin: https://a.example\r\n", i + 1))
+    ++n;
+  EXPECT_EQ(n, 2u);
+  o.allowed_origins = {"https://b.example"};
+  EXPECT_EQ(serve_bytes(get, o, handler, page).find("Access-Control"), std::string::npos);
 }
 
 class LiveServer : public ::testing::Test {
@@ -112,3 +156,4 @@ TEST_F(LiveServer, StopsWithOpenConnections) {
   EXPECT_THROW(http_request("127.0.0.1", server_->port(), "GET", "/ok", {}, {}, 2000), optforge::Error);
   server_->stop();
 }
+

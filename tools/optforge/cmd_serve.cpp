@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <string>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -31,8 +33,9 @@ struct Options {
   int port = 8080, threads = 0;
   std::string kv_dtype = "f16";
   int64_t heads = 0, max_batch = 32, kv_cache_tokens = 0, max_tokens_limit = 0, max_body_bytes = 1 << 20,
-          max_connections = 64, max_queue = 1024, once_max_tokens = 32;
-  double shutdown_grace = 10;
+          max_connections = 64, max_connections_per_client = 48, max_queue = 1024, once_max_tokens = 32;
+  double shutdown_grace = 10, request_timeout = 30, idle_timeout = 5, sse_keepalive = 15;
+  std::vector<std::string> allowed_origins;
 };
 
 std::string default_model_name(const std::string& path) {
@@ -87,7 +90,12 @@ void run(const Options& o) {
   ho.host = o.once.empty() ? o.host : "127.0.0.1";
   ho.port = o.once.empty() ? o.port : 0;
   ho.max_connections = o.max_connections;
+  ho.max_connections_per_client = o.max_connections_per_client;
   ho.max_body_bytes = o.max_body_bytes;
+  ho.request_timeout_ms = int(o.request_timeout * 1000);
+  ho.idle_timeout_ms = int(o.idle_timeout * 1000);
+  ho.sse_keepalive_ms = int(o.sse_keepalive * 1000);
+  ho.allowed_origins = o.allowed_origins;
   serve::HttpServer server(
       ho, [&app](const serve::HttpRequest& r, serve::HttpExchange& ex) { app.handle(r, ex); },
       [&app](int status, const std::string& m) { return app.error_page(status, m); });
@@ -135,6 +143,24 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--max-tokens-limit", o->max_tokens_limit, "Largest max_tokens a request may ask for (default: the context)");
   cmd->add_option("--max-body-bytes", o->max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
   cmd->add_option("--max-connections", o->max_connections, "Concurrent connections (429 beyond)")->capture_default_str();
+  cmd->add_option("--max-connections-per-client", o->max_connections_per_client,
+                  "Concurrent connections from one client address (429 beyond)")
+      ->capture_default_str();
+  cmd->add_option("--request-timeout", o->request_timeout,
+                  "Seconds a request head may take to arrive, from its first byte, and then its body (408 beyond)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  cmd->add_option("--idle-timeout", o->idle_timeout, "Seconds a kept-alive connection may wait for its next request")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  cmd->add_option("--sse-keepalive", o->sse_keepalive,
+                  "Seconds of silence on an event stream before a ': keep-alive' comment is sent (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0));
+  cmd->add_option("--allowed-origins", o->allowed_origins,
+                  "Origins allowed to call the API from a browser (CORS), e.g. https://app.example; '*' for any. "
+                  "Default: none (no CORS headers)")
+      ->delimiter(',');
   cmd->add_option("--max-queue", o->max_queue, "Prompts waiting for a batch slot (429 beyond)")->capture_default_str();
   cmd->add_option("--shutdown-grace", o->shutdown_grace, "Seconds running requests may take to finish on SIGTERM")->capture_default_str();
   add_runtime_options(cmd, o->threads, o->heads, o->kv_dtype);
