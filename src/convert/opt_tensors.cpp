@@ -150,24 +150,48 @@ std::vector<std::pair<std::string, Tensor>> from_state_dict(const std::vector<st
   return out;
 }
 
+// A JSON file that must hold an object; any other content is an Error naming the file.
+nlohmann::json read_json_object(const fs::path& path, const char* name) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(path.string()));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string(name) + " is not valid JSON: " + e.what(), path.string());
+  }
+  if (!j.is_object()) throw Error(std::string(name) + " holds a " + j.type_name() + ", expected a JSON object", path.string());
+  return j;
+}
+
+// The weights files a sharded save's index names: {"weight_map": {tensor: file}}. Each must be a
+// file name inside the folder (an index never reaches outside it).
+std::vector<std::string> index_files(const fs::path& path) {
+  const nlohmann::json idx = read_json_object(path, "the index");
+  const auto map = idx.find("weight_map");
+  if (map == idx.end() || !map->is_object())
+    throw Error("expected \"weight_map\": {tensor name: file name}", path.string());
+  std::set<std::string> uniq;
+  for (const auto& [k, v] : map->items()) {
+    if (!v.is_string()) throw Error("weight_map value is a " + std::string(v.type_name()) + ", expected a file name", path.string(), "tensor '" + k + "'");
+    const std::string f = v.get<std::string>();
+    if (f.empty() || f == "." || f == ".." || f.find_first_of(std::string("/\\\0", 3)) != std::string::npos)
+      throw Error("weight_map names '" + f + "', expected the name of a file in this folder", path.string(), "tensor '" + k + "'");
+    uniq.insert(f);
+  }
+  return {uniq.begin(), uniq.end()};
+}
+
 OptTensors read_hf_folder(const fs::path& dir) {
   const std::string src = dir.string();
   const fs::path cfg_path = dir / "config.json";
-  nlohmann::json cfg;
-  try {
-    cfg = nlohmann::json::parse(read_text_file(cfg_path.string()));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("config.json is not valid JSON: ") + e.what(), cfg_path.string());
-  }
-  if (cfg.value("model_type", "") != "opt")
-    throw Error("model_type is '" + cfg.value("model_type", std::string("?")) + "', expected 'opt'", cfg_path.string());
+  const nlohmann::json cfg = read_json_object(cfg_path, "config.json");
+  const auto model_type = cfg.find("model_type");
+  if (model_type == cfg.end() || *model_type != "opt")
+    throw Error("model_type is " + (model_type == cfg.end() ? std::string("missing") : model_type->dump()) + ", expected \"opt\"",
+                cfg_path.string());
   std::vector<std::string> files;
   for (const char* index : {"model.safetensors.index.json", "pytorch_model.bin.index.json"}) {
     if (!fs::exists(dir / index)) continue;
-    nlohmann::json idx = nlohmann::json::parse(read_text_file((dir / index).string()));
-    std::set<std::string> uniq;
-    for (auto& [k, v] : idx.at("weight_map").items()) uniq.insert(v.get<std::string>());
-    files.assign(uniq.begin(), uniq.end());
+    files = index_files(dir / index);
     break;
   }
   if (files.empty())
@@ -184,7 +208,14 @@ OptTensors read_hf_folder(const fs::path& dir) {
     auto part = state_dict(open_any((dir / f).string()));
     sd.insert(sd.end(), part.begin(), part.end());
   }
-  OptTensors m = opt_model_from_metaseq(from_state_dict(sd, src), cfg.value("num_attention_heads", 0), src);
+  int64_t heads = 0;
+  if (cfg.contains("num_attention_heads")) {
+    const auto& h = cfg["num_attention_heads"];
+    if (!h.is_number_integer() || h.get<int64_t>() < 1 || h.get<int64_t>() > (int64_t(1) << 30))
+      throw Error("num_attention_heads is " + h.dump() + ", expected a positive integer", cfg_path.string());
+    heads = h.get<int64_t>();
+  }
+  OptTensors m = opt_model_from_metaseq(from_state_dict(sd, src), heads, src);
   auto check = [&](const char* key, int64_t have) {
     if (cfg.contains(key) && cfg[key].is_number_integer() && cfg[key].get<int64_t>() != have)
       throw Error(std::string("config.json says ") + key + " = " + std::to_string(cfg[key].get<int64_t>()) +
@@ -196,6 +227,8 @@ OptTensors read_hf_folder(const fs::path& dir) {
   check("vocab_size", m.config.vocab);
   check("word_embed_proj_dim", m.config.input_dim);
   check("max_position_embeddings", m.config.max_positions);
+  if (cfg.contains("do_layer_norm_before") && !cfg["do_layer_norm_before"].is_boolean())
+    throw Error("do_layer_norm_before is " + cfg["do_layer_norm_before"].dump() + ", expected true or false", cfg_path.string());
   if (cfg.contains("do_layer_norm_before") && cfg["do_layer_norm_before"].get<bool>() != m.config.pre_ln)
     throw Error("config.json's do_layer_norm_before disagrees with the weights (final layer norm " +
                 std::string(m.config.pre_ln ? "present" : "absent") + ")", cfg_path.string());
