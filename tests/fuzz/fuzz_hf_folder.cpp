@@ -13,6 +13,7 @@
 #include <fstream>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "convert/opt_tensors.h"
 #include "fuzz_util.h"
@@ -28,17 +29,21 @@ void write(const fs::path& p, std::string_view bytes) {
   if (!out) std::abort();
 }
 
-// A scratch copy of the weights folder, removed at exit.
+// A scratch copy of the weights folder, removed at exit (the path is never destroyed, so the
+// exit handler may still use it).
 const fs::path& folder() {
-  static const fs::path dir = [] {
+  static const fs::path& dir = *new fs::path([] {
     std::string tmpl = (fs::temp_directory_path() / "optforge-fuzz-hf-XXXXXX").string();
     if (!mkdtemp(tmpl.data())) std::abort();
     fs::path d(tmpl);
     for (const auto& e : fs::directory_iterator(fs::path(OPTFORGE_FUZZ_DATA) / "hf_opt_tiny"))
       if (e.path().extension() == ".safetensors") fs::copy_file(e.path(), d / e.path().filename());
-    std::atexit([] { fs::remove_all(folder()); });
+    std::atexit([] {
+      std::error_code ec;
+      fs::remove_all(folder(), ec);
+    });
     return d;
-  }();
+  }());
   return dir;
 }
 
