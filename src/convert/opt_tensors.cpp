@@ -4,6 +4,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <system_error>
 
 #include "checkpoint/consolidate.h"
 #include "formats/any_file.h"
@@ -204,7 +205,10 @@ OptTensors read_hf_folder(const fs::path& dir) {
     throw Error("HF folder has config.json but no weights (model.safetensors, pytorch_model.bin or an index)", src);
   std::vector<std::pair<std::string, Tensor>> sd;
   for (const auto& f : files) {
-    if (!fs::exists(dir / f)) throw Error("weights file listed in the index is missing", (dir / f).string());
+    std::error_code ec;  // e.g. a name longer than the file system allows
+    if (!fs::exists(dir / f, ec))
+      throw Error(ec ? "cannot access the weights file the index names: " + ec.message() : "weights file listed in the index is missing",
+                  (dir / f).string());
     auto part = state_dict(open_any((dir / f).string()));
     sd.insert(sd.end(), part.begin(), part.end());
   }
