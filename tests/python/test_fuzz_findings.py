@@ -68,6 +68,7 @@ def first_file(index_text, change):
     (lambda t: first_file(t, lambda f: 7), "expected a file name"),
     (lambda t: first_file(t, lambda f: "../" + f), "expected the name of a file in this folder"),
     (lambda t: first_file(t, lambda f: "/etc/hostname"), "expected the name of a file in this folder"),
+    (lambda t: first_file(t, lambda f: "x" * 300 + f), "File name too long"),
     ("[]", "expected a JSON object"),
 ])
 def test_broken_index(hf_folder, tmp_path, edit, mention):
