@@ -182,7 +182,10 @@ void build(ValuePtr& target, const ValuePtr& state) {
   switch (target->kind) {
     case Kind::Object:
     case Kind::Dict:  // OrderedDict with attributes (a module state dict's _metadata)
-      if (target->state && target->state->is_dict() && state->is_dict()) {
+      if (target->state == state) {
+        // BUILD with the object's own state: d.update(d) changes nothing (and appending a vector
+        // to itself while walking it would read freed memory).
+      } else if (target->state && target->state->is_dict() && state->is_dict()) {
         for (auto& kv : state->entries) target->state->entries.push_back(kv);
       } else {
         target->state = state;
