@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: the C++ unit tests (ctest), the reference
 # tests against PyTorch, fairscale, transformers, safetensors and tokenizers (pytest), then the
-# same again under AddressSanitizer + UBSan, then the libFuzzer target for a bounded time.
-# Usage: scripts/test.sh [--quick]   (--quick: skip the sanitizer build and the fuzzer)
+# same again under AddressSanitizer + UBSan, then every libFuzzer target for a bounded time
+# (scripts/fuzz.sh; OPTFORGE_FUZZ_SECONDS per target, default 15).
+# Usage: scripts/test.sh [--quick]   (--quick: skip the sanitizer build and the fuzzers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
@@ -28,11 +29,5 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktra
 (cd build-asan && ctest --output-on-failure -j"$jobs")
 OPTFORGE_BIN="$PWD/build-asan/optforge" OPTFORGE_SANITIZED=1 .venv/bin/python -m pytest -q -p no:cacheprovider tests/python
 
-echo "== fuzz the .pt reader (libFuzzer, ${OPTFORGE_FUZZ_SECONDS:-60} s)"
-CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOPTFORGE_FUZZ=ON -DOPTFORGE_TESTS=OFF >/dev/null
-ninja -C build-fuzz -j"$jobs" fuzz_torch_file
-mkdir -p build-fuzz/corpus
-.venv/bin/python tests/fuzz/make_corpus.py build-fuzz/corpus
-ASAN_OPTIONS=detect_leaks=0 build-fuzz/fuzz_torch_file -max_total_time="${OPTFORGE_FUZZ_SECONDS:-60}" \
-  -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 build-fuzz/corpus 2>&1 | tail -n 15
-echo "fuzz: no crash"
+echo "== fuzz every parser of untrusted input (libFuzzer, ${OPTFORGE_FUZZ_SECONDS:-15} s per target)"
+bash scripts/fuzz.sh "${OPTFORGE_FUZZ_SECONDS:-15}"

@@ -5,6 +5,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <system_error>
 
 #include "checkpoint/consolidate.h"
 #include "formats/any_file.h"
@@ -225,6 +226,36 @@ SourceConfig metaseq_source_config(const ValuePtr& root, const std::string& sour
   return sc;
 }
 
+// A JSON file that must hold an object; any other content is an Error naming the file.
+nlohmann::json read_json_object(const fs::path& path, const char* name) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(path.string()));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string(name) + " is not valid JSON: " + e.what(), path.string());
+  }
+  if (!j.is_object()) throw Error(std::string(name) + " holds a " + j.type_name() + ", expected a JSON object", path.string());
+  return j;
+}
+
+// The weights files a sharded save's index names: {"weight_map": {tensor: file}}. Each must be a
+// file name inside the folder (an index never reaches outside it).
+std::vector<std::string> index_files(const fs::path& path) {
+  const nlohmann::json idx = read_json_object(path, "the index");
+  const auto map = idx.find("weight_map");
+  if (map == idx.end() || !map->is_object())
+    throw Error("expected \"weight_map\": {tensor name: file name}", path.string());
+  std::set<std::string> uniq;
+  for (const auto& [k, v] : map->items()) {
+    if (!v.is_string()) throw Error("weight_map value is a " + std::string(v.type_name()) + ", expected a file name", path.string(), "tensor '" + k + "'");
+    const std::string f = v.get<std::string>();
+    if (f.empty() || f == "." || f == ".." || f.find_first_of(std::string("/\\\0", 3)) != std::string::npos)
+      throw Error("weight_map names '" + f + "', expected the name of a file in this folder", path.string(), "tensor '" + k + "'");
+    uniq.insert(f);
+  }
+  return {uniq.begin(), uniq.end()};
+}
+
 // config.json -> what it states. Keys absent take OPTConfig's defaults, as transformers does.
 SourceConfig hf_source_config(const nlohmann::json& cfg, const std::string& file) {
   SourceConfig sc;
@@ -239,9 +270,13 @@ SourceConfig hf_source_config(const nlohmann::json& cfg, const std::string& file
     return cfg[key].get<int64_t>();
   };
   sc.heads = id("num_attention_heads", 0);
+  if (cfg.contains("num_attention_heads") && (sc.heads < 1 || sc.heads > (int64_t(1) << 30)))
+    throw Error("num_attention_heads is " + cfg["num_attention_heads"].dump() + ", expected a positive integer", file);
   if (!flag("tie_word_embeddings", true))
     throw Error("tie_word_embeddings is false: OPT ties its output projection to the token embedding, and optforge "
                 "runs and writes tied heads only", file);
+  if (cfg.contains("activation_function") && !cfg["activation_function"].is_string())
+    throw Error("activation_function must be a string", file);
   const std::string act = cfg.value("activation_function", std::string("relu"));
   sc.activation = activation_from_name(act);
   if (!sc.activation || act == "gelu_accurate" || act == "gelu_fast")
@@ -260,10 +295,7 @@ std::vector<std::string> hf_weight_files(const fs::path& dir) {
   std::vector<std::string> files;
   for (const char* index : {"model.safetensors.index.json", "pytorch_model.bin.index.json"}) {
     if (!fs::exists(dir / index)) continue;
-    nlohmann::json idx = nlohmann::json::parse(read_text_file((dir / index).string()));
-    std::set<std::string> uniq;
-    for (auto& [k, v] : idx.at("weight_map").items()) uniq.insert(v.get<std::string>());
-    return {uniq.begin(), uniq.end()};
+    return index_files(dir / index);
   }
   for (const char* single : {"model.safetensors", "pytorch_model.bin"})
     if (fs::exists(dir / single)) return {single};
@@ -273,18 +305,20 @@ std::vector<std::string> hf_weight_files(const fs::path& dir) {
 OptTensors read_hf_folder(const fs::path& dir) {
   const std::string src = dir.string();
   const fs::path cfg_path = dir / "config.json";
-  nlohmann::json cfg;
-  try {
-    cfg = nlohmann::json::parse(read_text_file(cfg_path.string()));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("config.json is not valid JSON: ") + e.what(), cfg_path.string());
-  }
-  if (cfg.value("model_type", "") != "opt")
-    throw Error("model_type is '" + cfg.value("model_type", std::string("?")) + "', expected 'opt'", cfg_path.string());
+  const nlohmann::json cfg = read_json_object(cfg_path, "config.json");
+  const auto model_type = cfg.find("model_type");
+  if (model_type == cfg.end() || *model_type != "opt")
+    throw Error("model_type is " + (model_type == cfg.end() ? std::string("missing") : model_type->dump()) +
+                    ", expected \"opt\"",
+                cfg_path.string());
   const SourceConfig sc = hf_source_config(cfg, cfg_path.string());
   std::vector<std::pair<std::string, Tensor>> sd;
   for (const auto& f : hf_weight_files(dir)) {
-    if (!fs::exists(dir / f)) throw Error("weights file listed in the index is missing", (dir / f).string());
+    std::error_code ec;  // e.g. a name longer than the file system allows
+    if (!fs::exists(dir / f, ec))
+      throw Error(ec ? "cannot access the weights file the index names: " + ec.message()
+                     : "weights file listed in the index is missing",
+                  (dir / f).string());
     auto part = state_dict(open_any((dir / f).string()));
     sd.insert(sd.end(), part.begin(), part.end());
   }

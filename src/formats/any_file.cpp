@@ -18,40 +18,37 @@ const char* file_format_name(FileFormat f) {
   return "?";
 }
 
-AnyFile open_any(const std::string& path, const TorchLoadOptions& opts) {
+AnyFile open_any(const std::string& path, const TorchLoadOptions& opts) { return open_any(MappedFile::open(path), opts); }
+
+AnyFile open_any(std::shared_ptr<MappedFile> m, const TorchLoadOptions& opts) {
   AnyFile a;
-  a.path = path;
-  bool st = false;
-  {
-    auto m = MappedFile::open(path);
-    st = !ZipReader::looks_like_zip(m->data(), m->size()) && looks_like_safetensors(m->data(), m->size());
-    if (ZipReader::looks_like_zip(m->data(), m->size())) {
-      // A zip of .npy members and no data.pkl: numpy's .npz.
-      ZipReader zip(m->data(), m->size(), path);
-      bool npz = !zip.entries().empty();
-      for (const auto& e : zip.entries())
-        npz = npz && e.name.size() > 4 && e.name.compare(e.name.size() - 4, 4, ".npy") == 0;
-      if (npz) {
-        a.format = FileFormat::Npz;
-        a.root = Value::dict();
-        for (const auto& e : zip.entries()) {
-          zip.verify_crc(e);
-          a.root->entries.emplace_back(Value::str(e.name.substr(0, e.name.size() - 4)),
-                                       Value::of_tensor(load_npy(m, e.data_offset, e.size)));
-        }
-        return a;
+  a.path = m->path();
+  const std::string& path = a.path;
+  if (ZipReader::looks_like_zip(m->data(), m->size())) {
+    // A zip of .npy members and no data.pkl: numpy's .npz.
+    ZipReader zip(m->data(), m->size(), path);
+    bool npz = !zip.entries().empty();
+    for (const auto& e : zip.entries())
+      npz = npz && e.name.size() > 4 && e.name.compare(e.name.size() - 4, 4, ".npy") == 0;
+    if (npz) {
+      a.format = FileFormat::Npz;
+      a.root = Value::dict();
+      for (const auto& e : zip.entries()) {
+        zip.verify_crc(e);
+        a.root->entries.emplace_back(Value::str(e.name.substr(0, e.name.size() - 4)),
+                                     Value::of_tensor(load_npy(m, e.data_offset, e.size)));
       }
+      return a;
     }
-  }
-  if (st) {
-    SafetensorsFile sf = load_safetensors(path);
+  } else if (looks_like_safetensors(m->data(), m->size())) {
+    SafetensorsFile sf = load_safetensors(m);
     a.format = FileFormat::Safetensors;
     a.root = Value::dict();
     for (auto& [name, t] : sf.tensors) a.root->entries.emplace_back(Value::str(name), Value::of_tensor(t));
     a.metadata = sf.metadata;
     return a;
   }
-  a.torch = std::make_shared<TorchFile>(load_torch_file(path, opts));
+  a.torch = std::make_shared<TorchFile>(load_torch_file(m, opts));
   a.format = a.torch->legacy ? FileFormat::TorchLegacy : FileFormat::TorchZip;
   a.root = a.torch->root;
   return a;

@@ -24,6 +24,8 @@ struct AnyFile {
 };
 
 AnyFile open_any(const std::string& path, const TorchLoadOptions& opts = {});
+// The same from an already mapped file (or MappedFile::from_bytes); errors name file->path().
+AnyFile open_any(std::shared_ptr<MappedFile> file, const TorchLoadOptions& opts = {});
 
 // The tensors that make up the model's state dict, by name: the `model` dict of a metaseq
 // checkpoint, else the root dict's tensors (a plain state dict or a safetensors file).

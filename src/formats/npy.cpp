@@ -1,5 +1,6 @@
 #include "formats/npy.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "io/atomic_file.h"
@@ -100,6 +101,12 @@ Tensor load_npy(const std::shared_ptr<MappedFile>& f, uint64_t off, uint64_t siz
     shape.push_back(std::stoll(shape_s.substr(i, j - i)));
     i = j;
   }
+  // Every stride (a product of sizes, zero sizes counted as 1) must fit int64 with room for the
+  // element size, or computing the strides below would overflow.
+  uint64_t elements = 1;
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(elements, uint64_t(std::max<int64_t>(d, 1)), &elements) || elements > (uint64_t(1) << 56))
+      throw Error("npy shape " + shape_s + " is too large", path);
   uint64_t data_off = hstart + hlen;
   auto s = std::make_shared<Storage>();
   s->dtype = dtype;

@@ -18,10 +18,13 @@ bool looks_like_safetensors(const uint8_t* data, uint64_t size) {
   return n >= 2 && n <= size - 8 && data[8] == '{';
 }
 
-SafetensorsFile load_safetensors(const std::string& path) {
+SafetensorsFile load_safetensors(const std::string& path) { return load_safetensors(MappedFile::open(path)); }
+
+SafetensorsFile load_safetensors(std::shared_ptr<MappedFile> file) {
   SafetensorsFile sf;
+  const std::string path = file->path();
   sf.path = path;
-  sf.file = MappedFile::open(path);
+  sf.file = std::move(file);
   const MappedFile& f = *sf.file;
   auto fail = [&](const std::string& msg, const std::string& where = "") -> void {
     throw Error(msg, path, where);

@@ -22,6 +22,8 @@ struct SafetensorsFile {
 };
 
 SafetensorsFile load_safetensors(const std::string& path);
+// The same from an already mapped file (or MappedFile::from_bytes); errors name file->path().
+SafetensorsFile load_safetensors(std::shared_ptr<MappedFile> file);
 
 // Writes atomically. Tensor data is laid out largest element size first (so every tensor is
 // aligned to its element size, as safetensors' own writer does); each tensor is streamed from

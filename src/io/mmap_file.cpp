@@ -46,8 +46,10 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
 std::shared_ptr<MappedFile> MappedFile::from_bytes(const void* data, size_t size, const std::string& name) {
   std::shared_ptr<MappedFile> f(new MappedFile());
   f->path_ = name;
-  f->owned_.assign(static_cast<const char*>(data), size);
-  f->data_ = reinterpret_cast<const uint8_t*>(f->owned_.data());
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  f->owned_.assign(bytes, bytes + size);
+  static const uint8_t empty = 0;  // a valid pointer even for zero bytes, as a map of an empty file
+  f->data_ = size ? f->owned_.data() : &empty;
   f->size_ = size;
   return f;
 }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace optforge {
 
@@ -31,7 +32,8 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
-  std::string owned_;  // from_bytes() only
+  // from_bytes() only; exactly `size` bytes, so that AddressSanitizer catches a read one past the end.
+  std::vector<uint8_t> owned_;
 };
 
 // Whole file into memory (for small files: json, text).

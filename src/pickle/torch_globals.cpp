@@ -182,10 +182,11 @@ void build(ValuePtr& target, const ValuePtr& state) {
   switch (target->kind) {
     case Kind::Object:
     case Kind::Dict:  // OrderedDict with attributes (a module state dict's _metadata)
-      if (target->state && target->state->is_dict() && state->is_dict()) {
-        // A hostile pickle can BUILD a dict with itself as state: copy the entries first, since
-        // appending from a vector into itself would read it while it reallocates.
-        const auto added = state->entries;
+      if (target->state == state) {
+        // BUILD with the object's own state: d.update(d) changes nothing (and appending a vector
+        // to itself while walking it would read freed memory).
+      } else if (target->state && target->state->is_dict() && state->is_dict()) {
+        const auto added = state->entries;  // a copy: never append from a vector being grown
         target->state->entries.insert(target->state->entries.end(), added.begin(), added.end());
       } else {
         target->state = state;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "io/byte_io.h"
 #include "pickle/torch_globals.h"
@@ -27,6 +28,9 @@ class Machine {
   // After a failure: empties every container the machine built, so that a reference cycle a
   // hostile pickle made (list.append(list)) is broken and freed rather than leaked.
   void break_cycles();
+  // After a success: a cycle the pickle built and then dropped (x.append(x), then POP, or a dict
+  // key set twice) is unreachable from `root` yet keeps itself alive; empties such containers.
+  void free_garbage(const ValuePtr& root);
 
  private:
   [[noreturn]] void fail(const std::string& msg) const {
@@ -121,6 +125,12 @@ class Machine {
   std::vector<ValuePtr> in_flight_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, ValuePtr> memo_;
+  // Every container APPEND, SETITEM or BUILD changed: a cycle needs such a change (an older node
+  // made to point at a newer one), so emptying these breaks every cycle.
+  std::vector<std::weak_ptr<Value>> mutated_;
+  void note_mutated(const ValuePtr& v) {
+    if (mutated_.empty() || mutated_.back().owner_before(v) || v.owner_before(mutated_.back())) mutated_.push_back(v);
+  }
 };
 
 void Machine::global(const std::string& module_as_written, const std::string& name) {
@@ -138,6 +148,7 @@ void Machine::global(const std::string& module_as_written, const std::string& na
 }
 
 void Machine::append_to(ValuePtr& target, std::vector<ValuePtr> items) {
+  note_mutated(target);
   if (target->kind == Kind::List || target->kind == Kind::Set) {
     // `items` is our own vector (popped off the stack), never target->items: safe when the
     // target is among the items (list.append(list) makes a cycle, cut by check_tree).
@@ -151,6 +162,7 @@ void Machine::append_to(ValuePtr& target, std::vector<ValuePtr> items) {
 }
 
 void Machine::set_items(ValuePtr& target, std::vector<ValuePtr> kv) {
+  note_mutated(target);
   if (kv.size() % 2) fail("SETITEMS with an odd number of stack items");
   if (target->kind != Kind::Dict) fail(std::string("SETITEM on a ") + target->type_name() + ", expected a dict");
   for (size_t i = 0; i < kv.size(); i += 2) {
@@ -366,6 +378,7 @@ ValuePtr Machine::run(size_t* end_offset) {
       case 'b': {  // BUILD
         auto state = pop();
         ValuePtr& target = top();
+        note_mutated(target);
         in_globals([&] { torch_globals::build(target, state); });
         break;
       }
@@ -463,6 +476,9 @@ void Machine::break_cycles() {
   for (const auto& v : stack_) add(v);
   for (const auto& v : in_flight_) add(v);
   for (const auto& [k, v] : memo_) add(v);
+  std::vector<ValuePtr> dropped;  // built, then dropped from the stack: only a cycle keeps them
+  for (const auto& w : mutated_)
+    if (auto v = w.lock()) add(v), dropped.push_back(std::move(v));
   std::vector<Value*> all;
   while (!todo.empty()) {
     Value* v = todo.back();
@@ -488,6 +504,31 @@ void Machine::break_cycles() {
   }
 }
 
+void Machine::free_garbage(const ValuePtr& root) {
+  std::unordered_set<const Value*> reachable{root.get()};
+  std::vector<const Value*> todo{root.get()};
+  while (!todo.empty()) {
+    const Value* v = todo.back();
+    todo.pop_back();
+    for (size_t i = 0;; ++i) {
+      const Value* c = child(v, i);
+      if (c == reinterpret_cast<const Value*>(uintptr_t(1))) break;
+      if (c && reachable.insert(c).second) todo.push_back(c);
+    }
+  }
+  std::vector<ValuePtr> keep;  // hold every node until all links are cut
+  for (const auto& w : mutated_) {
+    ValuePtr v = w.lock();
+    if (!v || reachable.count(v.get())) continue;
+    for (auto& c : v->items) keep.push_back(std::move(c));
+    for (auto& [k, c] : v->entries) keep.push_back(std::move(k)), keep.push_back(std::move(c));
+    keep.push_back(std::move(v->state));
+    v->items.clear();
+    v->entries.clear();
+    keep.push_back(std::move(v));
+  }
+}
+
 }  // namespace
 
 bool global_allowed(const std::string& q) { return torch_globals::allowed(q); }
@@ -499,6 +540,7 @@ ValuePtr unpickle(std::string_view data, const std::string& file, const std::str
   try {
     ValuePtr root = m.run(end_offset);
     check_tree(root, file, where);
+    m.free_garbage(root);
     return root;
   } catch (...) {
     m.break_cycles();

@@ -1,0 +1,100 @@
+"""Inputs the fuzzers (tests/fuzz) found crashing a reader, as the CLI sees them: each must now be
+one clear error line naming the file and what was expected. The files are real ones written by
+numpy and transformers, then broken the way the fuzzer broke them."""
+import io
+import json
+import shutil
+import subprocess
+import zipfile
+
+import numpy as np
+import pytest
+import transformers
+
+from conftest import optforge_path
+
+
+def inspect(path):
+    return subprocess.run([optforge_path(), "inspect", str(path)], capture_output=True, text=True, errors="replace", timeout=120)
+
+
+def assert_clean_error(proc, *must_mention):
+    assert proc.returncode == 1, f"exit {proc.returncode} (negative = killed by a signal)\n{proc.stderr}"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("optforge: error: "), proc.stderr
+    for m in must_mention:
+        assert str(m) in lines[0], (m, lines[0])
+
+
+def test_npz_member_whose_fortran_strides_overflow(tmp_path):
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((2, 3), dtype=np.float32, order="F"))
+    member = buf.getvalue().replace(b"(2, 3)", b"(159744, 77777777777777, 7)", 1)
+    p = tmp_path / "huge.npz"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("a.npy", member)
+    assert_clean_error(inspect(p), p, "too large")
+
+
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+    cfg = transformers.OPTConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, ffn_dim=32, num_attention_heads=2,
+                                 max_position_embeddings=16, word_embed_proj_dim=16)
+    d = tmp_path_factory.mktemp("hf") / "sharded"
+    transformers.OPTForCausalLM(cfg).save_pretrained(d, safe_serialization=True, max_shard_size="6KB")
+    assert (d / "model.safetensors.index.json").exists()
+    return d
+
+
+def broken_copy(hf_folder, tmp_path, name, edit):
+    d = tmp_path / "hf"
+    shutil.copytree(hf_folder, d)
+    text = (d / name).read_text()
+    (d / name).write_text(edit(text) if callable(edit) else edit)
+    return d
+
+
+def first_file(index_text, change):
+    """The index with its first weight_map entry's file name changed."""
+    index = json.loads(index_text)
+    first = next(iter(index["weight_map"]))
+    index["weight_map"][first] = change(index["weight_map"][first])
+    return json.dumps(index)
+
+
+@pytest.mark.parametrize("edit, mention", [
+    (lambda t: t.replace('"weight_map": {', '"weight_map": {,', 1), "not valid JSON"),   # the fuzzer's first find
+    ('{"weight_map": ["model.safetensors"]}', "weight_map"),
+    (lambda t: first_file(t, lambda f: 7), "expected a file name"),
+    (lambda t: first_file(t, lambda f: "../" + f), "expected the name of a file in this folder"),
+    (lambda t: first_file(t, lambda f: "/etc/hostname"), "expected the name of a file in this folder"),
+    ("[]", "expected a JSON object"),
+])
+def test_broken_index(hf_folder, tmp_path, edit, mention):
+    d = broken_copy(hf_folder, tmp_path, "model.safetensors.index.json", edit)
+    assert_clean_error(inspect(d), "model.safetensors.index.json", mention)
+
+
+def test_index_names_a_file_name_too_long(hf_folder, tmp_path):
+    d = broken_copy(hf_folder, tmp_path, "model.safetensors.index.json", lambda t: first_file(t, lambda f: "x" * 300 + f))
+    assert_clean_error(inspect(d), "x" * 300, "cannot access the weights file the index names")
+
+
+@pytest.mark.parametrize("key, value, mention", [
+    ("model_type", 5, "model_type is 5"),
+    ("num_attention_heads", "2", "num_attention_heads"),
+    ("num_attention_heads", 0, "num_attention_heads"),
+    ("do_layer_norm_before", "yes", "do_layer_norm_before"),
+])
+def test_config_field_of_the_wrong_type(hf_folder, tmp_path, key, value, mention):
+    def edit(text):
+        cfg = json.loads(text)
+        cfg[key] = value
+        return json.dumps(cfg)
+    d = broken_copy(hf_folder, tmp_path, "config.json", edit)
+    assert_clean_error(inspect(d), "config.json", mention)
+
+
+def test_the_unbroken_folder_loads(hf_folder):
+    proc = inspect(hf_folder)
+    assert proc.returncode == 0 and "Hugging Face folder" in proc.stdout, proc.stderr
