@@ -2,7 +2,7 @@
 // transport (Beast's parser with the server's limits, keep-alive, pipelining, chunked bodies)
 // into the real application (routes, JSON parsing, a tiny random model behind the scheduler),
 // and must come back as HTTP responses: never a crash, a hang, a leak or an out-of-bounds read.
-// Seed corpus: tests/fuzz/corpus/http_request/ (valid requests, one file each).
+// Seed corpus: tests/fuzz/corpus/fuzz_http_request/ (valid requests, one file each).
 #include <unistd.h>
 
 #include <cstdint>

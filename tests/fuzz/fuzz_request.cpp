@@ -5,18 +5,15 @@
 //   'e'  POST /v1/engines/*/completions   parse_openai_completion(lenient, metaseq's routes)
 //   'a'  POST /completions  (alpa)        parse_alpa_completion
 //   'l'  POST /logprobs     (alpa)        parse_alpa_logprobs + the cache_id check
-//   'h'  a request's HTTP head (request line and headers, before the blank line):
-//        parse_request_head + body_framing, the server's reading of what comes off the socket
+// (Raw HTTP bytes, head and framing included, are fuzz_http_request's.)
 // A body either parses or gives an ApiError with a 4xx status; a parsed request must hold only
 // token ids inside the embedding and prompts that fit the context.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
-#include <string_view>
 
 #include "serve/alpa_api.h"
 #include "serve/api_error.h"
-#include "serve/http_message.h"
 #include "serve/json_fields.h"
 #include "serve/openai_api.h"
 #include "tokenizer/bpe.h"
@@ -61,26 +58,10 @@ void parse(char route, const std::string& body, const ApiContext& ctx) {
   }
 }
 
-// The head either parses (a method, a path, a known framing) or is refused with a 4xx/5xx status.
-void parse_head(std::string_view head) {
-  HttpRequest req;
-  auto err = parse_request_head(head, req);
-  if (!err) {
-    BodyFraming framing;
-    err = body_framing(req, framing);
-    (void)req.wants_keep_alive();
-  }
-  if (err && (err->status < 400 || err->status > 599)) std::abort();
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  if (data[0] == 'h') {
-    parse_head(std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1));
-    return 0;
-  }
   const ApiContext& ctx = context();
   try {
     parse(char(data[0]), std::string(reinterpret_cast<const char*>(data) + 1, size - 1), ctx);
