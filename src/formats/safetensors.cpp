@@ -20,91 +20,109 @@ bool looks_like_safetensors(const uint8_t* data, uint64_t size) {
 
 SafetensorsFile load_safetensors(const std::string& path) { return load_safetensors(MappedFile::open(path)); }
 
-SafetensorsFile load_safetensors(std::shared_ptr<MappedFile> file) {
-  SafetensorsFile sf;
-  const std::string path = file->path();
-  sf.path = path;
-  sf.file = std::move(file);
-  const MappedFile& f = *sf.file;
-  auto fail = [&](const std::string& msg, const std::string& where = "") -> void {
-    throw Error(msg, path, where);
-  };
-  if (f.size() < 8) fail("file too small for safetensors (" + std::to_string(f.size()) + " bytes)");
+namespace {
+
+// One tensor's entry of the header, checked against the data region's size.
+struct Entry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t begin, end;  // data_offsets, relative to the data region
+};
+
+Entry parse_entry(const std::string& name, const json& info, uint64_t data_size, const std::string& path) {
+  const std::string where = "tensor '" + name + "'";
+  auto fail = [&](const std::string& msg) { throw Error(msg, path, where); };
+  if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") || !info.contains("data_offsets"))
+    fail("entry needs dtype, shape and data_offsets");
+  const json &jd = info["dtype"], &js = info["shape"], &jo = info["data_offsets"];
+  if (!jd.is_string()) fail("dtype is not a string");
+  auto dtype = dtype_from_safetensors(jd.get<std::string>());
+  if (!dtype) fail("unsupported dtype '" + jd.get<std::string>() + "'");
+  if (!js.is_array()) fail("shape is not a list");
+  Entry t{name, *dtype, {}, 0, 0};
+  uint64_t numel = 1;
+  for (const auto& d : js) {
+    if (!d.is_number_unsigned() || d.get<uint64_t>() > uint64_t(INT64_MAX))
+      fail("shape holds a non-integer, negative or huge size");
+    t.shape.push_back(int64_t(d.get<uint64_t>()));
+    if (__builtin_mul_overflow(numel, d.get<uint64_t>(), &numel)) fail("shape's element count overflows");
+  }
+  uint64_t need = 0;
+  if (__builtin_mul_overflow(numel, uint64_t(dtype_size(*dtype)), &need)) fail("shape's byte count overflows");
+  if (!jo.is_array() || jo.size() != 2 || !jo[0].is_number_unsigned() || !jo[1].is_number_unsigned())
+    fail("data_offsets must be [begin, end]");
+  t.begin = jo[0].get<uint64_t>(), t.end = jo[1].get<uint64_t>();
+  if (t.begin > t.end || t.end > data_size)
+    fail("data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] outside the " +
+         std::to_string(data_size) + " data bytes");
+  if (need != t.end - t.begin)
+    fail("shape and dtype need " + std::to_string(need) + " bytes but data_offsets span " +
+         std::to_string(t.end - t.begin));
+  return t;
+}
+
+// Like safetensors itself: tensors tile the data region exactly, no gaps, no overlaps.
+void check_tiling(std::vector<Entry> entries, uint64_t data_size, const std::string& path) {
+  std::sort(entries.begin(), entries.end(), [](const Entry& x, const Entry& y) { return x.begin < y.begin; });
+  uint64_t expect = 0;
+  for (const auto& r : entries) {
+    if (r.begin != expect)
+      throw Error("data of tensor '" + r.name + "' starts at " + std::to_string(r.begin) + ", expected " +
+                      std::to_string(expect) + " (gap or overlap)",
+                  path);
+    expect = r.end;
+  }
+  if (expect != data_size)
+    throw Error("tensors cover " + std::to_string(expect) + " of " + std::to_string(data_size) + " data bytes", path);
+}
+
+json parse_header(const MappedFile& f) {
+  if (f.size() < 8) throw Error("file too small for safetensors (" + std::to_string(f.size()) + " bytes)", f.path());
   const uint64_t n = load_le<uint64_t>(f.data());
-  if (n > f.size() - 8) fail("header length " + std::to_string(n) + " exceeds the file (" + std::to_string(f.size()) + " bytes; truncated?)");
+  if (n > f.size() - 8)
+    throw Error("header length " + std::to_string(n) + " exceeds the file (" + std::to_string(f.size()) +
+                    " bytes; truncated?)",
+                f.path());
   json header;
   try {
     header = json::parse(f.data() + 8, f.data() + 8 + n);
   } catch (const json::exception& e) {
-    fail(std::string("header is not valid JSON: ") + e.what());
+    throw Error(std::string("header is not valid JSON: ") + e.what(), f.path());
   }
-  if (!header.is_object()) fail("header is not a JSON object");
-  const uint64_t data_start = 8 + n, data_size = f.size() - data_start;
+  if (!header.is_object()) throw Error("header is not a JSON object", f.path());
+  return header;
+}
 
-  struct Range {
-    uint64_t begin, end;
-    std::string name;
-  };
-  std::vector<Range> ranges;
+}  // namespace
+
+SafetensorsFile load_safetensors(std::shared_ptr<MappedFile> file) {
+  SafetensorsFile sf;
+  sf.path = file->path();
+  sf.file = std::move(file);
+  const MappedFile& f = *sf.file;
+  const json header = parse_header(f);
+  const uint64_t data_start = 8 + load_le<uint64_t>(f.data()), data_size = f.size() - data_start;
+  std::vector<Entry> entries;
   for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const json& info = it.value();
-    if (name == "__metadata__") {
-      if (!info.is_object()) fail("__metadata__ is not an object");
-      for (auto m = info.begin(); m != info.end(); ++m) {
-        if (!m.value().is_string()) fail("__metadata__ value '" + m.key() + "' is not a string");
+    if (it.key() == "__metadata__") {
+      if (!it.value().is_object()) throw Error("__metadata__ is not an object", sf.path);
+      for (auto m = it.value().begin(); m != it.value().end(); ++m) {
+        if (!m.value().is_string()) throw Error("__metadata__ value '" + m.key() + "' is not a string", sf.path);
         sf.metadata.emplace_back(m.key(), m.value().get<std::string>());
       }
       continue;
     }
-    if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") || !info.contains("data_offsets"))
-      fail("entry needs dtype, shape and data_offsets", "tensor '" + name + "'");
-    const json &jd = info["dtype"], &js = info["shape"], &jo = info["data_offsets"];
-    if (!jd.is_string()) fail("dtype is not a string", "tensor '" + name + "'");
-    auto dtype = dtype_from_safetensors(jd.get<std::string>());
-    if (!dtype) fail("unsupported dtype '" + jd.get<std::string>() + "'", "tensor '" + name + "'");
-    if (!js.is_array()) fail("shape is not a list", "tensor '" + name + "'");
-    Shape shape;
-    uint64_t numel = 1;
-    for (const auto& d : js) {
-      if (!d.is_number_unsigned() || d.get<uint64_t>() > uint64_t(INT64_MAX))
-        fail("shape holds a non-integer, negative or huge size", "tensor '" + name + "'");
-      shape.push_back(int64_t(d.get<uint64_t>()));
-      if (__builtin_mul_overflow(numel, d.get<uint64_t>(), &numel))
-        fail("shape's element count overflows", "tensor '" + name + "'");
-    }
-    uint64_t need = 0;
-    if (__builtin_mul_overflow(numel, uint64_t(dtype_size(*dtype)), &need))
-      fail("shape's byte count overflows", "tensor '" + name + "'");
-    if (!jo.is_array() || jo.size() != 2 || !jo[0].is_number_unsigned() || !jo[1].is_number_unsigned())
-      fail("data_offsets must be [begin, end]", "tensor '" + name + "'");
-    uint64_t b = jo[0].get<uint64_t>(), e = jo[1].get<uint64_t>();
-    if (b > e || e > data_size)
-      fail("data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "] outside the " +
-           std::to_string(data_size) + " data bytes", "tensor '" + name + "'");
-    if (need != e - b)
-      fail("shape and dtype need " + std::to_string(need) + " bytes but data_offsets span " +
-           std::to_string(e - b), "tensor '" + name + "'");
+    const Entry& t = entries.emplace_back(parse_entry(it.key(), it.value(), data_size, sf.path));
     auto s = std::make_shared<Storage>();
-    s->dtype = *dtype;
-    s->data = f.data() + data_start + b;
-    s->nbytes = e - b;
+    s->dtype = t.dtype;
+    s->data = f.data() + data_start + t.begin;
+    s->nbytes = t.end - t.begin;
     s->owner = sf.file;
-    s->key = name;
-    sf.tensors.emplace_back(name, Tensor::view_of(s, shape));
-    ranges.push_back({b, e, name});
+    s->key = t.name;
+    sf.tensors.emplace_back(t.name, Tensor::view_of(s, t.shape));
   }
-  // Like safetensors itself: tensors tile the data region exactly, no gaps, no overlaps.
-  std::sort(ranges.begin(), ranges.end(), [](const Range& x, const Range& y) { return x.begin < y.begin; });
-  uint64_t expect = 0;
-  for (const auto& r : ranges) {
-    if (r.begin != expect)
-      fail("data of tensor '" + r.name + "' starts at " + std::to_string(r.begin) + ", expected " + std::to_string(expect) +
-           " (gap or overlap)");
-    expect = r.end;
-  }
-  if (expect != data_size)
-    fail("tensors cover " + std::to_string(expect) + " of " + std::to_string(data_size) + " data bytes");
+  check_tiling(std::move(entries), data_size, sf.path);
   return sf;
 }
 

@@ -313,13 +313,29 @@ Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
   return *tok;
 }
 
+Tokenizer Tokenizer::from_tokenizer_json(std::string_view text, const std::string& name) {
+  TokenizerConfig config;
+  TokenizerJson tj = parse_tokenizer_json(text, name, config);
+  Tokenizer tok = from_text(tj.vocab_json, tj.merges_txt, name + " (model.vocab)", name + " (model.merges)");
+  if (!config.source.empty()) tok.apply(config);
+  return tok;
+}
+
 void Tokenizer::apply(const TokenizerConfig& c) {
   Impl& t = *impl_;
   t.add_prefix_space = c.add_prefix_space;
   // The configured added tokens replace the defaults; each gets its id from the files or the vocab.
   std::vector<AddedToken> added = c.added;
+  // Ids past the BPE vocabulary are the added tokens' own: they follow it (as transformers
+  // appends them), so one far beyond it is a broken file, not a reason to allocate.
+  const size_t id_limit = t.tokens.size() + added.size();
   for (auto& a : added) {
     if (a.id < 0) a.id = t.id_of(a.content, "added token", c.source);
+    if (size_t(a.id) >= id_limit)
+      throw Error("added token '" + a.content + "' has id " + std::to_string(a.id) + ", beyond the vocabulary (" +
+                      std::to_string(t.tokens.size()) + " ids) and its " + std::to_string(added.size()) +
+                      " added tokens",
+                  c.source);
     if (size_t(a.id) >= t.tokens.size() || t.tokens[a.id].empty()) {  // beyond the BPE vocab
       if (size_t(a.id) >= t.tokens.size()) t.tokens.resize(a.id + 1), t.bytes.resize(a.id + 1), t.special.resize(a.id + 1);
       t.tokens[a.id] = a.content;

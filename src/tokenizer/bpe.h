@@ -51,6 +51,8 @@ class Tokenizer {
   static Tokenizer from_text(std::string_view vocab_json, std::string_view merges_txt,
                              const std::string& vocab_name = "vocab.json",
                              const std::string& merges_name = "merges.txt");
+  // From a tokenizer.json's contents alone (its added tokens included; no tokenizer_config.json).
+  static Tokenizer from_tokenizer_json(std::string_view text, const std::string& name = "tokenizer.json");
 
   // Whether encode() turns added tokens written in the text into their ids, as transformers and
   // the servers built on it do, or encodes them as plain text (the default here). Per copy.

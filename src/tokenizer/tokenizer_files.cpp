@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "io/mmap_file.h"
 #include "util/error.h"
 
 namespace optforge {
@@ -129,9 +130,13 @@ void read_special_token_files(const fs::path& dir, TokenizerConfig& config) {
   read_one(dir / "special_tokens_map.json", config);
 }
 
-TokenizerJson read_tokenizer_json(const fs::path& path, TokenizerConfig& c) {
-  const std::string file = path.string();
-  Json j = read_json(path);
+namespace {
+
+// The parse itself; nlohmann's type errors (a field of the wrong JSON type) escape from here.
+TokenizerJson parse_tokenizer_json_checked(std::string_view text, const std::string& file, TokenizerConfig& c) {
+  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) throw Error("not valid JSON", file);
+  if (!j.is_object()) throw Error("expected a JSON object", file);
   if (!j.contains("model") || !j["model"].is_object()) throw Error("no \"model\" object", file);
   const Json& m = j["model"];
   const std::string type = m.value("type", "");
@@ -151,12 +156,28 @@ TokenizerJson read_tokenizer_json(const fs::path& path, TokenizerConfig& c) {
   if (j.contains("added_tokens") && j["added_tokens"].is_array())
     for (const auto& v : j["added_tokens"]) {
       AddedToken t = token_of(v, file, "added_tokens");
-      if (!v.contains("id") || !v["id"].is_number_integer()) throw Error("each needs an integer \"id\"", file, "added_tokens");
+      if (!v.contains("id") || !v["id"].is_number_integer() || v["id"].get<int64_t>() < 0 ||
+          v["id"].get<int64_t>() > INT32_MAX)
+        throw Error("each needs an integer \"id\" in [0, 2^31)", file, "added_tokens");
       t.id = v["id"].get<int32_t>();
       put(c, std::move(t));
     }
   c.source = file;
   return out;
+}
+
+}  // namespace
+
+TokenizerJson read_tokenizer_json(const fs::path& path, TokenizerConfig& c) {
+  return parse_tokenizer_json(read_text_file(path.string()), path.string(), c);
+}
+
+TokenizerJson parse_tokenizer_json(std::string_view text, const std::string& file, TokenizerConfig& c) {
+  try {
+    return parse_tokenizer_json_checked(text, file, c);
+  } catch (const Json::exception& e) {  // a field of the wrong JSON type
+    throw Error(std::string("unexpected JSON content: ") + e.what(), file);
+  }
 }
 
 }  // namespace optforge

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 #include "tokenizer/bpe.h"
 
@@ -26,5 +27,7 @@ struct TokenizerJson {
 // and the model type for any other model (WordPiece, Unigram, WordLevel), and naming the setting
 // for BPE options optforge does not implement (dropout, byte_fallback, subword affixes).
 TokenizerJson read_tokenizer_json(const std::filesystem::path& file, TokenizerConfig& config);
+// The same from the file's contents; `file` names it in errors.
+TokenizerJson parse_tokenizer_json(std::string_view text, const std::string& file, TokenizerConfig& config);
 
 }  // namespace optforge

@@ -3,6 +3,7 @@
 // into the files' contents and, last, a text. Loading gives a tokenizer or an optforge::Error;
 // a loaded tokenizer must then encode any bytes, decode any ids, and stream-decode them.
 //   'v'  vocab.json \0 merges.txt \0 text      (Tokenizer::from_text)
+//   'j'  tokenizer.json \0 text                  (Tokenizer::from_tokenizer_json)
 //   'b'  text                                  (the built-in OPT tokenizer; encode/decode must
 //                                               give the text back byte for byte)
 #include <cstdint>
@@ -31,6 +32,7 @@ struct Loader {
 const Loader kLoaders[] = {
     {'v', 2, [](const std::vector<std::string_view>& f) { return Tokenizer::from_text(f[0], f[1]); }},
     {'b', 0, [](const std::vector<std::string_view>&) { return Tokenizer::builtin(); }},
+    {'j', 1, [](const std::vector<std::string_view>& f) { return Tokenizer::from_tokenizer_json(f[0]); }},
 };
 
 // Ids to decode, taken from the text's bytes: in-vocab ones, out-of-range and negative ones.
