@@ -10,7 +10,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   nlohmann-json3-dev libcli11-dev libboost1.81-dev zlib1g-dev libdeflate-dev libpcre2-dev libdnnl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format
   python3 python3-venv python3-dev python3-torch python3-numpy
   chromium prometheus
 )

@@ -12,6 +12,9 @@ jobs=$(nproc)
 
 bash scripts/setup.sh
 
+echo "== C++ layout (clang-format)"
+bash scripts/format.sh --check
+
 echo "== build (Release) and C++ tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build -j"$jobs"

@@ -9,7 +9,6 @@
 namespace optforge::ckpt {
 namespace {
 
-
 ProducerPtr maybe_cast(const ProducerPtr& p, DType from, const std::optional<DType>& to, DType* out) {
   if (to && is_floating(from) && *to != from) {
     *out = *to;
@@ -55,7 +54,8 @@ std::vector<size_t> restored_order(const std::vector<std::string>& names) {
   auto key = [&](const std::string& n) -> std::pair<int, int64_t> {
     if (n == "decoder.version") return {4, 0};
     auto ref = parse_role_name(Layout::Metaseq, n);
-    if (auto layer = layer_of(Layout::Metaseq, n); layer && !ref) return {1, *layer};  // unknown layer names stay in their layer
+    if (auto layer = layer_of(Layout::Metaseq, n); layer && !ref)
+      return {1, *layer};  // unknown layer names stay in their layer
     if (!ref || ref->role == Role::LmHead) return {3, 0};
     if (ref->layer >= 0) return {1, ref->layer};
     return {size_t(ref->role) < first_layer_role ? 0 : 2, int64_t(ref->role)};
@@ -90,8 +90,8 @@ Plan plan_consolidate(const ConsolidateOptions& o) {
       auto model = Value::dict();
       for (const auto& t : parts[p]->params) model->set(t.name, make(t, t.bytes, t.shape));
       for (const auto& t : parts[p]->buffers) model->set(t.name, make(t, t.bytes, t.shape));
-      plan.outputs.push_back({stem + "-model_part-" + std::to_string(p) + ".pt",
-                              top_level(*ck.shards[p][0], model, std::nullopt)});
+      plan.outputs.push_back(
+          {stem + "-model_part-" + std::to_string(p) + ".pt", top_level(*ck.shards[p][0], model, std::nullopt)});
     }
     return plan;
   }

@@ -13,7 +13,6 @@ namespace {
 
 using Kind = Value::Kind;
 
-
 std::string shape_str(const Shape& s) {
   std::string out = "(";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
@@ -38,7 +37,8 @@ std::vector<std::pair<std::string, Tensor>> model_tensors(const TorchFile& f) {
     if (!k->is_str()) throw Error("model dict has a non-string key", f.path);
     if (!v->is_tensor()) continue;  // metaseq models hold tensors only; anything else is not ours to move
     std::string name = clean_fsdp_name(k->s);
-    if (!seen.insert(name).second) throw Error("model holds '" + name + "' twice (after removing FSDP wrapper names)", f.path);
+    if (!seen.insert(name).second)
+      throw Error("model holds '" + name + "' twice (after removing FSDP wrapper names)", f.path);
     out.emplace_back(name, *v->tensor);
   }
   return out;
@@ -72,7 +72,7 @@ std::vector<std::string> parse_names(const ValuePtr& v, const std::string& file,
 
 // shard_metadata's param_metadata list -> flat layouts (+ paddings of this rank).
 std::vector<FlatLayout> layouts_from_metadata(const ValuePtr& md, const std::string& file,
-                                             std::vector<int64_t>* paddings) {
+                                              std::vector<int64_t>* paddings) {
   ValuePtr pm = md ? md->get("param_metadata") : nullptr;
   if (!pm || !pm->is_sequence()) throw Error("shard_metadata has no param_metadata list", file);
   std::vector<FlatLayout> out;
@@ -98,7 +98,8 @@ std::vector<FlatLayout> layouts_from_metadata(const ValuePtr& md, const std::str
         fl.shapes.push_back(parse_shape(shapes->items[i], file, where));
         if (numels && numels->is_sequence() && i < numels->items.size() &&
             (numels->items[i]->kind != Kind::Int || uint64_t(numels->items[i]->i) != numel_of(fl.shapes.back())))
-          throw Error("numel of '" + fl.names[i] + "' does not match its shape " + shape_str(fl.shapes.back()), file, where);
+          throw Error("numel of '" + fl.names[i] + "' does not match its shape " + shape_str(fl.shapes.back()), file,
+                      where);
       }
       auto pad = info->get("padding");
       if (paddings) paddings->push_back(pad && pad->kind == Kind::Int ? pad->i : 0);
@@ -199,8 +200,9 @@ std::vector<FlatLayout> layout_from_cfg(const MetaseqCfg& d, int64_t P, int64_t 
     return fl;
   };
   std::vector<FlatLayout> out = {instance(Scope::Model, "", -1)};
-  out[0].shared_param_info = Value::list({Value::tuple({Value::str(role_name(role_spec(Role::TokenEmbed), Layout::Metaseq)),
-                                                        Value::str(role_name(role_spec(Role::LmHead), Layout::Metaseq))})});
+  out[0].shared_param_info =
+      Value::list({Value::tuple({Value::str(role_name(role_spec(Role::TokenEmbed), Layout::Metaseq)),
+                                 Value::str(role_name(role_spec(Role::LmHead), Layout::Metaseq))})});
   for (int64_t l = 0; l < c.layers; ++l) {
     const std::string prefix = layer_prefix(Layout::Metaseq, l);
     out.push_back(instance(Scope::Layer, prefix.substr(0, prefix.size() - 1), l));
@@ -222,11 +224,13 @@ struct PartFiles {
   const LoadedCheckpoint& ck;
   size_t part;
   const std::vector<std::shared_ptr<TorchFile>>& files;
-  std::vector<Named> tensors;                   // per rank
-  std::set<std::string> used;                   // model keys consumed as params or buffers
-  std::vector<std::vector<RankPiece>> pieces;   // flat inputs: per flat layout, per rank
+  std::vector<Named> tensors;                  // per rank
+  std::set<std::string> used;                  // model keys consumed as params or buffers
+  std::vector<std::vector<RankPiece>> pieces;  // flat inputs: per flat layout, per rank
   const TorchFile& f0() const { return *files[0]; }
-  std::string where() const { return ck.files.dir + "/" + ck.files.prefix + " (model part " + std::to_string(part) + ")"; }
+  std::string where() const {
+    return ck.files.dir + "/" + ck.files.prefix + " (model part " + std::to_string(part) + ")";
+  }
 };
 
 std::vector<FlatLayout> same_layouts_everywhere(const PartFiles& in, std::vector<std::vector<int64_t>>& pads) {
@@ -242,8 +246,9 @@ std::vector<FlatLayout> same_layouts_everywhere(const PartFiles& in, std::vector
                   in.files[r]->path);
     for (size_t i = 0; i < per_rank[0].size(); ++i)
       if (!same_layout(per_rank[r][i], per_rank[0][i]))
-        throw Error("shard_metadata of '" + per_rank[0][i].key() + "' differs from shard 0's (a shard from another run?)",
-                    in.files[r]->path);
+        throw Error(
+            "shard_metadata of '" + per_rank[0][i].key() + "' differs from shard 0's (a shard from another run?)",
+            in.files[r]->path);
   }
   return per_rank[0];
 }
@@ -259,7 +264,8 @@ std::vector<RankPiece> rank_pieces(const PartFiles& in, const FlatLayout& fl, si
     const std::string& path = in.files[r]->path;
     const Tensor* t = find_tensor(in.tensors[r], key);
     if (!t) throw Error("no tensor '" + key + "' although shard_metadata lists it", path, "model");
-    if (t->dim() != 1) throw Error("flat parameter '" + key + "' has shape " + t->shape_string() + ", expected 1-D", path);
+    if (t->dim() != 1)
+      throw Error("flat parameter '" + key + "' has shape " + t->shape_string() + ", expected 1-D", path);
     if (r == 0) {
       stored = uint64_t(t->numel());
       dtype = t->dtype;
@@ -271,8 +277,9 @@ std::vector<RankPiece> rank_pieces(const PartFiles& in, const FlatLayout& fl, si
     }
     const int64_t pad = pads[r][i];
     if (pad < 0 || uint64_t(pad) > stored)
-      throw Error("padding " + std::to_string(pad) + " of '" + key + "' exceeds its " + std::to_string(stored) + " elements",
-                  path, "shard_metadata");
+      throw Error(
+          "padding " + std::to_string(pad) + " of '" + key + "' exceeds its " + std::to_string(stored) + " elements",
+          path, "shard_metadata");
     ps.push_back({t, uint64_t(pad), r});
     real += stored - uint64_t(pad);
     if (fl.no_broadcast_optim_state) break;  // fairscale: rank 0 holds the whole parameter
@@ -311,9 +318,11 @@ void read_flat_without_metadata(PartFiles& in, PartModel& pm, const MetaseqCfg& 
   pm.form = "flat file without shard_metadata";
   const TorchFile& f0 = in.f0();
   if (in.files.size() != 1)
-    throw Error("flat FSDP shards without shard_metadata: cannot tell their padding; expected one (unsharded) file per part, found " +
-                    std::to_string(in.files.size()),
-                in.files[1]->path);
+    throw Error(
+        "flat FSDP shards without shard_metadata: cannot tell their padding; expected one (unsharded) file per part, "
+        "found " +
+            std::to_string(in.files.size()),
+        in.files[1]->path);
   const Tensor* root = find_tensor(in.tensors[0], "flat_param_0");
   if (!root) throw Error("flat file without shard_metadata has no root 'flat_param_0'", f0.path, "model");
   const OptConfig& c = dims.config;
@@ -323,15 +332,19 @@ void read_flat_without_metadata(PartFiles& in, PartModel& pm, const MetaseqCfg& 
   if (n <= rest || (n - rest) % c.input_dim != 0)
     throw Error("root flat_param_0 holds " + std::to_string(n) +
                     " elements, which no vocabulary size fits with cfg's dimensions (E=" + std::to_string(c.embed_dim) +
-                    ", input dim " + std::to_string(c.input_dim) + ", positions " + std::to_string(c.max_positions) + ")",
+                    ", input dim " + std::to_string(c.input_dim) + ", positions " + std::to_string(c.max_positions) +
+                    ")",
                 f0.path, "model.flat_param_0");
   pm.layout = layout_from_cfg(dims, P, (n - rest) / c.input_dim);
   for (const FlatLayout& fl : pm.layout) {
     const Tensor* t = find_tensor(in.tensors[0], fl.key());
-    if (!t) throw Error("no tensor '" + fl.key() + "' (cfg says the model has " + std::to_string(c.layers) + " layers)", f0.path, "model");
+    if (!t)
+      throw Error("no tensor '" + fl.key() + "' (cfg says the model has " + std::to_string(c.layers) + " layers)",
+                  f0.path, "model");
     if (uint64_t(t->numel()) != fl.numel() || t->dim() != 1)
-      throw Error("'" + fl.key() + "' holds " + std::to_string(t->numel()) + " elements but the layout rebuilt from cfg (" +
-                      std::to_string(fl.names.size()) + " parameters) needs exactly " + std::to_string(fl.numel()),
+      throw Error("'" + fl.key() + "' holds " + std::to_string(t->numel()) +
+                      " elements but the layout rebuilt from cfg (" + std::to_string(fl.names.size()) +
+                      " parameters) needs exactly " + std::to_string(fl.numel()),
                   f0.path, "model");
     in.used.insert(fl.key());
     in.pieces.push_back({{t, 0, 0}});
@@ -368,7 +381,8 @@ std::vector<FlatLayout> group_by_layer(const std::vector<std::string>& names, co
 
 // The flat layout an unflattened part came from: its stale shard_metadata if it still fits, else
 // the one cfg describes, else one group per layer.
-std::vector<FlatLayout> unflattened_layout(const PartFiles& in, const std::vector<std::string>& names, const MetaseqCfg& dims) {
+std::vector<FlatLayout> unflattened_layout(const PartFiles& in, const std::vector<std::string>& names,
+                                           const MetaseqCfg& dims) {
   const Named& ts = in.tensors[0];
   const std::set<std::string> name_set(names.begin(), names.end());
   auto covers = [&](const std::vector<FlatLayout>& lay) {
@@ -385,15 +399,14 @@ std::vector<FlatLayout> unflattened_layout(const PartFiles& in, const std::vecto
   if (metadata_usable(in.f0())) {
     try {
       lay = layouts_from_metadata(in.f0().root->get("shard_metadata"), in.f0().path, nullptr);
-    } catch (const Error&) {
-      lay.clear();
-    }
+    } catch (const Error&) { lay.clear(); }
   }
   if (covers(lay)) return lay;
   const Tensor* emb = find_tensor(ts, role_name(role_spec(Role::TokenEmbed), Layout::Metaseq));
   if (emb && emb->dim() == 2) {
     MetaseqCfg d2 = dims;
-    d2.fused_qkv = name_set.count(role_name(role_spec(Role::QkvWeight), Layout::MetaseqFused, 0)) > 0 || dims.config.layers == 0;
+    d2.fused_qkv =
+        name_set.count(role_name(role_spec(Role::QkvWeight), Layout::MetaseqFused, 0)) > 0 || dims.config.layers == 0;
     lay = layout_from_cfg(d2, in.ck.files.parts(), emb->shape[0]);
     if (covers(lay)) return lay;
   }
@@ -405,7 +418,8 @@ void read_unflattened(PartFiles& in, PartModel& pm, const MetaseqCfg& dims) {
   pm.form = "unflattened file";
   const TorchFile& f0 = in.f0();
   if (in.files.size() != 1)
-    throw Error("unflattened (consolidated) files: expected one per part, found " + std::to_string(in.files.size()), in.files[1]->path);
+    throw Error("unflattened (consolidated) files: expected one per part, found " + std::to_string(in.files.size()),
+                in.files[1]->path);
   std::set<std::string> buffers = {"decoder.version"};
   ValuePtr md = f0.root->get("shard_metadata");
   if (md && md->is_dict())
@@ -433,7 +447,8 @@ void read_unflattened(PartFiles& in, PartModel& pm, const MetaseqCfg& dims) {
     }
   in.used.insert(head);
   for (const auto& [name, t] : in.tensors[0])
-    if (!in.used.count(name) && name.find("_float_tensor") != std::string::npos) pm.buffers.push_back(part_tensor(name, t, f0));
+    if (!in.used.count(name) && name.find("_float_tensor") != std::string::npos)
+      pm.buffers.push_back(part_tensor(name, t, f0));
 }
 
 // Flat inputs: params are slices of each flat parameter's unpadded bytes.
@@ -453,13 +468,15 @@ void split_pieces(const PartFiles& in, PartModel& pm) {
 void carry_unclaimed(const PartFiles& in, PartModel& pm) {
   for (const auto& [name, t] : in.tensors[0])
     if (!in.used.count(name)) {
-      if (is_flat_key(name)) throw Error("flat parameter '" + name + "' is not described by shard_metadata", in.f0().path, "model");
+      if (is_flat_key(name))
+        throw Error("flat parameter '" + name + "' is not described by shard_metadata", in.f0().path, "model");
       pm.buffers.push_back(part_tensor(name, t, in.f0()));
     }
   for (size_t r = 1; r < in.files.size(); ++r)
     for (const auto& [name, t] : in.tensors[r])
       if (!find_tensor(in.tensors[0], name))
-        throw Error("model holds '" + name + "', which shard 0 does not (a shard from another run?)", in.files[r]->path);
+        throw Error("model holds '" + name + "', which shard 0 does not (a shard from another run?)",
+                    in.files[r]->path);
 }
 
 // last_optimizer_state['state'] of every rank, by flat parameter index.
@@ -471,8 +488,9 @@ struct OptimStates {
   ValuePtr entry(size_t r, size_t k) const {
     for (const auto& [key, v] : states[r]->entries)
       if (key->kind == Kind::Int && uint64_t(key->i) == k) return v;
-    throw Error("last_optimizer_state has no state for flat parameter " + std::to_string(k) + " ('" + pm.layout[k].key() + "')",
-                in.files[r]->path);
+    throw Error(
+        "last_optimizer_state has no state for flat parameter " + std::to_string(k) + " ('" + pm.layout[k].key() + "')",
+        in.files[r]->path);
   }
 };
 
@@ -519,7 +537,8 @@ ProducerPtr moment_flat(const OptimStates& os, size_t k, const std::string& key)
       throw Error("optimizer state '" + key + "' of '" + os.pm.layout[k].key() + "' does not match the flat shard's " +
                       std::to_string(stored) + " elements",
                   f.path);
-    if (ps.empty()) mdt = v->tensor->dtype;
+    if (ps.empty())
+      mdt = v->tensor->dtype;
     else if (v->tensor->dtype != mdt)
       throw Error("optimizer state '" + key + "' has different dtypes across shards", f.path);
     ps.push_back(slice(tensor_bytes(*v->tensor, f.file), 0, (stored - p.pad) * dtype_size(mdt)));
@@ -556,7 +575,8 @@ void read_optimizer(const PartFiles& in, PartModel& pm) {
   for (size_t mk = 0; mk < keys.size(); ++mk) {
     std::vector<PartTensor> ts;
     for (size_t k = 0; k < in.pieces.size(); ++k)
-      split_flat(pm.layout[k], os.entry(0, k)->get(keys[mk])->tensor->dtype, flats[mk][k], in.ck.files.paths[in.part][0], ts);
+      split_flat(pm.layout[k], os.entry(0, k)->get(keys[mk])->tensor->dtype, flats[mk][k],
+                 in.ck.files.paths[in.part][0], ts);
     pm.moments.emplace_back(keys[mk], std::move(ts));
   }
 }
@@ -574,8 +594,10 @@ PartModel read_part(const LoadedCheckpoint& ck, size_t part, const MetaseqCfg& d
     read_unflattened(in, pm, dims);
     return pm;
   }
-  if (all_md) read_flat_with_metadata(in, pm);
-  else read_flat_without_metadata(in, pm, dims);
+  if (all_md)
+    read_flat_with_metadata(in, pm);
+  else
+    read_flat_without_metadata(in, pm, dims);
   split_pieces(in, pm);
   carry_unclaimed(in, pm);
   if (optimizer) read_optimizer(in, pm);

@@ -32,12 +32,12 @@ ShardSpan fsdp_shard(uint64_t n, int64_t world, int64_t rank);
 
 // One flat parameter of one FSDP instance: what shard_metadata's params[flat_name] describes.
 struct FlatLayout {
-  std::string fsdp_path;               // "" for the root
+  std::string fsdp_path;  // "" for the root
   std::string flat_name = "flat_param_0";
-  std::vector<std::string> names;      // relative to fsdp_path
+  std::vector<std::string> names;  // relative to fsdp_path
   std::vector<Shape> shapes;
   bool no_broadcast_optim_state = false;
-  ValuePtr shared_param_info;          // list of (src, dst) tuples, as in the metadata
+  ValuePtr shared_param_info;  // list of (src, dst) tuples, as in the metadata
   std::string key() const { return fsdp_path.empty() ? flat_name : fsdp_path + "." + flat_name; }
   std::string full_name(size_t i) const { return fsdp_path.empty() ? names[i] : fsdp_path + "." + names[i]; }
   uint64_t numel() const;
@@ -58,16 +58,16 @@ struct PartTensor {
 };
 
 struct PartModel {
-  std::string form;                      // "FSDP shards", "flat file without shard_metadata", "unflattened file"
-  std::vector<FlatLayout> layout;        // how this part is flattened
-  std::vector<PartTensor> params;        // every parameter, in layout order
-  std::vector<PartTensor> buffers;       // decoder.version and other non-parameter entries
+  std::string form;                 // "FSDP shards", "flat file without shard_metadata", "unflattened file"
+  std::vector<FlatLayout> layout;   // how this part is flattened
+  std::vector<PartTensor> params;   // every parameter, in layout order
+  std::vector<PartTensor> buffers;  // decoder.version and other non-parameter entries
   // Optimizer state (empty if absent or not asked for): per state key with a per-element moment
   // ("exp_avg", ...), one tensor per parameter, parallel to `params` (unpadded, fp32).
   std::vector<std::pair<std::string, std::vector<PartTensor>>> moments;
   // Per flat parameter (layout index): the state entries that are not moments (step, ...).
   std::vector<ValuePtr> optim_scalars;
-  ValuePtr optim_root;                   // last_optimizer_state of shard 0 (param_groups, loss_scale)
+  ValuePtr optim_root;  // last_optimizer_state of shard 0 (param_groups, loss_scale)
   // Parameters by name.
   const PartTensor* find(const std::string& name) const;
 };

@@ -6,8 +6,8 @@
 #include <set>
 
 #include "util/error.h"
-#include "util/pattern.h"
 #include "util/parallel_for.h"
+#include "util/pattern.h"
 
 namespace optforge::ckpt {
 namespace fs = std::filesystem;
@@ -56,7 +56,8 @@ std::pair<std::string, std::string> folder_and_prefix(const std::string& in) {
   fs::path p(in);
   std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
   std::string want = p.filename().string();
-  if (want.size() > 3 && want.compare(want.size() - 3, 3, ".pt") == 0 && !fs::exists(in, ec)) want.resize(want.size() - 3);
+  if (want.size() > 3 && want.compare(want.size() - 3, 3, ".pt") == 0 && !fs::exists(in, ec))
+    want.resize(want.size() - 3);
   if (fs::is_regular_file(in, ec)) {  // a single file: itself (a part or shard of a set, or alone)
     auto parsed = parse_checkpoint_name(want);
     if (parsed) want = parsed->prefix;
@@ -103,7 +104,8 @@ std::vector<std::string> shard_paths(const Found& g, int64_t part, const std::st
   std::vector<std::string> paths;
   int64_t expect_shard = 0;
   for (const auto& [shard, files] : shards) {
-    if (files.size() > 1) throw Error("duplicate shard " + std::to_string(shard) + ": " + files[0] + " and " + files[1], dir);
+    if (files.size() > 1)
+      throw Error("duplicate shard " + std::to_string(shard) + ": " + files[0] + " and " + files[1], dir);
     if (shard != expect_shard)
       throw Error("shard " + std::to_string(expect_shard) + " of model part " + std::to_string(part) +
                       " is missing (found shards up to " + std::to_string(shards.rbegin()->first) + ")",
@@ -168,8 +170,9 @@ std::optional<bool> bool_field(const ValuePtr& v, const std::string& key) {
 
 // Fields of cfg['model'] that legitimately differ between the ranks of one save.
 const std::set<std::string>& per_rank_fields() {
-  static const std::set<std::string> s = {"distributed_rank", "device_id", "local_rank", "checkpoint_suffix",
-                                          "distributed_init_method", "distributed_port", "distributed_num_procs"};
+  static const std::set<std::string> s = {
+      "distributed_rank",        "device_id",        "local_rank",           "checkpoint_suffix",
+      "distributed_init_method", "distributed_port", "distributed_num_procs"};
   return s;
 }
 
@@ -288,8 +291,8 @@ LoadedCheckpoint load_checkpoint(const CheckpointFiles& files, int threads) {
         throw Error("belongs to another run: its cfg['model'] differs from that of " + f0.path, f->path);
       if (num_updates(*f) != upd0)
         throw Error("belongs to another save: optimizer_history says " +
-                        (num_updates(*f) ? std::to_string(*num_updates(*f)) : std::string("nothing")) +
-                        " updates, " + f0.path + " says " + (upd0 ? std::to_string(*upd0) : std::string("nothing")),
+                        (num_updates(*f) ? std::to_string(*num_updates(*f)) : std::string("nothing")) + " updates, " +
+                        f0.path + " says " + (upd0 ? std::to_string(*upd0) : std::string("nothing")),
                     f->path);
     }
   if (cfg0) {

@@ -42,8 +42,8 @@ CheckpointFiles find_checkpoint(const std::string& in);
 // What a metaseq cfg states (cfg['model'], a Namespace or dict; docs/spec-checkpoints.md §cfg fields read): the
 // model's config (its vocab is not in cfg: the embedding says), and how the run stored it.
 struct MetaseqCfg {
-  OptConfig config;         // layers, dims, heads, positions, pre-LN, final LN, activation (if one we run)
-  bool fused_qkv = true;    // Megatron model (qkv_proj); transformer_lm_gpt has k/v/q_proj
+  OptConfig config;       // layers, dims, heads, positions, pre-LN, final LN, activation (if one we run)
+  bool fused_qkv = true;  // Megatron model (qkv_proj); transformer_lm_gpt has k/v/q_proj
   std::optional<int64_t> model_parallel_size, world_size;
   std::string arch;
 };

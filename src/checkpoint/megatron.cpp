@@ -28,9 +28,9 @@ uint64_t row_bytes(const Shape& s, DType dt) {
 void check_same_shapes(const std::vector<const PartTensor*>& parts) {
   for (size_t p = 1; p < parts.size(); ++p)
     if (parts[p]->shape != parts[0]->shape || parts[p]->dtype != parts[0]->dtype)
-      throw Error("'" + parts[0]->name + "' is " + shape_str(parts[p]->shape) + " " + std::string(dtype_name(parts[p]->dtype)) +
-                      " in model part " + std::to_string(p) + " but " + shape_str(parts[0]->shape) + " " +
-                      std::string(dtype_name(parts[0]->dtype)) + " in part 0",
+      throw Error("'" + parts[0]->name + "' is " + shape_str(parts[p]->shape) + " " +
+                      std::string(dtype_name(parts[p]->dtype)) + " in model part " + std::to_string(p) + " but " +
+                      shape_str(parts[0]->shape) + " " + std::string(dtype_name(parts[0]->dtype)) + " in part 0",
                   parts[p]->origin);
 }
 
@@ -80,8 +80,7 @@ Regrouped regroup(const std::vector<const PartTensor*>& parts, int64_t M, int64_
   if (s == Split::Dim1 && t0.shape.size() < 2) s = Split::Dim0;
   const uint64_t rows = uint64_t(t0.shape.empty() ? 1 : t0.shape[0]), rb = row_bytes(t0.shape, t0.dtype);
   switch (s) {
-    case Split::Replicated:
-      return {t0.shape, t0.bytes};
+    case Split::Replicated: return {t0.shape, t0.bytes};
     case Split::Dim0: {
       const uint64_t full = rows * P;
       need_divisible(t0, full, M, "dim 0");
@@ -104,7 +103,9 @@ Regrouped regroup(const std::vector<const PartTensor*>& parts, int64_t M, int64_
       return {sh, interleave(rows, std::move(pieces))};
     }
     case Split::Qkv: {
-      if (rows % 3 != 0) throw Error("'" + t0.name + "' has " + std::to_string(rows) + " rows, not three equal K, V, Q blocks", t0.origin);
+      if (rows % 3 != 0)
+        throw Error("'" + t0.name + "' has " + std::to_string(rows) + " rows, not three equal K, V, Q blocks",
+                    t0.origin);
       const uint64_t blk = rows / 3, full = blk * P;
       need_divisible(t0, full, M, "K/V/Q block rows");
       const uint64_t per = full / uint64_t(M);
@@ -126,7 +127,8 @@ std::vector<Regrouped> glue_qkv(const std::vector<const PartTensor*>& parts) {
   check_same_shapes(parts);
   const PartTensor& t0 = *parts[0];
   const uint64_t rows = uint64_t(t0.shape.at(0)), rb = row_bytes(t0.shape, t0.dtype);
-  if (rows % 3 != 0) throw Error("'" + t0.name + "' has " + std::to_string(rows) + " rows, not three equal K, V, Q blocks", t0.origin);
+  if (rows % 3 != 0)
+    throw Error("'" + t0.name + "' has " + std::to_string(rows) + " rows, not three equal K, V, Q blocks", t0.origin);
   const uint64_t blk = rows / 3;
   std::vector<Regrouped> out;
   for (uint64_t j = 0; j < 3; ++j) {
@@ -170,7 +172,8 @@ std::vector<ReplicaDiff> check_replicated(const std::vector<const PartTensor*>& 
             if (!(diff <= d.max_abs_diff)) d.max_abs_diff = diff;  // NaN sticks
           }
       } else {
-        for (uint64_t i = 0; i < k; ++i) d.elements_differing += std::memcmp(a.data() + i * es, b.data() + i * es, es) != 0;
+        for (uint64_t i = 0; i < k; ++i)
+          d.elements_differing += std::memcmp(a.data() + i * es, b.data() + i * es, es) != 0;
       }
     }
     t0.bytes->release(0, total);

@@ -5,8 +5,9 @@
 // glue_megatron_parts: qkv (fused K,V,Q row blocks per part), fc1/k_proj/q_proj/v_proj (dim 0),
 // fc2/out_proj (weight dim 1, bias replicated), embed_tokens.weight (dim 0, vocab-parallel),
 // layer norms and positions replicated. Names outside the table: ffn_layernorm (dim 0, metaseq's
-// rule) and everything else replicated (decoder.version, unknown names: kept, never dropped). Unlike metaseq, replicated tensors that differ
-// across parts are reported (check_replicated), and splitting into more parts is supported.
+// rule) and everything else replicated (decoder.version, unknown names: kept, never dropped). Unlike metaseq,
+// replicated tensors that differ across parts are reported (check_replicated), and splitting into more parts is
+// supported.
 #pragma once
 
 #include <cstdint>

@@ -12,8 +12,8 @@
 #include "io/atomic_dir.h"
 #include "util/error.h"
 #include "util/human.h"
-#include "util/progress.h"
 #include "util/parallel_for.h"
+#include "util/progress.h"
 
 namespace optforge::ckpt {
 
@@ -23,8 +23,10 @@ ValuePtr copy_tree(const ValuePtr& v) {
 
 void set_field(const ValuePtr& obj, const std::string& key, ValuePtr v) {
   if (!obj) return;
-  if (obj->is_dict()) obj->set(key, std::move(v));
-  else if (obj->kind == Value::Kind::Object && obj->state && obj->state->is_dict()) obj->state->set(key, std::move(v));
+  if (obj->is_dict())
+    obj->set(key, std::move(v));
+  else if (obj->kind == Value::Kind::Object && obj->state && obj->state->is_dict())
+    obj->state->set(key, std::move(v));
 }
 
 std::shared_ptr<LoadedCheckpoint> open_input(const std::string& in, int threads) {
@@ -40,17 +42,16 @@ MetaseqCfg input_dims(const LoadedCheckpoint& ck) {
 std::vector<std::shared_ptr<PartModel>> read_parts(const LoadedCheckpoint& ck, const MetaseqCfg& d, bool optimizer,
                                                    int threads) {
   std::vector<std::shared_ptr<PartModel>> parts(size_t(ck.files.parts()));
-  parallel_for(parts.size(), threads, [&](size_t p) {
-    parts[p] = std::make_shared<PartModel>(read_part(ck, p, d, optimizer));
-  });
+  parallel_for(parts.size(), threads,
+               [&](size_t p) { parts[p] = std::make_shared<PartModel>(read_part(ck, p, d, optimizer)); });
   const PartModel& p0 = *parts[0];
   for (size_t p = 1; p < parts.size(); ++p) {
     const PartModel& pp = *parts[p];
     const std::string where = ck.files.paths[p][0];
     if (pp.params.size() != p0.params.size() || pp.buffers.size() != p0.buffers.size())
-      throw Error("model part " + std::to_string(p) + " holds " + std::to_string(pp.params.size()) + " parameters and " +
-                      std::to_string(pp.buffers.size()) + " buffers, part 0 holds " + std::to_string(p0.params.size()) +
-                      " and " + std::to_string(p0.buffers.size()),
+      throw Error("model part " + std::to_string(p) + " holds " + std::to_string(pp.params.size()) +
+                      " parameters and " + std::to_string(pp.buffers.size()) + " buffers, part 0 holds " +
+                      std::to_string(p0.params.size()) + " and " + std::to_string(p0.buffers.size()),
                   where);
     for (size_t i = 0; i < p0.params.size(); ++i)
       if (pp.params[i].name != p0.params[i].name)
@@ -92,7 +93,9 @@ void check_replicas(const Plan& plan, const ExecOptions& opts) {
     diffs.insert(diffs.end(), d.begin(), d.end());
   });
   for (const auto& d : diffs)
-    std::fprintf(stderr, "optforge: %s: replicated tensor '%s' differs between model part 0 and part %zu: %llu element(s), max |diff| %g; part 0's is kept\n",
+    std::fprintf(stderr,
+                 "optforge: %s: replicated tensor '%s' differs between model part 0 and part %zu: %llu element(s), max "
+                 "|diff| %g; part 0's is kept\n",
                  opts.strict_replicas ? "error" : "warning", d.name.c_str(), d.part,
                  (unsigned long long)d.elements_differing, d.max_abs_diff);
   if (opts.strict_replicas && !diffs.empty())
@@ -119,7 +122,8 @@ void print_dry_run(const Plan& plan, const ExecOptions& opts) {
   for (const auto& n : plan.notes) std::fprintf(out, "note: %s\n", n.c_str());
   auto files = writer.files();
   std::fprintf(out, "outputs: %zu file(s), %s of tensor data, %zu unit(s) of at most %s\n", files.size(),
-               human_bytes(writer.total_data_bytes()).c_str(), writer.unit_count(), human_bytes(opts.unit_bytes).c_str());
+               human_bytes(writer.total_data_bytes()).c_str(), writer.unit_count(),
+               human_bytes(opts.unit_bytes).c_str());
   for (const auto& f : files)
     std::fprintf(out, "  out  %-60s %12s  %zu tensors\n", f.path.c_str(), human_bytes(f.size).c_str(), f.tensors);
   std::fprintf(out, "replicated tensors to compare across parts: %zu\n", plan.replica_checks.size());

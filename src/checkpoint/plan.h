@@ -17,10 +17,10 @@
 namespace optforge::ckpt {
 
 struct Plan {
-  std::string operation;                       // "consolidate", "reshard"
-  std::shared_ptr<LoadedCheckpoint> input;     // keeps the mappings alive
+  std::string operation;                    // "consolidate", "reshard"
+  std::shared_ptr<LoadedCheckpoint> input;  // keeps the mappings alive
   std::vector<std::shared_ptr<PartModel>> parts;
-  std::vector<std::string> notes;              // printed with the plan
+  std::vector<std::string> notes;  // printed with the plan
   std::vector<OutputSpec> outputs;
   ProducerMap producers;
   // Replicated tensors (one entry per tensor: its P part tensors) compared before writing.
@@ -34,10 +34,10 @@ struct Plan {
 struct ExecOptions {
   int threads = 1;
   bool dry_run = false;
-  bool progress = false;          // draw a progress bar (callers pass "stderr is a terminal")
-  bool strict_replicas = false;   // a replicated tensor that differs across parts is an error
+  bool progress = false;         // draw a progress bar (callers pass "stderr is a terminal")
+  bool strict_replicas = false;  // a replicated tensor that differs across parts is an error
   uint64_t unit_bytes = uint64_t(64) << 20;
-  FILE* out = stdout;             // plan and summary
+  FILE* out = stdout;  // plan and summary
 };
 
 // Prints the plan (dry run), or runs it: replica checks, then every output unit, then commits
@@ -48,12 +48,13 @@ uint64_t execute(Plan& plan, const ExecOptions& opts);
 void check_replicas(const Plan& plan, const ExecOptions& opts);
 
 // Shared by consolidate and reshard.
-ValuePtr copy_tree(const ValuePtr& v);                       // containers copied, leaves shared
+ValuePtr copy_tree(const ValuePtr& v);                                    // containers copied, leaves shared
 void set_field(const ValuePtr& obj, const std::string& key, ValuePtr v);  // dict or Namespace state
 std::shared_ptr<LoadedCheckpoint> open_input(const std::string& in, int threads);
 MetaseqCfg input_dims(const LoadedCheckpoint& ck);
 // Parts read and checked to hold the same parameter names in the same order.
-std::vector<std::shared_ptr<PartModel>> read_parts(const LoadedCheckpoint& ck, const MetaseqCfg& d, bool optimizer, int threads);
+std::vector<std::shared_ptr<PartModel>> read_parts(const LoadedCheckpoint& ck, const MetaseqCfg& d, bool optimizer,
+                                                   int threads);
 // The tensor `name` of every part.
 std::vector<const PartTensor*> across_parts(const std::vector<std::shared_ptr<PartModel>>& parts, size_t index);
 std::vector<const PartTensor*> buffers_across_parts(const std::vector<std::shared_ptr<PartModel>>& parts, size_t index);

@@ -1,8 +1,8 @@
 #include "checkpoint/reshard.h"
 
+#include <array>
 #include <filesystem>
 #include <map>
-#include <array>
 
 #include "checkpoint/megatron.h"
 #include "opt/roles.h"
@@ -12,7 +12,6 @@ namespace optforge::ckpt {
 namespace {
 
 namespace fs = std::filesystem;
-
 
 ValuePtr int_list(const std::vector<uint64_t>& v) {
   auto l = Value::list();
@@ -130,7 +129,8 @@ std::vector<FlatOut> part_flats(const Reshard& R, int64_t m) {
       Regrouped r = regroup(across_parts(parts, idx), R.o.mp, m);
       DType dt;
       ProducerPtr b = R.cast_to(r.bytes, t.dtype, &dt);
-      if (j == 0) f.dtype = dt;
+      if (j == 0)
+        f.dtype = dt;
       else if (dt != f.dtype)
         throw Error("'" + t.name + "' is " + std::string(dtype_name(dt)) + " but the other parameters of '" + fl.key() +
                         "' are " + std::string(dtype_name(f.dtype)) + ": one flat parameter holds one dtype",
@@ -163,7 +163,8 @@ ValuePtr part_cfg(const TorchFile& f0, int64_t M, int64_t W, int64_t m) {
   set_field(cfg->attr("model"), "model_parallel_size", Value::integer(M));
   if (auto v = cfg->attr("model"); v && v->attr("distributed_world_size"))
     set_field(v, "distributed_world_size", Value::integer(M * W));
-  if (auto c = cfg->attr("common"); c && c->attr("model_parallel_size")) set_field(c, "model_parallel_size", Value::integer(M));
+  if (auto c = cfg->attr("common"); c && c->attr("model_parallel_size"))
+    set_field(c, "model_parallel_size", Value::integer(M));
   if (auto d = cfg->attr("distributed_training"); d && d->attr("distributed_world_size"))
     set_field(d, "distributed_world_size", Value::integer(M * W));
   if (auto c = cfg->attr("checkpoint"); c && c->attr("checkpoint_suffix"))
@@ -259,13 +260,17 @@ struct ShardOut {
 
 // The output file's top level: the input's keys in the input's order with model, cfg,
 // shard_metadata and the optimizer state replaced.
-ValuePtr shard_root(const Reshard& R, const TorchFile& f0, const ShardOut& s, const ValuePtr& shard_md, const ValuePtr& cfg) {
+ValuePtr shard_root(const Reshard& R, const TorchFile& f0, const ShardOut& s, const ValuePtr& shard_md,
+                    const ValuePtr& cfg) {
   auto root = Value::dict();
   for (const auto& [k, v] : f0.root->entries) {
     if (!k->is_str()) continue;
-    if (k->s == "model") root->set("model", s.model);
-    else if (k->s == "cfg") root->set("cfg", cfg);
-    else if (k->s == "shard_metadata") root->set("shard_metadata", shard_md);
+    if (k->s == "model")
+      root->set("model", s.model);
+    else if (k->s == "cfg")
+      root->set("cfg", cfg);
+    else if (k->s == "shard_metadata")
+      root->set("shard_metadata", shard_md);
     else if (k->s == "last_optimizer_state") {
       if (!R.with_optim) continue;
       ValuePtr os = Value::dict();
@@ -303,7 +308,8 @@ void read_input(Plan& plan, const LoadedCheckpoint& ck, const ReshardOptions& o)
   const int64_t M = o.mp;
   if (M < 1) throw Error("--mp must be at least 1");
   if (o.fsdp < 1) throw Error("--fsdp must be at least 1");
-  if (!ck.first().root->get("cfg")) throw Error("no 'cfg' in the checkpoint: resharding needs the model's config", ck.first().path);
+  if (!ck.first().root->get("cfg"))
+    throw Error("no 'cfg' in the checkpoint: resharding needs the model's config", ck.first().path);
   const MetaseqCfg dims = input_dims(ck);
   if (dims.config.heads % M != 0)
     throw Error("--mp " + std::to_string(M) + " does not divide the model's " + std::to_string(dims.config.heads) +

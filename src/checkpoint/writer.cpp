@@ -5,10 +5,10 @@
 #include <cstring>
 #include <mutex>
 
-#include "io/atomic_file.h"
-#include "io/zip_writer.h"
-#include "io/crc32.h"
 #include "formats/torch_file.h"
+#include "io/atomic_file.h"
+#include "io/crc32.h"
+#include "io/zip_writer.h"
 #include "util/error.h"
 #include "util/parallel_for.h"
 
@@ -24,8 +24,8 @@ Tensor produced_tensor(ProducerPtr p, DType dtype, const Shape& shape, ProducerM
   map[s.get()] = std::move(p);
   Tensor t = Tensor::view_of(s, shape);
   if (t.nbytes() != s->nbytes)
-    throw Error("internal: produced tensor of shape " + t.shape_string() + " has " +
-                std::to_string(s->nbytes) + " bytes");
+    throw Error("internal: produced tensor of shape " + t.shape_string() + " has " + std::to_string(s->nbytes) +
+                " bytes");
   return t;
 }
 
@@ -88,8 +88,7 @@ struct GroupWriter::Plan {
       std::string h = local_header(r);
       if (r.header_off + h.size() != r.data_off) throw Error("internal: zip header size changed", f.spec.path);
       f.out->pwrite(h.data(), h.size(), r.header_off);
-      if (!r.producer && !r.inline_data.empty())
-        f.out->pwrite(r.inline_data.data(), r.inline_data.size(), r.data_off);
+      if (!r.producer && !r.inline_data.empty()) f.out->pwrite(r.inline_data.data(), r.inline_data.size(), r.data_off);
     }
     std::string cd = central_directory(f.records, f.cd_off);
     if (f.cd_off + cd.size() != f.size) throw Error("internal: central directory size changed", f.spec.path);

@@ -39,11 +39,9 @@ struct OutputSpec {
   std::string archive = "archive";  // the zip's top folder (torch.save to a file object)
 };
 
-
 class GroupWriter {
  public:
-  GroupWriter(std::vector<OutputSpec> files, const ProducerMap& producers,
-              uint64_t unit_bytes = uint64_t(64) << 20);
+  GroupWriter(std::vector<OutputSpec> files, const ProducerMap& producers, uint64_t unit_bytes = uint64_t(64) << 20);
   ~GroupWriter();
 
   struct FileInfo {

@@ -16,8 +16,8 @@ struct ModelConvertOptions {
   ModelFormat to = ModelFormat::Hf;
   std::optional<DType> dtype;
   HfWriteOptions hf;
-  int64_t mp = 1;      // metaseq: model-parallel parts
-  int64_t heads = 0;   // when the input does not say
+  int64_t mp = 1;     // metaseq: model-parallel parts
+  int64_t heads = 0;  // when the input does not say
   int threads = 1;
 };
 

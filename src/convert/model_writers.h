@@ -10,9 +10,9 @@
 namespace optforge {
 
 struct HfWriteOptions {
-  bool safetensors = true;           // false: pytorch_model.bin
+  bool safetensors = true;                   // false: pytorch_model.bin
   uint64_t max_shard_bytes = 5'000'000'000;  // HF's default "5GB"
-  std::string tokenizer_dir;         // "": the tokenizer built into optforge
+  std::string tokenizer_dir;                 // "": the tokenizer built into optforge
 };
 
 // An HF folder OPTForCausalLM.from_pretrained loads: config.json, generation_config.json,

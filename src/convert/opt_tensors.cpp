@@ -48,9 +48,12 @@ int64_t heads_for(const OptConfig& c, bool may_be_unknown, const std::string& so
       return p->heads;
   }
   if (may_be_unknown) return 0;
-  throw Error("cannot tell the number of attention heads: the checkpoint does not record it (no metaseq cfg, "
-              "no config.json) and its shape (" + std::to_string(c.layers) + " layers, hidden size " +
-              std::to_string(c.embed_dim) + ") is not a published OPT model's; pass --heads", source);
+  throw Error(
+      "cannot tell the number of attention heads: the checkpoint does not record it (no metaseq cfg, "
+      "no config.json) and its shape (" +
+          std::to_string(c.layers) + " layers, hidden size " + std::to_string(c.embed_dim) +
+          ") is not a published OPT model's; pass --heads",
+      source);
 }
 
 // The input's tensors by role: fused qkv split into K, V, Q (metaseq's row order), the tied
@@ -88,7 +91,8 @@ ByRole by_role(std::vector<std::pair<std::string, Tensor>> named, const std::str
       head = t;
     } else if (ref->role == Role::QkvWeight || ref->role == Role::QkvBias) {
       const bool w = ref->role == Role::QkvWeight;
-      const Role kvq[] = {w ? Role::KWeight : Role::KBias, w ? Role::VWeight : Role::VBias, w ? Role::QWeight : Role::QBias};
+      const Role kvq[] = {w ? Role::KWeight : Role::KBias, w ? Role::VWeight : Role::VBias,
+                          w ? Role::QWeight : Role::QBias};
       auto parts = chunk(t, 0, 3);
       for (int j = 0; j < 3; ++j) add_role(m, {kvq[j], ref->layer}, name, parts[size_t(j)], source);
     } else {
@@ -98,8 +102,10 @@ ByRole by_role(std::vector<std::pair<std::string, Tensor>> named, const std::str
   const Tensor* emb = m.find(Role::TokenEmbed);
   if (head && emb && !same_values(*head, *emb))
     throw Error("the output projection (lm_head) " + head->shape_string() + " " + std::string(dtype_name(head->dtype)) +
-                " differs from the token embedding " + emb->shape_string() + " " + std::string(dtype_name(emb->dtype)) +
-                ": OPT ties them, and optforge runs and writes tied heads only", source);
+                    " differs from the token embedding " + emb->shape_string() + " " +
+                    std::string(dtype_name(emb->dtype)) +
+                    ": OPT ties them, and optforge runs and writes tied heads only",
+                source);
   return m;
 }
 
@@ -123,9 +129,12 @@ OptConfig infer_config(const ByRole& m, const SourceConfig& sc, const std::strin
   c.enable_bias = sc.enable_bias.value_or(c.layers == 0 || m.has(Role::Fc1Bias, 0));
   c.ln_affine = sc.ln_affine.value_or(c.layers ? m.has(Role::AttnNormWeight, 0) : m.has(Role::FinalNormWeight));
   const bool final_norm = m.has(Role::FinalNormWeight);
-  if (sc.pre_ln) c.pre_ln = *sc.pre_ln;
-  else if (c.ln_affine) c.pre_ln = final_norm;  // what tells 350m-style (post-LN) models apart
-  else throw Error("layer norms without weights: cannot tell pre-LN from post-LN without a config (config.json)", source);
+  if (sc.pre_ln)
+    c.pre_ln = *sc.pre_ln;
+  else if (c.ln_affine)
+    c.pre_ln = final_norm;  // what tells 350m-style (post-LN) models apart
+  else
+    throw Error("layer norms without weights: cannot tell pre-LN from post-LN without a config (config.json)", source);
   c.remove_final_norm = sc.remove_final_norm.value_or(c.pre_ln && c.ln_affine && !final_norm);
   c.pad_token_id = sc.pad_token_id.value_or(c.pad_token_id);
   c.bos_token_id = sc.bos_token_id.value_or(c.bos_token_id);
@@ -140,9 +149,7 @@ OptConfig infer_config(const ByRole& m, const SourceConfig& sc, const std::strin
   }
   try {
     c.validate();
-  } catch (const Error& e) {
-    throw e.with_file(source);
-  }
+  } catch (const Error& e) { throw e.with_file(source); }
   return c;
 }
 
@@ -162,8 +169,9 @@ void take_expected(OptTensors& out, const ByRole& m, const std::string& source) 
     if (!t) throw Error("missing tensor '" + p.name + "'" + why_expected(role_spec(p.ref.role), c), source);
     if (t->shape != p.shape)
       throw Error("shape " + t->shape_string() + ", expected " + Tensor{DType::F32, p.shape}.shape_string() +
-                  " for this model (L=" + std::to_string(c.layers) + ", E=" + std::to_string(c.embed_dim) +
-                  ", F=" + std::to_string(c.ffn_dim) + ")", source, "tensor '" + p.name + "'");
+                      " for this model (L=" + std::to_string(c.layers) + ", E=" + std::to_string(c.embed_dim) +
+                      ", F=" + std::to_string(c.ffn_dim) + ")",
+                  source, "tensor '" + p.name + "'");
     out.tensors.emplace_back(p.name, *t);
     out.roles.push_back(p.ref);
     ++found;
@@ -173,13 +181,19 @@ void take_expected(OptTensors& out, const ByRole& m, const std::string& source) 
       const RoleSpec& r = role_spec(key.second);
       if (role_stored(r, c, Layout::Metaseq) && key.first < c.layers) continue;
       throw Error("tensor '" + v.first + "' does not belong in this model (" + r.id + ": " +
-                  (r.needs & kBias ? "enable_bias is false" : r.needs & kAffine ? "layer_norm_elementwise_affine is false"
-                   : r.needs & kFinalNorm ? "no final layer norm" : "not expected") + ")", source);
+                      (r.needs & kBias        ? "enable_bias is false"
+                       : r.needs & kAffine    ? "layer_norm_elementwise_affine is false"
+                       : r.needs & kFinalNorm ? "no final layer norm"
+                                              : "not expected") +
+                      ")",
+                  source);
     }
   const DType dt = out.tensors.front().second.dtype;
   for (const auto& [n, t] : out.tensors)
-    if (t.dtype != dt) throw Error("dtype " + std::string(dtype_name(t.dtype)) + " differs from the embedding's " +
-                                   std::string(dtype_name(dt)), source, "tensor '" + n + "'");
+    if (t.dtype != dt)
+      throw Error(
+          "dtype " + std::string(dtype_name(t.dtype)) + " differs from the embedding's " + std::string(dtype_name(dt)),
+          source, "tensor '" + n + "'");
 }
 
 }  // namespace
@@ -215,7 +229,8 @@ SourceConfig metaseq_source_config(const ValuePtr& root, const std::string& sour
   if (ValuePtr a = m->attr("activation_fn"); a && a->is_str()) {
     sc.activation = activation_from_name(a->s);
     if (!sc.activation)
-      throw Error("cfg's activation_fn '" + a->s + "' is not one OPT's decoder runs (relu, gelu, gelu_accurate)", source);
+      throw Error("cfg's activation_fn '" + a->s + "' is not one OPT's decoder runs (relu, gelu, gelu_accurate)",
+                  source);
   }
   ValuePtr before = m->attr("decoder_normalize_before"), no_final = m->attr("no_decoder_final_norm");
   // fairseq/metaseq: pre-LN models drop their final LN only with no_decoder_final_norm.
@@ -234,7 +249,8 @@ nlohmann::json read_json_object(const fs::path& path, const char* name) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string(name) + " is not valid JSON: " + e.what(), path.string());
   }
-  if (!j.is_object()) throw Error(std::string(name) + " holds a " + j.type_name() + ", expected a JSON object", path.string());
+  if (!j.is_object())
+    throw Error(std::string(name) + " holds a " + j.type_name() + ", expected a JSON object", path.string());
   return j;
 }
 
@@ -247,10 +263,13 @@ std::vector<std::string> index_files(const fs::path& path) {
     throw Error("expected \"weight_map\": {tensor name: file name}", path.string());
   std::set<std::string> uniq;
   for (const auto& [k, v] : map->items()) {
-    if (!v.is_string()) throw Error("weight_map value is a " + std::string(v.type_name()) + ", expected a file name", path.string(), "tensor '" + k + "'");
+    if (!v.is_string())
+      throw Error("weight_map value is a " + std::string(v.type_name()) + ", expected a file name", path.string(),
+                  "tensor '" + k + "'");
     const std::string f = v.get<std::string>();
     if (f.empty() || f == "." || f == ".." || f.find_first_of(std::string("/\\\0", 3)) != std::string::npos)
-      throw Error("weight_map names '" + f + "', expected the name of a file in this folder", path.string(), "tensor '" + k + "'");
+      throw Error("weight_map names '" + f + "', expected the name of a file in this folder", path.string(),
+                  "tensor '" + k + "'");
     uniq.insert(f);
   }
   return {uniq.begin(), uniq.end()};
@@ -273,8 +292,10 @@ SourceConfig hf_source_config(const nlohmann::json& cfg, const std::string& file
   if (cfg.contains("num_attention_heads") && (sc.heads < 1 || sc.heads > (int64_t(1) << 30)))
     throw Error("num_attention_heads is " + cfg["num_attention_heads"].dump() + ", expected a positive integer", file);
   if (!flag("tie_word_embeddings", true))
-    throw Error("tie_word_embeddings is false: OPT ties its output projection to the token embedding, and optforge "
-                "runs and writes tied heads only", file);
+    throw Error(
+        "tie_word_embeddings is false: OPT ties its output projection to the token embedding, and optforge "
+        "runs and writes tied heads only",
+        file);
   if (cfg.contains("activation_function") && !cfg["activation_function"].is_string())
     throw Error("activation_function must be a string", file);
   const std::string act = cfg.value("activation_function", std::string("relu"));
@@ -299,7 +320,8 @@ std::vector<std::string> hf_weight_files(const fs::path& dir) {
   }
   for (const char* single : {"model.safetensors", "pytorch_model.bin"})
     if (fs::exists(dir / single)) return {single};
-  throw Error("HF folder has config.json but no weights (model.safetensors, pytorch_model.bin or an index)", dir.string());
+  throw Error("HF folder has config.json but no weights (model.safetensors, pytorch_model.bin or an index)",
+              dir.string());
 }
 
 OptTensors read_hf_folder(const fs::path& dir) {
@@ -326,7 +348,8 @@ OptTensors read_hf_folder(const fs::path& dir) {
   auto check = [&](const char* key, int64_t have) {
     if (cfg.contains(key) && cfg[key].is_number_integer() && cfg[key].get<int64_t>() != have)
       throw Error(std::string("config.json says ") + key + " = " + std::to_string(cfg[key].get<int64_t>()) +
-                  " but the weights have " + std::to_string(have), cfg_path.string());
+                      " but the weights have " + std::to_string(have),
+                  cfg_path.string());
   };
   check("hidden_size", m.config.embed_dim);
   check("num_hidden_layers", m.config.layers);

@@ -19,9 +19,9 @@ namespace optforge {
 struct OptTensors {
   OptConfig config;
   std::vector<std::pair<std::string, Tensor>> tensors;  // canonical order, no decoder.version
-  std::vector<RoleRef> roles;                            // the role of each of `tensors`
-  ValuePtr metaseq_root;  // the metaseq checkpoint's other top-level keys (cfg, ...), if any
-  std::string layout;     // what the input was, for messages ("HF folder", "alpa numpy folder")
+  std::vector<RoleRef> roles;                           // the role of each of `tensors`
+  ValuePtr metaseq_root;                   // the metaseq checkpoint's other top-level keys (cfg, ...), if any
+  std::string layout;                      // what the input was, for messages ("HF folder", "alpa numpy folder")
   std::shared_ptr<const void> keep_alive;  // whatever the tensors' bytes come from (a plan)
   // False only when read with heads_may_be_unknown and nothing told the head count:
   // config.heads is then a placeholder (1) that must not be used to run the model.
@@ -42,7 +42,7 @@ struct ReadModelOptions {
   // 0 = the published OPT model of exactly this shape, if there is one; else an Error.
   int64_t heads = 0;
   bool heads_may_be_unknown = false;  // inspect: report an unknown head count instead of failing
-  int threads = 1;           // reading a sharded checkpoint's files
+  int threads = 1;                    // reading a sharded checkpoint's files
 };
 
 // Reads any layout optforge knows: a sharded metaseq checkpoint (a folder, a prefix such as

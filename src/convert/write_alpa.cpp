@@ -42,18 +42,23 @@ Tensor qkv_combined(const Tensor& q, const Tensor& k, const Tensor& v) {
   return Tensor::view_of(s, is_bias ? Shape{3 * out} : Shape{in, 3 * out});
 }
 
-
 // alpa's files hold tensors only and its model (opt_model.py) assumes the released switches; a
 // model that needs another one cannot be written without changing what it computes.
 void check_alpa_can_express(const OptConfig& c, const std::string& out) {
   std::string why;
-  if (c.activation != Activation::Relu) why = std::string("activation_function ") + hf_activation_name(c.activation);
-  else if (!c.enable_bias) why = "enable_bias false";
-  else if (!c.ln_affine) why = "layer_norm_elementwise_affine false";
-  else if (c.remove_final_norm) why = "_remove_final_layer_norm";
+  if (c.activation != Activation::Relu)
+    why = std::string("activation_function ") + hf_activation_name(c.activation);
+  else if (!c.enable_bias)
+    why = "enable_bias false";
+  else if (!c.ln_affine)
+    why = "layer_norm_elementwise_affine false";
+  else if (c.remove_final_norm)
+    why = "_remove_final_layer_norm";
   if (!why.empty())
-    throw Error("alpa's layouts cannot express this model (" + why + "; alpa's files carry no config and its OPT "
-                "model assumes relu, biases, affine layer norms and a final layer norm); nothing was written", out);
+    throw Error("alpa's layouts cannot express this model (" + why +
+                    "; alpa's files carry no config and its OPT "
+                    "model assumes relu, biases, affine layer norms and a final layer norm); nothing was written",
+                out);
 }
 
 // One tensor of alpa's tree from the model's tensors of the same role.
@@ -77,8 +82,10 @@ void write_alpa_folder(const OptTensors& m, const std::string& outdir) {
 void write_alpa_tree(const OptTensors& m, const std::string& outfile) {
   const OptConfig& c = m.config;
   if (c.has_projections() || !c.pre_ln)
-    throw Error("alpa's OPT model cannot express this model (post-LN with project_in/project_out, like OPT-350m); "
-                "nothing was written", outfile);
+    throw Error(
+        "alpa's OPT model cannot express this model (post-LN with project_in/project_out, like OPT-350m); "
+        "nothing was written",
+        outfile);
   check_alpa_can_express(c, outfile);
   std::vector<std::pair<std::string, Tensor>> tree;
   for (const ParamSpec& p : layout_params(c, Layout::AlpaTree))

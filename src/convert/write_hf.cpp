@@ -79,13 +79,21 @@ void write_tokenizer(const AtomicDir& dir, const std::string& from) {
     }
   }
   // What facebook/opt-* ship: GPT2Tokenizer with </s> prepended as BOS.
-  write_text(dir.path("tokenizer_config.json"),
-             ojson{{"add_bos_token", true}, {"add_prefix_space", false}, {"bos_token", "</s>"},
-                   {"eos_token", "</s>"}, {"errors", "replace"}, {"model_max_length", 1000000000000000019ull},
-                   {"pad_token", "<pad>"}, {"tokenizer_class", "GPT2Tokenizer"}, {"unk_token", "</s>"}}
-                 .dump(2) + "\n");
-  write_text(dir.path("special_tokens_map.json"),
-             ojson{{"bos_token", "</s>"}, {"eos_token", "</s>"}, {"pad_token", "<pad>"}, {"unk_token", "</s>"}}.dump(2) + "\n");
+  write_text(dir.path("tokenizer_config.json"), ojson{{"add_bos_token", true},
+                                                      {"add_prefix_space", false},
+                                                      {"bos_token", "</s>"},
+                                                      {"eos_token", "</s>"},
+                                                      {"errors", "replace"},
+                                                      {"model_max_length", 1000000000000000019ull},
+                                                      {"pad_token", "<pad>"},
+                                                      {"tokenizer_class", "GPT2Tokenizer"},
+                                                      {"unk_token", "</s>"}}
+                                                        .dump(2) +
+                                                    "\n");
+  write_text(
+      dir.path("special_tokens_map.json"),
+      ojson{{"bos_token", "</s>"}, {"eos_token", "</s>"}, {"pad_token", "<pad>"}, {"unk_token", "</s>"}}.dump(2) +
+          "\n");
 }
 
 }  // namespace
@@ -97,8 +105,16 @@ uint64_t parse_size(const std::string& s) {
   double v = std::stod(s.substr(0, i));
   std::string u = s.substr(i);
   for (auto& ch : u) ch = char(std::toupper(static_cast<unsigned char>(ch)));
-  double mult = u.empty() || u == "B" ? 1 : u == "KB" ? 1e3 : u == "MB" ? 1e6 : u == "GB" ? 1e9 : u == "TB" ? 1e12
-              : u == "KIB" ? 1024.0 : u == "MIB" ? 1048576.0 : u == "GIB" ? 1073741824.0 : u == "TIB" ? 1099511627776.0 : -1;
+  double mult = u.empty() || u == "B" ? 1
+                : u == "KB"           ? 1e3
+                : u == "MB"           ? 1e6
+                : u == "GB"           ? 1e9
+                : u == "TB"           ? 1e12
+                : u == "KIB"          ? 1024.0
+                : u == "MIB"          ? 1048576.0
+                : u == "GIB"          ? 1073741824.0
+                : u == "TIB"          ? 1099511627776.0
+                                      : -1;
   if (mult < 0) throw Error("bad size unit in '" + s + "'");
   return uint64_t(v * mult);
 }
@@ -106,10 +122,13 @@ uint64_t parse_size(const std::string& s) {
 void write_hf(const OptTensors& m, const std::string& outdir, const HfWriteOptions& o) {
   AtomicDir dir(outdir);
   write_text(dir.path("config.json"), hf_config(m).dump(2) + "\n");
-  write_text(dir.path("generation_config.json"),
-             ojson{{"_from_model_config", true}, {"bos_token_id", m.config.bos_token_id},
-                   {"eos_token_id", m.config.eos_token_id}, {"pad_token_id", m.config.pad_token_id},
-                   {"transformers_version", "4.40.2"}}.dump(2) + "\n");
+  write_text(dir.path("generation_config.json"), ojson{{"_from_model_config", true},
+                                                       {"bos_token_id", m.config.bos_token_id},
+                                                       {"eos_token_id", m.config.eos_token_id},
+                                                       {"pad_token_id", m.config.pad_token_id},
+                                                       {"transformers_version", "4.40.2"}}
+                                                         .dump(2) +
+                                                     "\n");
   write_tokenizer(dir, o.tokenizer_dir);
 
   // Shards as HF cuts them: tensors in order, a new shard when the next would pass the limit.

@@ -28,9 +28,10 @@ ValuePtr metaseq_singleton_root(const OptTensors& m) {
   const DType dt = m.dtype();
   const OptConfig& c = m.config;
   if (c.pad_token_id != 1 || c.bos_token_id != 2 || c.eos_token_id != 2)
-    std::fprintf(stderr, "optforge: note: metaseq checkpoints carry no token ids (its dictionary fixes pad 1, eos 2); "
-                 "the config's pad %lld, bos %lld, eos %lld are not kept\n", (long long)c.pad_token_id,
-                 (long long)c.bos_token_id, (long long)c.eos_token_id);
+    std::fprintf(stderr,
+                 "optforge: note: metaseq checkpoints carry no token ids (its dictionary fixes pad 1, eos 2); "
+                 "the config's pad %lld, bos %lld, eos %lld are not kept\n",
+                 (long long)c.pad_token_id, (long long)c.bos_token_id, (long long)c.eos_token_id);
   auto model = Value::dict();
   for (const auto& [name, t] : m.tensors) model->entries.emplace_back(Value::str(name), Value::of_tensor(compact(t)));
   model->set("decoder.version", Value::of_tensor(metaseq_version_buffer(dt)));
@@ -66,9 +67,7 @@ void write_metaseq_singleton(const OptTensors& m, const std::string& outfile) {
   ValuePtr root;
   try {
     root = metaseq_singleton_root(m);
-  } catch (const Error& e) {
-    throw e.with_file(outfile);
-  }
+  } catch (const Error& e) { throw e.with_file(outfile); }
   save_torch_file(outfile, root);
 }
 

@@ -18,7 +18,9 @@ const char* file_format_name(FileFormat f) {
   return "?";
 }
 
-AnyFile open_any(const std::string& path, const TorchLoadOptions& opts) { return open_any(MappedFile::open(path), opts); }
+AnyFile open_any(const std::string& path, const TorchLoadOptions& opts) {
+  return open_any(MappedFile::open(path), opts);
+}
 
 AnyFile open_any(std::shared_ptr<MappedFile> m, const TorchLoadOptions& opts) {
   AnyFile a;
@@ -56,8 +58,10 @@ AnyFile open_any(std::shared_ptr<MappedFile> m, const TorchLoadOptions& opts) {
 
 std::vector<std::pair<std::string, Tensor>> state_dict(const AnyFile& f) {
   ValuePtr sd = f.root;
-  if (auto model = f.root->get("model"); model && model->is_dict()) sd = model;
-  else if (auto s = f.root->get("state_dict"); s && s->is_dict()) sd = s;
+  if (auto model = f.root->get("model"); model && model->is_dict())
+    sd = model;
+  else if (auto s = f.root->get("state_dict"); s && s->is_dict())
+    sd = s;
   std::vector<std::pair<std::string, Tensor>> out;
   if (!sd->is_dict()) throw Error("the file holds a " + sd->type_name() + ", not a dict of tensors", f.path);
   for (const auto& [k, v] : sd->entries) {
@@ -73,7 +77,8 @@ std::string describe_layout(const AnyFile& f) {
   auto model = f.root->get("model");
   auto has_key_ending = [](const ValuePtr& d, const std::string& suffix) {
     for (const auto& [k, v] : d->entries)
-      if (k->is_str() && k->s.size() >= suffix.size() && k->s.compare(k->s.size() - suffix.size(), suffix.size(), suffix) == 0)
+      if (k->is_str() && k->s.size() >= suffix.size() &&
+          k->s.compare(k->s.size() - suffix.size(), suffix.size(), suffix) == 0)
         return true;
     return false;
   };

@@ -18,7 +18,7 @@ const char* file_format_name(FileFormat f);
 struct AnyFile {
   std::string path;
   FileFormat format;
-  ValuePtr root;  // safetensors: a dict name -> tensor
+  ValuePtr root;                                              // safetensors: a dict name -> tensor
   std::vector<std::pair<std::string, std::string>> metadata;  // safetensors __metadata__
   std::shared_ptr<TorchFile> torch;                           // torch formats only
 };

@@ -34,7 +34,8 @@ DType dtype_of_descr(const std::string& d, const std::string& path) {
                   DType::Bool, DType::C64, DType::C128}) {
     std::string want = descr_of(t);
     // '<' and '|' are the little-endian / not-applicable spellings numpy writes; '=' is native.
-    if (d == want || (d.size() == want.size() && (d[0] == '=' || d[0] == '|' || d[0] == '<') && d.substr(1) == want.substr(1)))
+    if (d == want ||
+        (d.size() == want.size() && (d[0] == '=' || d[0] == '|' || d[0] == '<') && d.substr(1) == want.substr(1)))
       return t;
   }
   throw Error("unsupported numpy dtype '" + d + "' (big-endian or not a plain number type)", path);
@@ -51,9 +52,13 @@ std::string field(const std::string& h, const std::string& key, const std::strin
   size_t start = i;
   for (; i < h.size(); ++i) {
     char c = h[i];
-    if (c == '(' || c == '[') ++depth;
-    else if (c == ')' || c == ']') { if (depth == 0) break; --depth; }
-    else if ((c == ',' || c == '}') && depth == 0) break;
+    if (c == '(' || c == '[')
+      ++depth;
+    else if (c == ')' || c == ']') {
+      if (depth == 0) break;
+      --depth;
+    } else if ((c == ',' || c == '}') && depth == 0)
+      break;
   }
   return h.substr(start, i - start + (i < h.size() && h[i] == ')' ? 1 : 0));
 }
@@ -84,8 +89,10 @@ Tensor load_npy(const std::shared_ptr<MappedFile>& f, uint64_t off, uint64_t siz
   }
   if (hstart + hlen > size) throw Error("truncated .npy header", path);
   std::string h(reinterpret_cast<const char*>(p + hstart), size_t(hlen));
-  std::string descr = field(h, "descr", path), fortran = field(h, "fortran_order", path), shape_s = field(h, "shape", path);
-  if (descr.size() < 2 || (descr.front() != '\'' && descr.front() != '"')) throw Error("npy descr is not a string: " + descr, path);
+  std::string descr = field(h, "descr", path), fortran = field(h, "fortran_order", path),
+              shape_s = field(h, "shape", path);
+  if (descr.size() < 2 || (descr.front() != '\'' && descr.front() != '"'))
+    throw Error("npy descr is not a string: " + descr, path);
   DType dtype = dtype_of_descr(descr.substr(1, descr.size() - 2), path);
   Shape shape;
   if (shape_s.empty() || shape_s.front() != '(') throw Error("npy shape is not a tuple: " + shape_s, path);
@@ -105,7 +112,8 @@ Tensor load_npy(const std::shared_ptr<MappedFile>& f, uint64_t off, uint64_t siz
   // element size, or computing the strides below would overflow.
   uint64_t elements = 1;
   for (int64_t d : shape)
-    if (__builtin_mul_overflow(elements, uint64_t(std::max<int64_t>(d, 1)), &elements) || elements > (uint64_t(1) << 56))
+    if (__builtin_mul_overflow(elements, uint64_t(std::max<int64_t>(d, 1)), &elements) ||
+        elements > (uint64_t(1) << 56))
       throw Error("npy shape " + shape_s + " is too large", path);
   uint64_t data_off = hstart + hlen;
   auto s = std::make_shared<Storage>();
@@ -129,12 +137,11 @@ Tensor load_npy(const std::shared_ptr<MappedFile>& f, uint64_t off, uint64_t siz
   }
   try {
     t.check_bounds();
-  } catch (const Error& e) {
-    throw e.with_file(path);
-  }
+  } catch (const Error& e) { throw e.with_file(path); }
   if (t.nbytes() != s->nbytes)
     throw Error("npy data holds " + std::to_string(s->nbytes) + " bytes, shape " + t.shape_string() + " of " +
-                std::string(dtype_name(dtype)) + " needs " + std::to_string(t.nbytes()), path);
+                    std::string(dtype_name(dtype)) + " needs " + std::to_string(t.nbytes()),
+                path);
   return t;
 }
 
@@ -142,7 +149,8 @@ std::string npy_header(DType dtype, const Shape& shape) {
   const char* d = descr_of(dtype);
   if (!d) throw Error("numpy has no " + std::string(dtype_name(dtype)) + " dtype; convert with --dtype f16 or f32");
   std::string sh = "(";
-  for (size_t i = 0; i < shape.size(); ++i) sh += std::to_string(shape[i]) + (shape.size() == 1 ? "," : (i + 1 < shape.size() ? ", " : ""));
+  for (size_t i = 0; i < shape.size(); ++i)
+    sh += std::to_string(shape[i]) + (shape.size() == 1 ? "," : (i + 1 < shape.size() ? ", " : ""));
   sh += ")";
   std::string dict = std::string("{'descr': '") + d + "', 'fortran_order': False, 'shape': " + sh + ", }";
   // Pad with spaces so that magic + version + length + header + '\n' is a multiple of 64.

@@ -81,15 +81,13 @@ json parse_header(const MappedFile& f) {
   if (f.size() < 8) throw Error("file too small for safetensors (" + std::to_string(f.size()) + " bytes)", f.path());
   const uint64_t n = load_le<uint64_t>(f.data());
   if (n > f.size() - 8)
-    throw Error("header length " + std::to_string(n) + " exceeds the file (" + std::to_string(f.size()) +
-                    " bytes; truncated?)",
-                f.path());
+    throw Error(
+        "header length " + std::to_string(n) + " exceeds the file (" + std::to_string(f.size()) + " bytes; truncated?)",
+        f.path());
   json header;
   try {
     header = json::parse(f.data() + 8, f.data() + 8 + n);
-  } catch (const json::exception& e) {
-    throw Error(std::string("header is not valid JSON: ") + e.what(), f.path());
-  }
+  } catch (const json::exception& e) { throw Error(std::string("header is not valid JSON: ") + e.what(), f.path()); }
   if (!header.is_object()) throw Error("header is not a JSON object", f.path());
   return header;
 }
@@ -145,7 +143,8 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     if (name == "__metadata__") throw Error("a tensor cannot be named __metadata__", path);
     if (header.contains(name)) throw Error("tensor name appears twice", path, "tensor '" + name + "'");
     auto st = safetensors_dtype(t.dtype);
-    if (st.empty()) throw Error("safetensors has no dtype for " + std::string(dtype_name(t.dtype)), path, "tensor '" + name + "'");
+    if (st.empty())
+      throw Error("safetensors has no dtype for " + std::string(dtype_name(t.dtype)), path, "tensor '" + name + "'");
     header[name] = {{"dtype", std::string(st)}, {"shape", t.shape}, {"data_offsets", {off, off + t.nbytes()}}};
     off += t.nbytes();
   }
@@ -156,8 +155,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   AtomicFile out(path);
   out.write(len);
   out.write(h);
-  for (size_t i : order)
-    stream_tensor(tensors[i].second, [&](const uint8_t* p, size_t n) { out.write(p, n); });
+  for (size_t i : order) stream_tensor(tensors[i].second, [&](const uint8_t* p, size_t n) { out.write(p, n); });
   out.commit();
 }
 

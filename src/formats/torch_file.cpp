@@ -57,7 +57,8 @@ void load_zip(TorchFile& tf, const TorchLoadOptions& opts) {
   if (zip.entries().empty()) throw Error("zip archive has no entries", tf.path);
   const std::string& first = zip.entries().front().name;
   auto slash = first.find('/');
-  if (slash == std::string::npos) throw Error("zip entry '" + first + "' is not inside a folder; not a torch file", tf.path);
+  if (slash == std::string::npos)
+    throw Error("zip entry '" + first + "' is not inside a folder; not a torch file", tf.path);
   tf.archive_name = first.substr(0, slash);
   const std::string pkl_name = tf.archive_name + "/data.pkl";
   const ZipEntry* pkl = zip.find(pkl_name);
@@ -70,8 +71,7 @@ void load_zip(TorchFile& tf, const TorchLoadOptions& opts) {
     PidInfo p = parse_pid(pid);
     auto it = by_key.find(p.key);
     if (it != by_key.end()) {
-      if (it->second->dtype != p.dtype)
-        throw Error("storage '" + p.key + "' is referenced with two dtypes");
+      if (it->second->dtype != p.dtype) throw Error("storage '" + p.key + "' is referenced with two dtypes");
       return torch_globals::storage_value(it->second);
     }
     const std::string name = tf.archive_name + "/data/" + p.key;
@@ -80,8 +80,8 @@ void load_zip(TorchFile& tf, const TorchLoadOptions& opts) {
     const uint64_t expected = p.numel * dtype_size(p.dtype);
     if (e->size != expected)
       throw Error("storage record '" + name + "' holds " + std::to_string(e->size) + " bytes, expected " +
-                  std::to_string(expected) + " (" + std::to_string(p.numel) + " x " +
-                  std::string(dtype_name(p.dtype)) + ")");
+                  std::to_string(expected) + " (" + std::to_string(p.numel) + " x " + std::string(dtype_name(p.dtype)) +
+                  ")");
     auto s = std::make_shared<Storage>();
     s->dtype = p.dtype;
     s->data = f.data() + e->data_offset;
@@ -134,7 +134,8 @@ void load_legacy(TorchFile& tf, const TorchLoadOptions& opts) {
     }
     if (p.view_metadata && p.view_metadata->kind == Kind::Tuple && p.view_metadata->items.size() == 3) {
       const auto& vm = p.view_metadata->items;  // (view_key, offset, view_size)
-      if (vm[0]->kind != Kind::Str || vm[1]->kind != Kind::Int || vm[2]->kind != Kind::Int || vm[1]->i < 0 || vm[2]->i < 0)
+      if (vm[0]->kind != Kind::Str || vm[1]->kind != Kind::Int || vm[2]->kind != Kind::Int || vm[1]->i < 0 ||
+          vm[2]->i < 0)
         throw Error("bad legacy storage view metadata");
       auto v = std::make_shared<Storage>();
       v->dtype = p.dtype;
@@ -158,10 +159,12 @@ void load_legacy(TorchFile& tf, const TorchLoadOptions& opts) {
     pos += 8;
     if (numel < 0 || uint64_t(numel) * dtype_size(s.dtype) != s.nbytes)
       throw Error("legacy storage '" + k->s + "' has " + std::to_string(numel) + " elements, expected " +
-                  std::to_string(s.numel()), tf.path);
+                      std::to_string(s.numel()),
+                  tf.path);
     if (f.size() - pos < s.nbytes)
       throw Error("truncated in storage '" + k->s + "' (needs " + std::to_string(s.nbytes) + " bytes at offset " +
-                  std::to_string(pos) + ")", tf.path);
+                      std::to_string(pos) + ")",
+                  tf.path);
     s.data = f.data() + pos;
     s.owner = tf.file;
     tf.storages.push_back({it->second, pos, "", 0});
@@ -196,8 +199,7 @@ void TorchFile::verify_crc() const {
       c = crc32_update(c, r.storage->data + off, size_t(n));
       file->advise_done(r.file_offset + off, n);
     }
-    if (c != r.crc32)
-      throw Error("CRC-32 mismatch (corrupt data)", path, "record '" + r.entry + "'");
+    if (c != r.crc32) throw Error("CRC-32 mismatch (corrupt data)", path, "record '" + r.entry + "'");
   }
 }
 
@@ -220,9 +222,7 @@ TorchFile load_torch_file(std::shared_ptr<MappedFile> file, const TorchLoadOptio
     } else {
       throw Error("not a PyTorch file: neither a zip archive nor the legacy magic number");
     }
-  } catch (const Error& e) {
-    throw e.with_file(path);
-  }
+  } catch (const Error& e) { throw e.with_file(path); }
   return tf;
 }
 
@@ -260,8 +260,10 @@ void save_torch_file(const std::string& path, const ValuePtr& root, const TorchS
     zip.end_entry();
     // A verbatim copy of a zip record: its CRC must be the one the input recorded.
     if (s.source_crc32 && !s.is_lazy() && zip.last_crc32() != *s.source_crc32)
-      throw Error("CRC-32 mismatch: the record's data does not match its checksum (corrupt file); nothing was written to " + path,
-                  s.source_file, "storage record 'data/" + s.key + "'");
+      throw Error(
+          "CRC-32 mismatch: the record's data does not match its checksum (corrupt file); nothing was written to " +
+              path,
+          s.source_file, "storage record 'data/" + s.key + "'");
   }
   zip.add(a + "/version", "3\n");
   zip.finish();
@@ -277,8 +279,9 @@ void collect(const ValuePtr& v, const std::string& prefix, std::vector<NamedTens
     case Value::Kind::Tensor: out.push_back({prefix, v->tensor}); return;
     case Value::Kind::Dict:
       for (const auto& [k, x] : v->entries) {
-        std::string name = k->kind == Value::Kind::Str ? k->s
-                           : k->kind == Value::Kind::Int ? std::to_string(k->i) : "?";
+        std::string name = k->kind == Value::Kind::Str   ? k->s
+                           : k->kind == Value::Kind::Int ? std::to_string(k->i)
+                                                         : "?";
         collect(x, join(name), out, depth + 1);
       }
       return;
@@ -286,11 +289,8 @@ void collect(const ValuePtr& v, const std::string& prefix, std::vector<NamedTens
     case Value::Kind::Tuple:
       for (size_t i = 0; i < v->items.size(); ++i) collect(v->items[i], join(std::to_string(i)), out, depth + 1);
       return;
-    case Value::Kind::Object:
-      collect(v->state, prefix, out, depth + 1);
-      return;
-    default:
-      return;
+    case Value::Kind::Object: collect(v->state, prefix, out, depth + 1); return;
+    default: return;
   }
 }
 

@@ -27,8 +27,8 @@ struct TorchFile {
   struct StorageRecord {
     std::shared_ptr<Storage> storage;
     uint64_t file_offset = 0;
-    std::string entry;     // zip entry name (empty for legacy)
-    uint32_t crc32 = 0;    // from the zip's central directory
+    std::string entry;   // zip entry name (empty for legacy)
+    uint32_t crc32 = 0;  // from the zip's central directory
   };
   std::vector<StorageRecord> storages;
 

@@ -17,7 +17,7 @@ namespace optforge {
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(std::string("cannot open: ") + std::strerror(errno), path);
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0) {
     int e = errno;
     ::close(fd);
@@ -66,9 +66,7 @@ static void advise(const uint8_t* base, uint64_t size, uint64_t offset, uint64_t
   ::madvise(const_cast<uint8_t*>(base) + start, end - start, how);
 }
 
-void MappedFile::advise_done(uint64_t offset, uint64_t len) const {
-  advise(data_, size_, offset, len, MADV_DONTNEED);
-}
+void MappedFile::advise_done(uint64_t offset, uint64_t len) const { advise(data_, size_, offset, len, MADV_DONTNEED); }
 
 std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -65,8 +65,10 @@ bool writer_is_gone(long pid, const std::string& path) {
 void clean(const std::vector<Leftover>& found) {
   for (const Leftover& l : found) {
     if (!l.stale) {
-      std::fprintf(stderr, "optforge: warning: %s is the temporary of a run that may still be writing it (process %ld); left alone\n",
-                   l.path.c_str(), l.pid);
+      std::fprintf(
+          stderr,
+          "optforge: warning: %s is the temporary of a run that may still be writing it (process %ld); left alone\n",
+          l.path.c_str(), l.pid);
       continue;
     }
     std::error_code ec;

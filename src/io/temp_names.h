@@ -19,10 +19,10 @@ namespace optforge {
 std::string temp_path_for(const std::string& final_path);
 
 struct Leftover {
-  std::string path;       // the temporary (file or folder)
-  std::string final_name; // the output it was meant to become (a name, no folder)
-  long pid = 0;           // the process that wrote it
-  bool stale = false;     // that process is gone: safe to remove
+  std::string path;        // the temporary (file or folder)
+  std::string final_name;  // the output it was meant to become (a name, no folder)
+  long pid = 0;            // the process that wrote it
+  bool stale = false;      // that process is gone: safe to remove
 };
 
 // Parses a directory entry's name; false if it is not an optforge temporary.

@@ -10,8 +10,8 @@
 namespace optforge {
 namespace {
 
-constexpr uint32_t kLocalSig = 0x04034b50, kCentralSig = 0x02014b50, kEocdSig = 0x06054b50,
-                   kZip64EocdSig = 0x06064b50, kZip64LocatorSig = 0x07064b50;
+constexpr uint32_t kLocalSig = 0x04034b50, kCentralSig = 0x02014b50, kEocdSig = 0x06054b50, kZip64EocdSig = 0x06064b50,
+                   kZip64LocatorSig = 0x07064b50;
 
 std::string hex(uint64_t v) {
   char b[32];
@@ -68,14 +68,13 @@ Directory find_directory(const Bounds& b) {
   }
   b.need(d.offset, d.size, "central directory");
   if (d.count > d.size / 46)
-    b.fail("central directory claims " + std::to_string(d.count) + " entries in " + std::to_string(d.size) +
-           " bytes");
+    b.fail("central directory claims " + std::to_string(d.count) + " entries in " + std::to_string(d.size) + " bytes");
   return d;
 }
 
 // zip64 extra field: the 8-byte values present are those whose 32-bit field is saturated.
-void read_zip64_extra(const Bounds& b, const uint8_t* x, uint16_t extra_len, const std::string& name,
-                      uint64_t& usize, uint64_t& csize, uint64_t& local) {
+void read_zip64_extra(const Bounds& b, const uint8_t* x, uint16_t extra_len, const std::string& name, uint64_t& usize,
+                      uint64_t& csize, uint64_t& local) {
   for (uint64_t q = 0; q + 4 <= extra_len;) {
     uint16_t id = load_le<uint16_t>(x + q), len = load_le<uint16_t>(x + q + 2);
     if (q + 4 + len > extra_len) break;
@@ -119,8 +118,7 @@ ZipEntry read_entry(const Bounds& b, uint64_t& p, uint64_t end, uint64_t i) {
     b.fail("entry '" + e.name + "' is compressed (method " + std::to_string(method) +
            "); torch writes stored entries only (was the file re-zipped?)");
   if (csize != usize)
-    b.fail("entry '" + e.name + "' has compressed size " + std::to_string(csize) + " != size " +
-           std::to_string(usize));
+    b.fail("entry '" + e.name + "' has compressed size " + std::to_string(csize) + " != size " + std::to_string(usize));
   b.need(local, 30, "local header of '" + e.name + "'");
   const uint8_t* lh = b.data + local;
   if (load_le<uint32_t>(lh) != kLocalSig)
@@ -153,8 +151,8 @@ const ZipEntry* ZipReader::find(std::string_view name) const {
 void ZipReader::verify_crc(const ZipEntry& e) const {
   uint32_t c = crc32(data_ + e.data_offset, size_t(e.size));
   if (c != e.crc32)
-    throw Error("CRC-32 mismatch: expected " + hex(e.crc32) + ", found " + hex(c) + " (corrupt data)",
-                path_, "entry '" + e.name + "'");
+    throw Error("CRC-32 mismatch: expected " + hex(e.crc32) + ", found " + hex(c) + " (corrupt data)", path_,
+                "entry '" + e.name + "'");
 }
 
 }  // namespace optforge

@@ -65,8 +65,9 @@ void ZipWriter::write(const void* data, size_t n) {
 void ZipWriter::end_entry() {
   ZipRecord& r = records_.back();
   if (written_ != r.size)
-    throw Error("internal: zip entry '" + r.name + "' declared " + std::to_string(r.size) +
-                " bytes but got " + std::to_string(written_), out_.path());
+    throw Error("internal: zip entry '" + r.name + "' declared " + std::to_string(r.size) + " bytes but got " +
+                    std::to_string(written_),
+                out_.path());
   r.crc = crc_;
   std::string c;
   append_le<uint32_t>(c, crc_);

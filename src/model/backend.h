@@ -65,7 +65,7 @@ class Backend {
   // gamma/beta null: no elementwise affine (layer_norm_elementwise_affine false)
   virtual void layer_norm(const Act& x, const Weight& gamma, const Weight& beta, float eps, Act& y) = 0;
   virtual void activation(Act& x, Activation a) = 0;  // in place
-  virtual void add(Act& x, const Act& y) = 0;  // x += y
+  virtual void add(Act& x, const Act& y) = 0;         // x += y
   virtual void scale(Act& x, float s) = 0;
   // Appends this step's k, v rows to the cache's layer, then causal attention of q over each
   // sequence's cache: out [rows, E] with heads concatenated (feature = head * head_dim + j).

@@ -21,9 +21,9 @@ namespace optforge {
 namespace {
 
 struct CpuWeight : BackendWeight {
-  Tensor tensor;             // keeps the mapping alive
-  cpu::MatrixRef matrix;     // 2-D weights, viewed as stored
-  std::vector<float> f32;    // 1-D weights, converted
+  Tensor tensor;           // keeps the mapping alive
+  cpu::MatrixRef matrix;   // 2-D weights, viewed as stored
+  std::vector<float> f32;  // 1-D weights, converted
 };
 
 const CpuWeight& cw(const Weight& w) { return static_cast<const CpuWeight&>(*w); }
@@ -60,7 +60,8 @@ class CpuBackend final : public Backend {
       w->matrix = {t.dtype, w->tensor.data(), t.shape[0], t.shape[1]};
     } else {
       w->f32.resize(size_t(t.numel()));
-      convert_elements(t.dtype, w->tensor.data(), DType::F32, reinterpret_cast<uint8_t*>(w->f32.data()), uint64_t(t.numel()));
+      convert_elements(t.dtype, w->tensor.data(), DType::F32, reinterpret_cast<uint8_t*>(w->f32.data()),
+                       uint64_t(t.numel()));
     }
     return w;
   }
@@ -156,7 +157,8 @@ class CpuBackend final : public Backend {
 
   static int64_t check_id(const cpu::MatrixRef& m, int32_t id) {
     if (id < 0 || id >= m.rows)
-      throw Error("token id " + std::to_string(id) + " is outside the embedding table (" + std::to_string(m.rows) + " rows)");
+      throw Error("token id " + std::to_string(id) + " is outside the embedding table (" + std::to_string(m.rows) +
+                  " rows)");
     return id;
   }
 };

@@ -35,7 +35,8 @@ std::vector<Completion> generate(OptModel& model, const std::vector<int32_t>& pr
   const int64_t max_len = model.config().max_positions;
   const int64_t budget = std::max<int64_t>(0, std::min(opts.max_tokens, max_len - int64_t(prompt.size())));
   if (int64_t(prompt.size()) > max_len)
-    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens; the model's context is " + std::to_string(max_len));
+    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens; the model's context is " +
+                std::to_string(max_len));
   KvCache cache = model.make_cache(opts.n, int64_t(prompt.size()) + budget);
 
   // Prefill once; every position's logits only when the prompt's logprobs are wanted.

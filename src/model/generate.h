@@ -19,12 +19,12 @@ namespace optforge {
 struct GenerateOptions {
   SamplingParams sampling;
   int64_t max_tokens = 16;
-  int64_t n = 1;                   // samples of the same prompt
-  std::vector<std::string> stop;   // matched on the generated text; the match is cut off
+  int64_t n = 1;                  // samples of the same prompt
+  std::vector<std::string> stop;  // matched on the generated text; the match is cut off
   bool stop_at_eos = true;
-  int32_t eos = 2;                 // </s>
-  bool echo = false;               // also return the prompt's tokens with their logprobs
-  int64_t top_logprobs = 0;        // alternatives per token
+  int32_t eos = 2;           // </s>
+  bool echo = false;         // also return the prompt's tokens with their logprobs
+  int64_t top_logprobs = 0;  // alternatives per token
 };
 
 struct GeneratedToken {

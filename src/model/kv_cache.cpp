@@ -8,8 +8,14 @@
 namespace optforge {
 
 KvCache::KvCache(Backend& backend, const OptConfig& c, int64_t sequences, int64_t capacity)
-    : backend_(backend), sequences_(sequences), capacity_(capacity), heads_(c.heads), head_dim_(c.head_dim()),
-      length_(size_t(sequences), 0), n_valid_(size_t(sequences), 0), mask_(size_t(sequences * capacity), 0) {
+    : backend_(backend),
+      sequences_(sequences),
+      capacity_(capacity),
+      heads_(c.heads),
+      head_dim_(c.head_dim()),
+      length_(size_t(sequences), 0),
+      n_valid_(size_t(sequences), 0),
+      mask_(size_t(sequences * capacity), 0) {
   if (sequences <= 0 || capacity <= 0) throw Error("a KV cache needs at least one sequence and one slot");
   for (int64_t l = 0; l < c.layers; ++l) {
     k_.push_back(backend.alloc_kv(sequences * heads_ * capacity, head_dim_));

@@ -8,7 +8,9 @@ namespace optforge {
 
 SampleDecoder::SampleDecoder(const GenerateOptions& opts, SampleControls controls, const std::vector<int32_t>& prompt,
                              int64_t sample, int64_t budget, TokenBytes token_bytes)
-    : opts_(opts), controls_(std::move(controls)), budget_(budget),
+    : opts_(opts),
+      controls_(std::move(controls)),
+      budget_(budget),
       rng_(opts.sampling.seed + uint64_t(sample) * 0x9E3779B97F4A7C15ull),  // golden-ratio stride: unrelated streams
       history_(prompt) {
   if (!opts.stop.empty() && !token_bytes) throw Error("stop sequences need a tokenizer");

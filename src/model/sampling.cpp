@@ -66,7 +66,8 @@ void apply_top_p(std::vector<float>& scores, float p) {
   std::vector<int32_t> order(scores.size());
   std::iota(order.begin(), order.end(), 0);
   // Ascending, as HF sorts; stable so that ties resolve the same way every run.
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return scores[size_t(a)] < scores[size_t(b)]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return scores[size_t(a)] < scores[size_t(b)]; });
   const float mx = scores[size_t(order.back())];
   std::vector<float> probs(order.size());
   float sum = 0;

@@ -12,7 +12,8 @@ Step plan_step(const KvCache& cache, const std::vector<SeqTokens>& batch) {
   Step s;
   std::set<int64_t> seen;
   for (const SeqTokens& b : batch) {
-    if (b.seq < 0 || b.seq >= cache.sequences()) throw Error("sequence " + std::to_string(b.seq) + " is not in the cache");
+    if (b.seq < 0 || b.seq >= cache.sequences())
+      throw Error("sequence " + std::to_string(b.seq) + " is not in the cache");
     if (!seen.insert(b.seq).second) throw Error("sequence " + std::to_string(b.seq) + " appears twice in one step");
     if (!b.mask.empty() && b.mask.size() != b.tokens.size()) throw Error("mask and tokens differ in length");
     if (b.tokens.empty()) continue;

@@ -12,11 +12,9 @@ struct Row {
   bool pre_ln;
 };
 constexpr Row kPublished[] = {
-    {"125m", 12, 768, 12, 768, true},     {"350m", 24, 1024, 16, 512, false},
-    {"1.3b", 24, 2048, 32, 2048, true},   {"2.7b", 32, 2560, 32, 2560, true},
-    {"6.7b", 32, 4096, 32, 4096, true},   {"13b", 40, 5120, 40, 5120, true},
-    {"30b", 48, 7168, 56, 7168, true},    {"66b", 64, 9216, 72, 9216, true},
-    {"175b", 96, 12288, 96, 12288, true},
+    {"125m", 12, 768, 12, 768, true},   {"350m", 24, 1024, 16, 512, false}, {"1.3b", 24, 2048, 32, 2048, true},
+    {"2.7b", 32, 2560, 32, 2560, true}, {"6.7b", 32, 4096, 32, 4096, true}, {"13b", 40, 5120, 40, 5120, true},
+    {"30b", 48, 7168, 56, 7168, true},  {"66b", 64, 9216, 72, 9216, true},  {"175b", 96, 12288, 96, 12288, true},
 };
 }  // namespace
 
@@ -74,7 +72,8 @@ void OptConfig::validate() const {
   auto bad = [&](const std::string& m) { throw Error("invalid OPT config '" + name + "': " + m); };
   if (layers <= 0 || embed_dim <= 0 || ffn_dim <= 0 || heads <= 0 || input_dim <= 0 || vocab <= 0 || max_positions <= 0)
     bad("every dimension must be positive");
-  if (embed_dim % heads) bad("embed_dim " + std::to_string(embed_dim) + " is not divisible by heads " + std::to_string(heads));
+  if (embed_dim % heads)
+    bad("embed_dim " + std::to_string(embed_dim) + " is not divisible by heads " + std::to_string(heads));
 }
 
 }  // namespace optforge

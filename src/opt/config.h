@@ -28,15 +28,15 @@ const char* metaseq_activation_name(Activation a);  // "relu", "gelu", "gelu_acc
 std::optional<Activation> activation_from_name(const std::string& s);
 
 struct OptConfig {
-  std::string name;          // "125m", ... or "custom"
-  int64_t layers = 0;        // L
-  int64_t embed_dim = 0;     // E (hidden size)
-  int64_t ffn_dim = 0;       // F
-  int64_t heads = 0;         // H
-  int64_t input_dim = 0;     // Ein (word_embed_proj_dim): != E only for 350m
-  int64_t vocab = 50272;     // V, padded to a multiple of 8
+  std::string name;              // "125m", ... or "custom"
+  int64_t layers = 0;            // L
+  int64_t embed_dim = 0;         // E (hidden size)
+  int64_t ffn_dim = 0;           // F
+  int64_t heads = 0;             // H
+  int64_t input_dim = 0;         // Ein (word_embed_proj_dim): != E only for 350m
+  int64_t vocab = 50272;         // V, padded to a multiple of 8
   int64_t max_positions = 2048;  // T; the positions table has T + kPositionOffset rows
-  bool pre_ln = true;        // do_layer_norm_before (false for 350m)
+  bool pre_ln = true;            // do_layer_norm_before (false for 350m)
   // The architecture switches of OPTConfig (defaults: the released models).
   Activation activation = Activation::Relu;
   bool enable_bias = true;         // q/k/v/out_proj, fc1, fc2 have biases (never project_in/out)

@@ -47,44 +47,47 @@ Tensor metaseq_version_buffer(DType dtype) {
 
 ValuePtr metaseq_cfg(const OptConfig& c, int64_t mp, DType dtype) {
   // metaseq's decoder always has biases and affine layer norms: no cfg field can say otherwise.
-  if (!c.enable_bias) throw Error("metaseq's OPT model cannot express enable_bias false (its layers always have biases)");
+  if (!c.enable_bias)
+    throw Error("metaseq's OPT model cannot express enable_bias false (its layers always have biases)");
   if (!c.ln_affine)
-    throw Error("metaseq's OPT model cannot express layer_norm_elementwise_affine false (its layer norms always "
-                "have weights)");
+    throw Error(
+        "metaseq's OPT model cannot express layer_norm_elementwise_affine false (its layer norms always "
+        "have weights)");
   const bool megatron = c.pre_ln;  // 350m was trained without model parallelism (transformer_lm_gpt)
   const std::string arch = megatron ? "transformer_lm_megatron" : "transformer_lm_gpt";
-  auto model = Value::object("argparse.Namespace", {}, ns_field_dict({
-      {"_name", Value::str(arch)},
-      {"arch", Value::str(arch)},
-      {"activation_fn", Value::str(metaseq_activation_name(c.activation))},
-      {"dropout", Value::real(0.1)},
-      {"attention_dropout", Value::real(0.1)},
-      {"decoder_embed_dim", Value::integer(c.embed_dim)},
-      {"decoder_ffn_embed_dim", Value::integer(c.ffn_dim)},
-      {"decoder_layers", Value::integer(c.layers)},
-      {"decoder_attention_heads", Value::integer(c.heads)},
-      {"decoder_input_dim", Value::integer(c.input_dim)},
-      {"decoder_output_dim", Value::integer(c.input_dim)},
-      {"decoder_learned_pos", Value::boolean(true)},
-      {"decoder_normalize_before", Value::boolean(c.pre_ln)},
-      {"share_decoder_input_output_embed", Value::boolean(true)},
-      {"no_scale_embedding", Value::boolean(true)},
-      {"max_target_positions", Value::integer(c.max_positions)},
-      {"tokens_per_sample", Value::integer(c.max_positions)},
-      {"model_parallel_size", Value::integer(mp)},
-  }));
+  auto model = Value::object("argparse.Namespace", {},
+                             ns_field_dict({
+                                 {"_name", Value::str(arch)},
+                                 {"arch", Value::str(arch)},
+                                 {"activation_fn", Value::str(metaseq_activation_name(c.activation))},
+                                 {"dropout", Value::real(0.1)},
+                                 {"attention_dropout", Value::real(0.1)},
+                                 {"decoder_embed_dim", Value::integer(c.embed_dim)},
+                                 {"decoder_ffn_embed_dim", Value::integer(c.ffn_dim)},
+                                 {"decoder_layers", Value::integer(c.layers)},
+                                 {"decoder_attention_heads", Value::integer(c.heads)},
+                                 {"decoder_input_dim", Value::integer(c.input_dim)},
+                                 {"decoder_output_dim", Value::integer(c.input_dim)},
+                                 {"decoder_learned_pos", Value::boolean(true)},
+                                 {"decoder_normalize_before", Value::boolean(c.pre_ln)},
+                                 {"share_decoder_input_output_embed", Value::boolean(true)},
+                                 {"no_scale_embedding", Value::boolean(true)},
+                                 {"max_target_positions", Value::integer(c.max_positions)},
+                                 {"tokens_per_sample", Value::integer(c.max_positions)},
+                                 {"model_parallel_size", Value::integer(mp)},
+                             }));
   // fairseq/metaseq's switch for a pre-LN decoder without its final LN (written only when set,
   // so that released-style cfgs keep their field set).
   if (c.remove_final_norm) model->state->set("no_decoder_final_norm", Value::boolean(true));
   auto cfg = Value::dict();
   cfg->set("_name", Value::none());
   cfg->set("common", ns_field_dict({{"fp16", Value::boolean(dtype == DType::F16)},
-                                     {"memory_efficient_fp16", Value::boolean(dtype == DType::F16)},
-                                     {"bf16", Value::boolean(dtype == DType::BF16)},
-                                     {"model_parallel_size", Value::integer(mp)}}));
+                                    {"memory_efficient_fp16", Value::boolean(dtype == DType::F16)},
+                                    {"bf16", Value::boolean(dtype == DType::BF16)},
+                                    {"model_parallel_size", Value::integer(mp)}}));
   cfg->set("distributed_training", ns_field_dict({{"distributed_world_size", Value::integer(mp)},
-                                                   {"ddp_backend", Value::str("fully_sharded")},
-                                                   {"use_sharded_state", Value::boolean(true)}}));
+                                                  {"ddp_backend", Value::str("fully_sharded")},
+                                                  {"use_sharded_state", Value::boolean(true)}}));
   cfg->set("checkpoint", ns_field_dict({{"checkpoint_suffix", Value::str("")}}));
   cfg->set("model", model);
   cfg->set("task", ns_field_dict({{"_name", Value::str("streaming_language_modeling")}}));
@@ -110,9 +113,15 @@ ValuePtr random_opt_checkpoint(const OptConfig& c, DType dtype, uint64_t seed) {
         // 24 random bits -> [-1, 1)
         float u = float(int64_t(splitmix64(key + i) >> 40) - (1 << 23)) / float(1 << 23);
         float v = init.center + init.scale * u;
-        if (dtype == DType::F32) std::memcpy(dst, &v, 4);
-        else if (dtype == DType::F16) { uint16_t h = f32_to_f16(v); std::memcpy(dst, &h, 2); }
-        else { uint16_t h = f32_to_bf16(v); std::memcpy(dst, &h, 2); }
+        if (dtype == DType::F32)
+          std::memcpy(dst, &v, 4);
+        else if (dtype == DType::F16) {
+          uint16_t h = f32_to_f16(v);
+          std::memcpy(dst, &h, 2);
+        } else {
+          uint16_t h = f32_to_bf16(v);
+          std::memcpy(dst, &h, 2);
+        }
       }
     };
     model->entries.emplace_back(Value::str(p.name), Value::of_tensor(Tensor::view_of(s, p.shape)));

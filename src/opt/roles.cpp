@@ -204,7 +204,8 @@ std::vector<const RoleSpec*> fsdp_roles(Scope scope, const OptConfig& c, bool fu
   const Layout l = fused_qkv ? Layout::MetaseqFused : Layout::Metaseq;
   for (const RoleSpec& r : kRoles)
     if (r.scope == scope && r.fsdp_order >= 0 && role_stored(r, c, l)) out.push_back(&r);
-  std::stable_sort(out.begin(), out.end(), [](const RoleSpec* a, const RoleSpec* b) { return a->fsdp_order < b->fsdp_order; });
+  std::stable_sort(out.begin(), out.end(),
+                   [](const RoleSpec* a, const RoleSpec* b) { return a->fsdp_order < b->fsdp_order; });
   return out;
 }
 

@@ -37,11 +37,31 @@
 namespace optforge {
 
 enum class Role : uint8_t {
-  TokenEmbed, ProjectIn, Positions,
-  KWeight, VWeight, QWeight, KBias, VBias, QBias, QkvWeight, QkvBias,
-  OutWeight, OutBias, AttnNormWeight, AttnNormBias, Fc1Weight, Fc1Bias, Fc2Weight, Fc2Bias,
-  FfnNormWeight, FfnNormBias,
-  FinalNormWeight, FinalNormBias, ProjectOut, LmHead,
+  TokenEmbed,
+  ProjectIn,
+  Positions,
+  KWeight,
+  VWeight,
+  QWeight,
+  KBias,
+  VBias,
+  QBias,
+  QkvWeight,
+  QkvBias,
+  OutWeight,
+  OutBias,
+  AttnNormWeight,
+  AttnNormBias,
+  Fc1Weight,
+  Fc1Bias,
+  Fc2Weight,
+  Fc2Bias,
+  FfnNormWeight,
+  FfnNormBias,
+  FinalNormWeight,
+  FinalNormBias,
+  ProjectOut,
+  LmHead,
 };
 inline constexpr size_t kRoleCount = size_t(Role::LmHead) + 1;
 
@@ -50,7 +70,7 @@ enum class Layout : uint8_t {
   MetaseqFused,  // Megatron MP parts: qkv_proj = [K; V; Q] rows
   Hf,
   AlpaFile,
-  AlpaTree,      // fused qkv_combined (alpa's own interleaving), kernels [in, out]
+  AlpaTree,  // fused qkv_combined (alpa's own interleaving), kernels [in, out]
 };
 const char* layout_label(Layout l);
 

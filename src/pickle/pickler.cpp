@@ -72,8 +72,10 @@ class Pickler {
       for (int k = 0; k < 8; ++k) b += char((u >> (8 * k)) & 0xff);
       while (b.size() > 1) {
         uint8_t last = uint8_t(b.back()), prev = uint8_t(b[b.size() - 2]);
-        if ((last == 0x00 && !(prev & 0x80)) || (last == 0xff && (prev & 0x80))) b.pop_back();
-        else break;
+        if ((last == 0x00 && !(prev & 0x80)) || (last == 0xff && (prev & 0x80)))
+          b.pop_back();
+        else
+          break;
       }
       out_ += '\x8a';
       out_ += char(b.size());
@@ -269,8 +271,7 @@ ValuePtr plain_data_at(const ValuePtr& v, int depth) {
       if (v->state) return rec(v->state);
       return Value::none();
     }
-    default:
-      return v;
+    default: return v;
   }
 }
 

@@ -56,20 +56,22 @@ bool is_storage_class(const std::string& q) {
   return q.rfind("torch.", 0) == 0 && q.size() > 13 && q.compare(q.size() - 7, 7, "Storage") == 0;
 }
 bool is_torch_dtype(const std::string& q) {
-  static const std::set<std::string> k = {
-      "torch.float64", "torch.float32", "torch.float16", "torch.bfloat16", "torch.int64",
-      "torch.int32",   "torch.int16",   "torch.int8",    "torch.uint8",    "torch.bool",
-      "torch.complex64", "torch.complex128", "torch.float", "torch.half", "torch.double", "torch.long"};
+  static const std::set<std::string> k = {"torch.float64", "torch.float32", "torch.float16",   "torch.bfloat16",
+                                          "torch.int64",   "torch.int32",   "torch.int16",     "torch.int8",
+                                          "torch.uint8",   "torch.bool",    "torch.complex64", "torch.complex128",
+                                          "torch.float",   "torch.half",    "torch.double",    "torch.long"};
   return k.count(q) > 0;
 }
 
 int64_t as_int(const ValuePtr& v, const char* what) {
-  if (!v || v->kind != Kind::Int) throw Error(std::string(what) + " must be an int, found " + (v ? v->type_name() : "nothing"));
+  if (!v || v->kind != Kind::Int)
+    throw Error(std::string(what) + " must be an int, found " + (v ? v->type_name() : "nothing"));
   return v->i;
 }
 
 Shape as_shape(const ValuePtr& v, const char* what) {
-  if (!v || !v->is_sequence()) throw Error(std::string(what) + " must be a tuple, found " + (v ? v->type_name() : "nothing"));
+  if (!v || !v->is_sequence())
+    throw Error(std::string(what) + " must be a tuple, found " + (v ? v->type_name() : "nothing"));
   Shape s;
   for (const auto& x : v->items) s.push_back(as_int(x, what));
   return s;
@@ -78,7 +80,8 @@ Shape as_shape(const ValuePtr& v, const char* what) {
 // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
 ValuePtr rebuild_tensor(const std::vector<ValuePtr>& a, bool v2) {
   if (a.size() < 4 || (v2 && a.size() < 6))
-    throw Error("tensor rebuild takes " + std::string(v2 ? "6 or 7" : "4") + " arguments, found " + std::to_string(a.size()));
+    throw Error("tensor rebuild takes " + std::string(v2 ? "6 or 7" : "4") + " arguments, found " +
+                std::to_string(a.size()));
   if (a[0]->kind != Kind::Tensor || !a[0]->tensor->storage)
     throw Error("tensor rebuild: first argument must be a storage, found " + a[0]->type_name());
   Tensor t;
@@ -133,7 +136,8 @@ ValuePtr call(const std::string& fn, const std::vector<ValuePtr>& a) {
     if (!a[0]->is_sequence()) throw Error(fn + " takes a sequence");
     return Value::tuple(a[0]->items);
   }
-  if (fn == "builtins.list") return Value::list(a.empty() || !a[0]->is_sequence() ? std::vector<ValuePtr>{} : a[0]->items);
+  if (fn == "builtins.list")
+    return Value::list(a.empty() || !a[0]->is_sequence() ? std::vector<ValuePtr>{} : a[0]->items);
   if (fn == "builtins.set" || fn == "builtins.frozenset") {
     auto s = Value::list(a.empty() || !a[0]->is_sequence() ? std::vector<ValuePtr>{} : a[0]->items);
     s->kind = Kind::Set;
@@ -198,8 +202,7 @@ void build(ValuePtr& target, const ValuePtr& state) {
       return;
     case Kind::Tensor:  // tensor / Parameter state: attributes we do not need
       return;
-    default:
-      throw Error("BUILD on a " + target->type_name());
+    default: throw Error("BUILD on a " + target->type_name());
   }
 }
 

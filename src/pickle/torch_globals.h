@@ -11,9 +11,9 @@
 namespace optforge::torch_globals {
 
 bool allowed(const std::string& qualified_name);
-ValuePtr call(const std::string& fn, const std::vector<ValuePtr>& args);       // REDUCE
-ValuePtr construct(const std::string& cls, const std::vector<ValuePtr>& args); // NEWOBJ
-void build(ValuePtr& target, const ValuePtr& state);                           // BUILD
+ValuePtr call(const std::string& fn, const std::vector<ValuePtr>& args);        // REDUCE
+ValuePtr construct(const std::string& cls, const std::vector<ValuePtr>& args);  // NEWOBJ
+void build(ValuePtr& target, const ValuePtr& state);                            // BUILD
 
 // A storage as the pickle sees it: a 1-D tensor over all of it (from persistent_load).
 ValuePtr storage_value(std::shared_ptr<Storage> storage);

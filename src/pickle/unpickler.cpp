@@ -19,10 +19,14 @@ using Kind = Value::Kind;
 
 class Machine {
  public:
-  Machine(std::string_view data, const std::string& file, const std::string& where,
-          const PersistentLoad& pl, const UnpickleOptions& opts)
-      : d_(reinterpret_cast<const uint8_t*>(data.data())), n_(data.size()), file_(file),
-        where_(where), persistent_load_(pl), opts_(opts) {}
+  Machine(std::string_view data, const std::string& file, const std::string& where, const PersistentLoad& pl,
+          const UnpickleOptions& opts)
+      : d_(reinterpret_cast<const uint8_t*>(data.data())),
+        n_(data.size()),
+        file_(file),
+        where_(where),
+        persistent_load_(pl),
+        opts_(opts) {}
 
   ValuePtr run(size_t* end_offset);
   // After a failure: empties every container the machine built, so that a reference cycle a
@@ -42,9 +46,7 @@ class Machine {
   auto in_globals(F&& step) {
     try {
       return step();
-    } catch (const Error& e) {
-      fail(e.message());
-    }
+    } catch (const Error& e) { fail(e.message()); }
   }
   const uint8_t* take(size_t k) {
     if (k > n_ - p_) fail("pickle truncated: needs " + std::to_string(k) + " more bytes");
@@ -72,16 +74,14 @@ class Machine {
     return s;
   }
   ValuePtr pop() {
-    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back()))
-      fail("pickle stack underflow");
+    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) fail("pickle stack underflow");
     ValuePtr v = std::move(stack_.back());
     stack_.pop_back();
     in_flight_.push_back(v);
     return v;
   }
   ValuePtr& top() {
-    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back()))
-      fail("pickle stack underflow");
+    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) fail("pickle stack underflow");
     return stack_.back();
   }
   std::vector<ValuePtr> pop_mark() {
@@ -137,12 +137,13 @@ void Machine::global(const std::string& module_as_written, const std::string& na
   // Protocols < 3 write Python 2 module names; Python maps them (_compat_pickle), so do we.
   std::string module = module_as_written == "__builtin__" ? "builtins"
                        : module_as_written == "copy_reg"  ? "copyreg"
-                                                           : module_as_written;
+                                                          : module_as_written;
   std::string q = module + "." + name;
   if (q == "builtins.long") q = "builtins.int";
   if (q == "builtins.unicode") q = "builtins.str";
   if (!global_allowed(q) && !opts_.allow_unknown_globals)
-    fail("refusing to load GLOBAL '" + q + "': not on the allowlist (optforge never runs code "
+    fail("refusing to load GLOBAL '" + q +
+         "': not on the allowlist (optforge never runs code "
          "from a pickle; only tensors, containers and known inert classes are accepted)");
   push(Value::global(q));
 }
@@ -204,9 +205,7 @@ ValuePtr Machine::parse_int_text(const std::string& s0) {
     long long v = std::stoll(s, &used, 10);
     if (used != s.size()) fail("bad integer text '" + s0 + "'");
     return Value::integer(v);
-  } catch (const std::exception&) {
-    fail("bad or too large integer text '" + s0 + "'");
-  }
+  } catch (const std::exception&) { fail("bad or too large integer text '" + s0 + "'"); }
 }
 
 ValuePtr Machine::run(size_t* end_offset) {
@@ -228,9 +227,9 @@ ValuePtr Machine::run(size_t* end_offset) {
         return stack_.back();
       }
       case '(': marks_.push_back(stack_.size()); break;  // MARK
-      case '0': pop(); break;                             // POP
-      case '1': pop_mark(); break;                        // POP_MARK
-      case '2': push(top()); break;                       // DUP
+      case '0': pop(); break;                            // POP
+      case '1': pop_mark(); break;                       // POP_MARK
+      case '2': push(top()); break;                      // DUP
       case 'N': push(Value::none()); break;
       case 0x88: push(Value::boolean(true)); break;
       case 0x89: push(Value::boolean(false)); break;
@@ -276,7 +275,7 @@ ValuePtr Machine::run(size_t* end_offset) {
         break;
       }
       case 'V': push(Value::str(take_line())); break;  // UNICODE (raw-unicode-escape; ASCII kept)
-      case 'S': {  // STRING: a quoted Python 2 str repr
+      case 'S': {                                      // STRING: a quoted Python 2 str repr
         std::string s = take_line();
         if (s.size() < 2 || (s.front() != '\'' && s.front() != '"') || s.back() != s.front())
           fail("bad STRING argument");
@@ -313,9 +312,21 @@ ValuePtr Machine::run(size_t* end_offset) {
       }
       case ')': push(Value::tuple()); break;
       case 't': push(Value::tuple(pop_mark())); break;
-      case 0x85: { auto a = pop(); push(Value::tuple({a})); break; }
-      case 0x86: { auto b = pop(), a = pop(); push(Value::tuple({a, b})); break; }
-      case 0x87: { auto c = pop(), b = pop(), a = pop(); push(Value::tuple({a, b, c})); break; }
+      case 0x85: {
+        auto a = pop();
+        push(Value::tuple({a}));
+        break;
+      }
+      case 0x86: {
+        auto b = pop(), a = pop();
+        push(Value::tuple({a, b}));
+        break;
+      }
+      case 0x87: {
+        auto c = pop(), b = pop(), a = pop();
+        push(Value::tuple({a, b, c}));
+        break;
+      }
       case '}': push(Value::dict()); break;
       case 'd': {
         auto kv = pop_mark();
@@ -334,14 +345,24 @@ ValuePtr Machine::run(size_t* end_offset) {
         set_items(top(), std::move(kv));
         break;
       }
-      case 0x8f: { auto s = Value::list(); s->kind = Kind::Set; push(s); break; }  // EMPTY_SET
+      case 0x8f: {
+        auto s = Value::list();
+        s->kind = Kind::Set;
+        push(s);
+        break;
+      }             // EMPTY_SET
       case 0x90: {  // ADDITEMS
         auto items = pop_mark();
         if (top()->kind != Kind::Set) fail("ADDITEMS on a non-set");
         append_to(top(), std::move(items));
         break;
       }
-      case 0x91: { auto s = Value::list(pop_mark()); s->kind = Kind::Set; push(s); break; }  // FROZENSET
+      case 0x91: {
+        auto s = Value::list(pop_mark());
+        s->kind = Kind::Set;
+        push(s);
+        break;
+      }            // FROZENSET
       case 'c': {  // GLOBAL
         std::string module = take_line(), name = take_line();
         global(module, name);
@@ -369,7 +390,7 @@ ValuePtr Machine::run(size_t* end_offset) {
         break;
       }
       case 0x92: {  // NEWOBJ_EX
-        pop();  // kwargs
+        pop();      // kwargs
         auto args = pop(), cls = pop();
         if (cls->kind != Kind::Global) fail("NEWOBJ_EX on a " + cls->type_name() + ", expected a class");
         push(torch_globals::construct(cls->s, args->kind == Kind::Tuple ? args->items : std::vector<ValuePtr>{}));
@@ -447,7 +468,8 @@ void check_tree(const ValuePtr& root, const std::string& file, const std::string
         Node& parent = seen[stack.back().v];
         parent.expanded = std::min(kMaxExpanded + 1, parent.expanded + e);
         if (parent.expanded > kMaxExpanded)
-          throw Error("pickle expands to more than " + std::to_string(kMaxExpanded) + " values (shared references)", file, where);
+          throw Error("pickle expands to more than " + std::to_string(kMaxExpanded) + " values (shared references)",
+                      file, where);
       }
       continue;
     }
@@ -458,10 +480,12 @@ void check_tree(const ValuePtr& root, const std::string& file, const std::string
       Node& parent = seen[f.v];
       parent.expanded = std::min(kMaxExpanded + 1, parent.expanded + it->second.expanded);
       if (parent.expanded > kMaxExpanded)
-        throw Error("pickle expands to more than " + std::to_string(kMaxExpanded) + " values (shared references)", file, where);
+        throw Error("pickle expands to more than " + std::to_string(kMaxExpanded) + " values (shared references)", file,
+                    where);
       continue;
     }
-    if (stack.size() >= kMaxDepth) throw Error("pickle nests deeper than " + std::to_string(kMaxDepth) + " levels", file, where);
+    if (stack.size() >= kMaxDepth)
+      throw Error("pickle nests deeper than " + std::to_string(kMaxDepth) + " levels", file, where);
     seen[c];
     stack.push_back({c, 0});
   }
@@ -534,8 +558,7 @@ void Machine::free_garbage(const ValuePtr& root) {
 bool global_allowed(const std::string& q) { return torch_globals::allowed(q); }
 
 ValuePtr unpickle(std::string_view data, const std::string& file, const std::string& where,
-                  const PersistentLoad& persistent_load, const UnpickleOptions& opts,
-                  size_t* end_offset) {
+                  const PersistentLoad& persistent_load, const UnpickleOptions& opts, size_t* end_offset) {
   Machine m(data, file, where, persistent_load, opts);
   try {
     ValuePtr root = m.run(end_offset);

@@ -30,15 +30,51 @@ Value::~Value() {
 }
 
 ValuePtr Value::none() { return make(Kind::None); }
-ValuePtr Value::boolean(bool x) { auto v = make(Kind::Bool); v->b = x; return v; }
-ValuePtr Value::integer(int64_t x) { auto v = make(Kind::Int); v->i = x; return v; }
-ValuePtr Value::real(double x) { auto v = make(Kind::Float); v->f = x; return v; }
-ValuePtr Value::str(std::string x) { auto v = make(Kind::Str); v->s = std::move(x); return v; }
-ValuePtr Value::bytes(std::string x) { auto v = make(Kind::Bytes); v->s = std::move(x); return v; }
-ValuePtr Value::list(std::vector<ValuePtr> x) { auto v = make(Kind::List); v->items = std::move(x); return v; }
-ValuePtr Value::tuple(std::vector<ValuePtr> x) { auto v = make(Kind::Tuple); v->items = std::move(x); return v; }
-ValuePtr Value::dict(bool ordered) { auto v = make(Kind::Dict); v->ordered = ordered; return v; }
-ValuePtr Value::global(std::string name) { auto v = make(Kind::Global); v->s = std::move(name); return v; }
+ValuePtr Value::boolean(bool x) {
+  auto v = make(Kind::Bool);
+  v->b = x;
+  return v;
+}
+ValuePtr Value::integer(int64_t x) {
+  auto v = make(Kind::Int);
+  v->i = x;
+  return v;
+}
+ValuePtr Value::real(double x) {
+  auto v = make(Kind::Float);
+  v->f = x;
+  return v;
+}
+ValuePtr Value::str(std::string x) {
+  auto v = make(Kind::Str);
+  v->s = std::move(x);
+  return v;
+}
+ValuePtr Value::bytes(std::string x) {
+  auto v = make(Kind::Bytes);
+  v->s = std::move(x);
+  return v;
+}
+ValuePtr Value::list(std::vector<ValuePtr> x) {
+  auto v = make(Kind::List);
+  v->items = std::move(x);
+  return v;
+}
+ValuePtr Value::tuple(std::vector<ValuePtr> x) {
+  auto v = make(Kind::Tuple);
+  v->items = std::move(x);
+  return v;
+}
+ValuePtr Value::dict(bool ordered) {
+  auto v = make(Kind::Dict);
+  v->ordered = ordered;
+  return v;
+}
+ValuePtr Value::global(std::string name) {
+  auto v = make(Kind::Global);
+  v->s = std::move(name);
+  return v;
+}
 
 ValuePtr Value::object(std::string cls, std::vector<ValuePtr> args, ValuePtr state) {
   auto v = make(Kind::Object);

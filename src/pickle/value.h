@@ -25,12 +25,12 @@ struct Value {
   bool b = false;
   int64_t i = 0;
   double f = 0;
-  std::string s;                                      // Str, Bytes; Global/Object: "module.name"
-  std::vector<ValuePtr> items;                        // List, Tuple, Set; Object: constructor args
-  std::vector<std::pair<ValuePtr, ValuePtr>> entries; // Dict (insertion order kept)
-  bool ordered = false;                               // Dict: was a collections.OrderedDict
-  ValuePtr state;                                     // Object: what BUILD set (usually a Dict)
-  std::shared_ptr<Tensor> tensor;                     // Tensor
+  std::string s;                                       // Str, Bytes; Global/Object: "module.name"
+  std::vector<ValuePtr> items;                         // List, Tuple, Set; Object: constructor args
+  std::vector<std::pair<ValuePtr, ValuePtr>> entries;  // Dict (insertion order kept)
+  bool ordered = false;                                // Dict: was a collections.OrderedDict
+  ValuePtr state;                                      // Object: what BUILD set (usually a Dict)
+  std::shared_ptr<Tensor> tensor;                      // Tensor
 
   Value() = default;
   Value(const Value&) = delete;

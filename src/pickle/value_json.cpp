@@ -66,14 +66,17 @@ std::string value_to_short_string(const ValuePtr& v, size_t max_chars) {
   std::string s;
   if (!v) return "None";
   switch (v->kind) {
-    case Kind::Tensor: s = "tensor(" + std::string(dtype_name(v->tensor->dtype)) + ", " + v->tensor->shape_string() + ")"; break;
+    case Kind::Tensor:
+      s = "tensor(" + std::string(dtype_name(v->tensor->dtype)) + ", " + v->tensor->shape_string() + ")";
+      break;
     case Kind::Dict: s = v->type_name() + "[" + std::to_string(v->entries.size()) + " keys]"; break;
     case Kind::List:
     case Kind::Tuple:
     case Kind::Set: {
       if (v->items.size() <= 8) {
         s = v->kind == Kind::Tuple ? "(" : "[";
-        for (size_t i = 0; i < v->items.size(); ++i) s += (i ? ", " : "") + value_to_short_string(v->items[i], max_chars);
+        for (size_t i = 0; i < v->items.size(); ++i)
+          s += (i ? ", " : "") + value_to_short_string(v->items[i], max_chars);
         s += v->kind == Kind::Tuple ? ")" : "]";
       } else {
         s = std::string(kind_name(v->kind)) + "[" + std::to_string(v->items.size()) + "]";

@@ -22,7 +22,8 @@ std::string uuid4() {
   const uint64_t a = rng(), b = rng();
   char s[40];
   std::snprintf(s, sizeof s, "%08x-%04x-4%03x-%04x-%012llx", unsigned(a >> 32), unsigned(a >> 16) & 0xFFFF,
-                unsigned(a) & 0xFFF, unsigned((b >> 48) & 0x3FFF) | 0x8000, static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFull));
+                unsigned(a) & 0xFFF, unsigned((b >> 48) & 0x3FFF) | 0x8000,
+                static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFull));
   return s;
 }
 
@@ -43,8 +44,8 @@ CompletionRequest parse_alpa_completion(const json& body, const ApiContext& ctx)
   size_t longest = 0;
   for (const auto& q : r.prompts) longest = std::max(longest, q.size());
   if (int64_t(longest) > ctx.context)
-    throw bad_request("the prompt has " + std::to_string(longest) + " tokens, more than the model's maximum sequence length " +
-                          std::to_string(ctx.context),
+    throw bad_request("the prompt has " + std::to_string(longest) +
+                          " tokens, more than the model's maximum sequence length " + std::to_string(ctx.context),
                       "prompt");
 
   GenerateOptions& o = r.spec.opts;
@@ -60,13 +61,15 @@ CompletionRequest parse_alpa_completion(const json& body, const ApiContext& ctx)
   o.n = f.integer("n", 1, 1, ctx.max_n);
   r.echo = f.boolean("echo", false);
   if (const json* s = f.raw("stop")) {  // alpa raises NotImplementedError; we honour it as OpenAI does
-    if (s->is_string()) o.stop.push_back(s->get<std::string>());
+    if (s->is_string())
+      o.stop.push_back(s->get<std::string>());
     else if (s->is_array())
       for (const auto& x : *s) {
         if (!x.is_string()) throw bad_request(type_message(x, "string", "stop"), "stop");
         o.stop.push_back(x.get<std::string>());
       }
-    else throw bad_request(type_message(*s, "string or array", "stop"), "stop");
+    else
+      throw bad_request(type_message(*s, "string or array", "stop"), "stop");
     std::erase_if(o.stop, [](const std::string& x) { return x.empty(); });
   }
   o.eos = ctx.tok->eos_id();
@@ -80,12 +83,14 @@ AlpaLogprobsRequest parse_alpa_logprobs(const json& body, const ApiContext& ctx,
   AlpaLogprobsRequest r;
   r.prompts = alpa_prompts(f, ctx);
   if (int64_t(r.prompts.size()) > max_prompts)
-    throw bad_request("at most " + std::to_string(max_prompts) + " prompts per logprobs request (the batch size)", "prompt");
+    throw bad_request("at most " + std::to_string(max_prompts) + " prompts per logprobs request (the batch size)",
+                      "prompt");
   for (const auto& q : r.prompts) {
-    if (q.size() != r.prompts[0].size()) throw bad_request("all prompts of a logprobs request must have the same length", "prompt");
+    if (q.size() != r.prompts[0].size())
+      throw bad_request("all prompts of a logprobs request must have the same length", "prompt");
     if (int64_t(q.size()) > ctx.context)
-      throw bad_request("the prompt has " + std::to_string(q.size()) + " tokens, more than the model's maximum sequence length " +
-                            std::to_string(ctx.context),
+      throw bad_request("the prompt has " + std::to_string(q.size()) +
+                            " tokens, more than the model's maximum sequence length " + std::to_string(ctx.context),
                         "prompt");
   }
   r.top_k = std::min<int64_t>(f.integer("top_k", 100000, 1, INT64_MAX), ctx.vocab);
@@ -105,9 +110,10 @@ std::string AlpaLogprobsCache::check_and_store(const AlpaLogprobsRequest& req) {
       extends = req.prompts[i].size() == cached[i].size() + 1 &&
                 std::equal(cached[i].begin(), cached[i].end(), req.prompts[i].begin());
     if (!extends)
-      throw bad_request("Request does not extend cached request by one token; you are probably using the logprobs "
-                        "endpoint incorrectly.",
-                        "prompt");
+      throw bad_request(
+          "Request does not extend cached request by one token; you are probably using the logprobs "
+          "endpoint incorrectly.",
+          "prompt");
     lru_.erase(it);
   } else {
     id = uuid4();

@@ -13,7 +13,10 @@ namespace optforge::serve {
 class ApiError : public std::runtime_error {
  public:
   ApiError(int status, std::string message, std::string param = {}, std::string code = {})
-      : std::runtime_error(message), status_(status), message_(std::move(message)), param_(std::move(param)),
+      : std::runtime_error(message),
+        status_(status),
+        message_(std::move(message)),
+        param_(std::move(param)),
         code_(std::move(code)) {}
 
   int status() const { return status_; }

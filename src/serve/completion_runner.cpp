@@ -50,7 +50,8 @@ int run_completion(Scheduler& scheduler, const CompletionRequest& req, const Api
   CompletionWriter w(req, ctx, id, int64_t(std::time(nullptr)));
 
   if (req.stream) {
-    if (!ex.start_stream(200, "text/event-stream", {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}})) return 200;
+    if (!ex.start_stream(200, "text/event-stream", {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}}))
+      return 200;
     for (const json& c : w.start_chunks())
       if (!ex.write(sse(c))) return 200;
     while (!w.finished()) {

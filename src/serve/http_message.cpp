@@ -33,12 +33,14 @@ const char* reason_phrase(int status) {
   }
 }
 
-std::string serialize_head(int status, const std::string& content_type, const HttpHeaders& headers,
-                           int64_t body_length, bool keep_alive) {
+std::string serialize_head(int status, const std::string& content_type, const HttpHeaders& headers, int64_t body_length,
+                           bool keep_alive) {
   std::string h = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) + "\r\n";
   if (!content_type.empty()) h += "Content-Type: " + content_type + "\r\n";
   // A 204 has no body and no framing headers (RFC 9110 8.6).
-  if (status != 204) h += body_length >= 0 ? "Content-Length: " + std::to_string(body_length) + "\r\n" : "Transfer-Encoding: chunked\r\n";
+  if (status != 204)
+    h +=
+        body_length >= 0 ? "Content-Length: " + std::to_string(body_length) + "\r\n" : "Transfer-Encoding: chunked\r\n";
   h += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
   for (const auto& [k, v] : headers) h += k + ": " + v + "\r\n";
   h += "\r\n";

@@ -14,11 +14,11 @@ namespace optforge::serve {
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 
 struct HttpRequest {
-  std::string method;   // "GET", "POST", ...
-  std::string path;     // the target before '?', percent-decoding not applied
-  std::string query;    // after '?', may be empty
+  std::string method;     // "GET", "POST", ...
+  std::string path;       // the target before '?', percent-decoding not applied
+  std::string query;      // after '?', may be empty
   int minor_version = 1;  // HTTP/1.<minor>
-  HttpHeaders headers;  // names lower-cased, values trimmed
+  HttpHeaders headers;    // names lower-cased, values trimmed
   std::string body;
 
   // The first header with this (lower-case) name.
@@ -37,7 +37,7 @@ const char* reason_phrase(int status);
 
 // The status line and headers of a response, ending in the blank line. `body_length` < 0 means
 // chunked transfer coding (streaming).
-std::string serialize_head(int status, const std::string& content_type, const HttpHeaders& headers,
-                           int64_t body_length, bool keep_alive);
+std::string serialize_head(int status, const std::string& content_type, const HttpHeaders& headers, int64_t body_length,
+                           bool keep_alive);
 
 }  // namespace optforge::serve

@@ -87,7 +87,8 @@ HttpHeaders HttpExchange::with_extra(const HttpHeaders& h) const {
 bool HttpExchange::send(const HttpResponse& r) {
   if (state_ != State::Fresh || failed_) return false;
   state_ = State::Done;
-  std::string out = serialize_head(r.status, r.content_type, with_extra(r.headers), int64_t(r.body.size()), keep_alive_);
+  std::string out =
+      serialize_head(r.status, r.content_type, with_extra(r.headers), int64_t(r.body.size()), keep_alive_);
   out += r.body;
   if (!stream_.write_all(out)) failed_ = true;
   return !failed_;
@@ -144,8 +145,10 @@ struct ConnectionLoop {
   void skip_blank_lines() {
     for (;;) {
       const auto* d = static_cast<const char*>(buf.data().data());
-      if (buf.size() >= 2 && d[0] == '\r' && d[1] == '\n') buf.consume(2);
-      else return;
+      if (buf.size() >= 2 && d[0] == '\r' && d[1] == '\n')
+        buf.consume(2);
+      else
+        return;
     }
   }
 
@@ -243,9 +246,12 @@ struct ConnectionLoop {
       HttpExchange ex(s, keep_alive, cors(req, preflight), o.sse_keepalive_ms);
       if (preflight) {
         const std::string* h = req.header("access-control-request-headers");
-        ex.send({204, "", {{"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
-                           {"Access-Control-Allow-Headers", h ? *h : "Authorization, Content-Type"},
-                           {"Access-Control-Max-Age", "600"}}, ""});
+        ex.send({204,
+                 "",
+                 {{"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
+                  {"Access-Control-Allow-Headers", h ? *h : "Authorization, Content-Type"},
+                  {"Access-Control-Max-Age", "600"}},
+                 ""});
       } else {
         try {
           handler(req, ex);
@@ -277,7 +283,9 @@ struct HttpServer::Impl {
 };
 
 HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler, HttpErrorPage error_page)
-    : opt_(std::move(options)), handler_(std::move(handler)), error_page_(std::move(error_page)),
+    : opt_(std::move(options)),
+      handler_(std::move(handler)),
+      error_page_(std::move(error_page)),
       impl_(std::make_unique<Impl>()) {}
 
 HttpServer::~HttpServer() { stop(); }
@@ -329,7 +337,8 @@ void HttpServer::accept_loop() {
     if (open_.load() >= opt_.max_connections)
       refusal = "too many concurrent connections (the limit is " + std::to_string(opt_.max_connections) + ")";
     else if (per_client_[client] >= per_client_cap)
-      refusal = "too many concurrent connections from " + client + " (the limit is " + std::to_string(per_client_cap) + ")";
+      refusal =
+          "too many concurrent connections from " + client + " (the limit is " + std::to_string(per_client_cap) + ")";
     const bool refuse = !refusal.empty();
     // Over a limit: a few extra threads answer 429 so the client learns why; past those the
     // socket is simply closed (a flood must not buy threads).
@@ -346,8 +355,8 @@ void HttpServer::accept_loop() {
   }
 }
 
-void HttpServer::serve(std::unique_ptr<ByteStream> stream, int fd, const std::string& client, const std::string* refusal,
-                       Worker* self) {
+void HttpServer::serve(std::unique_ptr<ByteStream> stream, int fd, const std::string& client,
+                       const std::string* refusal, Worker* self) {
   try {
     ConnectionLoop{*stream, opt_, handler_, error_page_, stopping_}.run(refusal);
   } catch (const std::exception&) {

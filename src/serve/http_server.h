@@ -39,15 +39,15 @@ namespace optforge::serve {
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;                       // 0: any free port (see HttpServer::port())
-  int64_t max_connections = 64;          // in total; beyond, new connections get 429 and are closed
+  int port = 8080;                          // 0: any free port (see HttpServer::port())
+  int64_t max_connections = 64;             // in total; beyond, new connections get 429 and are closed
   int64_t max_connections_per_client = 48;  // from one client address (capped by max_connections)
-  int64_t max_body_bytes = 1 << 20;      // 413 beyond
-  int64_t max_header_bytes = 16 << 10;   // request line + headers; 431 beyond
-  int idle_timeout_ms = 5000;            // a connection waiting for its next request's first byte
-  int request_timeout_ms = 30000;        // the whole request head, then again the whole body; 408
-  int write_timeout_ms = 30000;          // a write to a client that accepts no byte
-  int sse_keepalive_ms = 15000;          // an event stream idle this long gets a ": keep-alive" comment
+  int64_t max_body_bytes = 1 << 20;         // 413 beyond
+  int64_t max_header_bytes = 16 << 10;      // request line + headers; 431 beyond
+  int idle_timeout_ms = 5000;               // a connection waiting for its next request's first byte
+  int request_timeout_ms = 30000;           // the whole request head, then again the whole body; 408
+  int write_timeout_ms = 30000;             // a write to a client that accepts no byte
+  int sse_keepalive_ms = 15000;             // an event stream idle this long gets a ": keep-alive" comment
   // CORS: origins ("https://a.example", or "*") whose browser requests may read the answers;
   // empty: no CORS headers at all (the default).
   std::vector<std::string> allowed_origins;
@@ -132,8 +132,8 @@ class HttpServer {
   std::atomic<int64_t> open_{0}, refusing_{0};
   std::thread acceptor_;
   std::mutex mu_;
-  std::list<Worker> workers_;              // guarded by mu_
-  std::set<int> fds_;                      // open connection sockets, guarded by mu_
+  std::list<Worker> workers_;                  // guarded by mu_
+  std::set<int> fds_;                          // open connection sockets, guarded by mu_
   std::map<std::string, int64_t> per_client_;  // open connections by client address, guarded by mu_
 };
 

@@ -26,7 +26,7 @@ struct JobSpec {
   int64_t min_tokens = 0;  // </s> is suppressed before this many new tokens (alpa's min_tokens)
   float presence_penalty = 0, frequency_penalty = 0;  // OpenAI's, over the generated tokens
   std::vector<std::pair<int32_t, float>> logit_bias;  // added to the raw logits before sampling
-  bool logprobs = true;      // compute each token's logprob (a log-softmax over the vocab per token)
+  bool logprobs = true;       // compute each token's logprob (a log-softmax over the vocab per token)
   int64_t next_logprobs = 0;  // > 0: report the top-k of the distribution after the prompt (alpa /logprobs)
   int64_t index = 0;          // which prompt of its request
 };

@@ -17,7 +17,8 @@ std::string shown(const nlohmann::json& v) {
 
 // OpenAI's wording: "-1 is less than the minimum of 0 - 'max_tokens'".
 std::string range_message(const std::string& field, const std::string& value, bool low, const std::string& bound) {
-  return value + (low ? " is less than the minimum of " : " is greater than the maximum of ") + bound + " - '" + field + "'";
+  return value + (low ? " is less than the minimum of " : " is greater than the maximum of ") + bound + " - '" + field +
+         "'";
 }
 
 std::string fmt(double v) {
@@ -31,9 +32,11 @@ std::string fmt(double v) {
 nlohmann::json parse_json_object(const std::string& body) {
   nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded())
-    throw bad_request("We could not parse the JSON body of your request. The body must be a JSON object; "
-                      "check that it is valid JSON and that the Content-Type is application/json.");
-  if (!j.is_object()) throw bad_request("The request body must be a JSON object, not " + std::string(j.type_name()) + ".");
+    throw bad_request(
+        "We could not parse the JSON body of your request. The body must be a JSON object; "
+        "check that it is valid JSON and that the Content-Type is application/json.");
+  if (!j.is_object())
+    throw bad_request("The request body must be a JSON object, not " + std::string(j.type_name()) + ".");
   return j;
 }
 
@@ -56,8 +59,8 @@ int64_t Fields::integer(const std::string& key, int64_t def, int64_t lo, int64_t
   int64_t x = 0;
   if (v->is_number_integer() && !(v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX))) {
     x = v->get<int64_t>();
-  } else if (v->is_number_float() && std::isfinite(v->get<double>()) && v->get<double>() == std::floor(v->get<double>()) &&
-             std::fabs(v->get<double>()) < 9e15) {
+  } else if (v->is_number_float() && std::isfinite(v->get<double>()) &&
+             v->get<double>() == std::floor(v->get<double>()) && std::fabs(v->get<double>()) < 9e15) {
     x = int64_t(v->get<double>());  // 16.0 is an integer in JSON Schema too
   } else {
     throw bad_request(type_message(*v, "integer", key), key);

@@ -18,7 +18,7 @@ class Fields {
  public:
   explicit Fields(const nlohmann::json& object) : obj_(object) {}
 
-  bool has(const std::string& key);  // present and not null
+  bool has(const std::string& key);                   // present and not null
   const nlohmann::json* raw(const std::string& key);  // nullptr when absent or null
   int64_t integer(const std::string& key, int64_t def, int64_t lo, int64_t hi);
   double number(const std::string& key, double def, double lo, double hi);

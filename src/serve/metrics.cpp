@@ -97,7 +97,8 @@ std::string Metrics::render(int64_t open_connections) const {
   sample(o, "optforge_prompt_tokens_total", double(prompt_tokens_));
   header(o, "optforge_generation_tokens_total", "counter", "Tokens generated.");
   sample(o, "optforge_generation_tokens_total", double(generated_tokens_));
-  header(o, "optforge_sequences_finished_total", "counter", "Samples that ended, by reason (stop, length, cancelled, error).");
+  header(o, "optforge_sequences_finished_total", "counter",
+         "Samples that ended, by reason (stop, length, cancelled, error).");
   for (const char* r : {"stop", "length", "cancelled", "error"}) {
     auto it = finished_.find(r);
     o += std::string("optforge_sequences_finished_total{reason=\"") + r + "\"} " +
@@ -120,7 +121,8 @@ std::string Metrics::render(int64_t open_connections) const {
          gauges_.kv_tokens_capacity ? double(gauges_.kv_tokens_used) / double(gauges_.kv_tokens_capacity) : 0.0);
   header(o, "optforge_decode_steps_total", "counter", "Batched forward steps run.");
   sample(o, "optforge_decode_steps_total", double(steps_));
-  header(o, "optforge_time_to_first_token_seconds", "histogram", "From a request's arrival to its first generated token.");
+  header(o, "optforge_time_to_first_token_seconds", "histogram",
+         "From a request's arrival to its first generated token.");
   ttft_.render(o, "optforge_time_to_first_token_seconds");
   header(o, "optforge_time_per_output_token_seconds", "histogram", "Between consecutive generated tokens of a sample.");
   token_latency_.render(o, "optforge_time_per_output_token_seconds");

@@ -26,7 +26,8 @@ std::vector<std::string> parse_stop(Fields& f) {
   if (v->is_string()) {
     stops.push_back(v->get<std::string>());
   } else if (v->is_array()) {
-    if (v->size() > 4) throw bad_request("at most 4 stop sequences are allowed; got " + std::to_string(v->size()), "stop");
+    if (v->size() > 4)
+      throw bad_request("at most 4 stop sequences are allowed; got " + std::to_string(v->size()), "stop");
     for (const auto& s : *v) {
       if (!s.is_string()) throw bad_request(type_message(s, "string", "stop"), "stop");
       stops.push_back(s.get<std::string>());
@@ -48,13 +49,12 @@ std::vector<std::pair<int32_t, float>> parse_logit_bias(Fields& f, int64_t vocab
     long long id = -1;
     try {
       id = std::stoll(it.key(), &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
+    } catch (const std::exception&) { used = 0; }
     if (used != it.key().size() || id < 0 || id >= vocab)
       throw bad_request("logit_bias: '" + it.key() + "' is not a token id of this model", "logit_bias");
     if (!it->is_number() || it->get<double>() < -100 || it->get<double>() > 100)
-      throw bad_request("logit_bias: the bias of token " + it.key() + " must be a number between -100 and 100", "logit_bias");
+      throw bad_request("logit_bias: the bias of token " + it.key() + " must be a number between -100 and 100",
+                        "logit_bias");
     out.emplace_back(int32_t(id), it->get<float>());
   }
   return out;
@@ -76,8 +76,9 @@ CompletionRequest parse_openai_completion(const json& body, const ApiContext& ct
   if (const json* m = f.raw("model")) {
     if (!m->is_string()) throw bad_request(type_message(*m, "string", "model"), "model");
     if (strict && m->get<std::string>() != ctx.model_id)
-      throw ApiError(404, "The model `" + m->get<std::string>() + "` does not exist. This server serves `" + ctx.model_id + "`.",
-                     "model", "model_not_found");
+      throw ApiError(
+          404, "The model `" + m->get<std::string>() + "` does not exist. This server serves `" + ctx.model_id + "`.",
+          "model", "model_not_found");
   } else if (strict) {
     throw bad_request("you must provide a model parameter", "model");
   }
@@ -107,14 +108,15 @@ CompletionRequest parse_openai_completion(const json& body, const ApiContext& ct
   }
   o.sampling.temperature = float(f.number("temperature", 1.0, 0.0, 2.0));
   o.sampling.top_p = float(f.number("top_p", 1.0, 0.0, 1.0));
-  o.sampling.top_k = f.integer("top_k", 0, 0, ctx.vocab);  // extension (HF's), 0 = off
+  o.sampling.top_k = f.integer("top_k", 0, 0, ctx.vocab);                                   // extension (HF's), 0 = off
   o.sampling.repetition_penalty = float(f.number("repetition_penalty", 1.0, 0.01, 100.0));  // extension
   o.sampling.seed = f.has("seed") ? uint64_t(f.integer("seed", 0, INT64_MIN, INT64_MAX)) : random_seed();
   o.n = f.integer("n", 1, 1, ctx.max_n);
   if (f.has("best_of")) {
     const int64_t best_of = f.integer("best_of", o.n, 1, ctx.max_n);
     if (best_of < o.n) throw bad_request("best_of must be greater than or equal to n", "best_of");
-    if (best_of != o.n) throw bad_request("best_of > n (ranking samples by likelihood) is not supported by this server", "best_of");
+    if (best_of != o.n)
+      throw bad_request("best_of > n (ranking samples by likelihood) is not supported by this server", "best_of");
   }
   o.stop = parse_stop(f);
   o.stop_at_eos = !f.boolean("ignore_eos", false);  // extension
@@ -125,7 +127,8 @@ CompletionRequest parse_openai_completion(const json& body, const ApiContext& ct
   r.spec.logit_bias = parse_logit_bias(f, ctx.vocab);
   r.stream = f.boolean("stream", false);
   if (const json* so = f.raw("stream_options")) {
-    if (!r.stream) throw bad_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options");
+    if (!r.stream)
+      throw bad_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options");
     if (!so->is_object()) throw bad_request(type_message(*so, "object", "stream_options"), "stream_options");
     Fields sf(*so);
     r.include_usage = sf.boolean("include_usage", false);
@@ -149,9 +152,12 @@ CompletionRequest parse_openai_completion(const json& body, const ApiContext& ct
 
 using ojson = nlohmann::ordered_json;
 
-
 CompletionWriter::CompletionWriter(const CompletionRequest& req, const ApiContext& ctx, std::string id, int64_t created)
-    : req_(req), ctx_(ctx), id_(std::move(id)), created_(created), n_(req.spec.opts.n),
+    : req_(req),
+      ctx_(ctx),
+      id_(std::move(id)),
+      created_(created),
+      n_(req.spec.opts.n),
       choices_(req.prompts.size() * size_t(req.spec.opts.n), Choice(*ctx.tok)) {
   // Echo without logprobs: the prompt's text leads every choice from the start.
   if (req.echo && req.logprobs < 0)
@@ -159,7 +165,7 @@ CompletionWriter::CompletionWriter(const CompletionRequest& req, const ApiContex
 }
 
 ojson CompletionWriter::logprobs_json(const std::vector<GeneratedToken>& toks, const std::vector<int64_t>& offsets,
-                                     size_t from) const {
+                                      size_t from) const {
   ojson tokens = ojson::array(), lps = ojson::array(), tops = ojson::array(), offs = ojson::array();
   for (size_t i = from; i < toks.size(); ++i) {
     const GeneratedToken& t = toks[i];
@@ -197,7 +203,9 @@ ojson CompletionWriter::chunk(int64_t index, const std::string& text, ojson logp
           {"object", "text_completion"},
           {"created", created_},
           {"model", ctx_.model_id},
-          {"choices", ojson::array({{{"text", text}, {"index", index}, {"logprobs", std::move(logprobs)}, {"finish_reason", finish}}})}};
+          {"choices",
+           ojson::array(
+               {{{"text", text}, {"index", index}, {"logprobs", std::move(logprobs)}, {"finish_reason", finish}}})}};
 }
 
 std::vector<ojson> CompletionWriter::start_chunks() {
@@ -238,8 +246,7 @@ std::vector<ojson> CompletionWriter::chunks(const JobEvent& e) {
       break;
     }
     case JobEvent::Kind::NextLogprobs:
-    case JobEvent::Kind::Error:
-      break;
+    case JobEvent::Kind::Error: break;
   }
   return out;
 }
@@ -254,8 +261,12 @@ ojson CompletionWriter::usage() const {
 }
 
 ojson CompletionWriter::usage_chunk() const {
-  return {{"id", id_}, {"object", "text_completion"}, {"created", created_}, {"model", ctx_.model_id},
-          {"choices", ojson::array()}, {"usage", usage()}};
+  return {{"id", id_},
+          {"object", "text_completion"},
+          {"created", created_},
+          {"model", ctx_.model_id},
+          {"choices", ojson::array()},
+          {"usage", usage()}};
 }
 
 ojson CompletionWriter::response() const {
@@ -267,8 +278,9 @@ ojson CompletionWriter::response() const {
                        {"logprobs", req_.logprobs >= 0 ? logprobs_json(c.tokens, c.offsets, 0) : ojson(nullptr)},
                        {"finish_reason", c.finish_reason}});
   }
-  return {{"id", id_}, {"object", "text_completion"}, {"created", created_}, {"model", ctx_.model_id},
-          {"choices", choices}, {"usage", usage()}};
+  return {{"id", id_},           {"object", "text_completion"},
+          {"created", created_}, {"model", ctx_.model_id},
+          {"choices", choices},  {"usage", usage()}};
 }
 
 }  // namespace optforge::serve

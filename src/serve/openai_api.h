@@ -20,11 +20,11 @@ namespace optforge::serve {
 // What request parsing needs to know about the server.
 struct ApiContext {
   const Tokenizer* tok = nullptr;
-  std::string model_id;          // what /v1/models lists and requests must name
-  int64_t vocab = 50272;         // the model's embedding rows
-  int64_t context = 2048;        // the model's maximum positions
+  std::string model_id;             // what /v1/models lists and requests must name
+  int64_t vocab = 50272;            // the model's embedding rows
+  int64_t context = 2048;           // the model's maximum positions
   int64_t max_tokens_limit = 2048;  // --max-tokens-limit
-  int64_t max_n = 32;            // samples per prompt (the batch size)
+  int64_t max_n = 32;               // samples per prompt (the batch size)
 };
 
 struct CompletionRequest {
@@ -41,8 +41,8 @@ CompletionRequest parse_openai_completion(const nlohmann::json& body, const ApiC
 // "cmpl-" and 24 random characters.
 std::string new_completion_id();
 
-// Builds responses from the jobs' events (ordered JSON: fields and top_logprobs in OpenAI's order): either collect() all events and ask for response(),
-// or feed each event to chunks() and send what it returns as SSE data lines.
+// Builds responses from the jobs' events (ordered JSON: fields and top_logprobs in OpenAI's order): either collect()
+// all events and ask for response(), or feed each event to chunks() and send what it returns as SSE data lines.
 class CompletionWriter {
  public:
   CompletionWriter(const CompletionRequest& req, const ApiContext& ctx, std::string id, int64_t created);
@@ -74,8 +74,9 @@ class CompletionWriter {
   // Records tokens and text on the choice; returns the chunk's logprobs (or null).
   nlohmann::ordered_json add_tokens(Choice& c, const std::vector<GeneratedToken>& toks);
   nlohmann::ordered_json logprobs_json(const std::vector<GeneratedToken>& toks, const std::vector<int64_t>& offsets,
-                               size_t from) const;
-  nlohmann::ordered_json chunk(int64_t index, const std::string& text, nlohmann::ordered_json logprobs, const nlohmann::ordered_json& finish) const;
+                                       size_t from) const;
+  nlohmann::ordered_json chunk(int64_t index, const std::string& text, nlohmann::ordered_json logprobs,
+                               const nlohmann::ordered_json& finish) const;
 
   const CompletionRequest& req_;
   const ApiContext& ctx_;

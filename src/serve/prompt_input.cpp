@@ -27,7 +27,8 @@ std::vector<int32_t> ids_of(const nlohmann::json& list, const PromptLimits& lim)
   std::vector<int32_t> ids;
   for (const auto& v : list) {
     if (!v.is_number_integer()) throw bad_request(type_message(v, "integer", "prompt"), "prompt");
-    const int64_t id = v.is_number_unsigned() ? int64_t(std::min<uint64_t>(v.get<uint64_t>(), uint64_t(INT64_MAX))) : v.get<int64_t>();
+    const int64_t id =
+        v.is_number_unsigned() ? int64_t(std::min<uint64_t>(v.get<uint64_t>(), uint64_t(INT64_MAX))) : v.get<int64_t>();
     if (id < 0 || id >= lim.vocab)
       throw bad_request("token id " + std::to_string(id) + " in the prompt is outside the vocabulary (0.." +
                             std::to_string(lim.vocab - 1) + ")",
@@ -40,7 +41,8 @@ std::vector<int32_t> ids_of(const nlohmann::json& list, const PromptLimits& lim)
 
 }  // namespace
 
-std::vector<std::vector<int32_t>> parse_prompts(const nlohmann::json& v, const Tokenizer& tok, const PromptLimits& lim) {
+std::vector<std::vector<int32_t>> parse_prompts(const nlohmann::json& v, const Tokenizer& tok,
+                                                const PromptLimits& lim) {
   auto encode = [&](const nlohmann::json& s) {
     return tok.encode(lim.normalize_newlines ? normalized(s.get<std::string>()) : s.get<std::string>());
   };
@@ -48,7 +50,9 @@ std::vector<std::vector<int32_t>> parse_prompts(const nlohmann::json& v, const T
   if (!v.is_array()) throw bad_request(type_message(v, "string or array", "prompt"), "prompt");
   if (v.empty()) throw bad_request("The prompt must be nonempty.", "prompt");
   if (v.size() > lim.max_prompts && !v[0].is_number())
-    throw bad_request("at most " + std::to_string(lim.max_prompts) + " prompts per request; got " + std::to_string(v.size()), "prompt");
+    throw bad_request(
+        "at most " + std::to_string(lim.max_prompts) + " prompts per request; got " + std::to_string(v.size()),
+        "prompt");
   std::vector<std::vector<int32_t>> out;
   if (v[0].is_string()) {
     for (const auto& s : v) {

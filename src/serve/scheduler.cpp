@@ -17,8 +17,12 @@ SampleControls controls_of(const JobSpec& s) {
 }  // namespace
 
 Scheduler::Scheduler(OptModel& model, Tokenizer tokenizer, SchedulerOptions options, Metrics& metrics)
-    : model_(model), tok_(std::move(tokenizer)), opt_(options), metrics_(metrics),
-      context_(model.config().max_positions), vocab_(model.config().vocab),
+    : model_(model),
+      tok_(std::move(tokenizer)),
+      opt_(options),
+      metrics_(metrics),
+      context_(model.config().max_positions),
+      vocab_(model.config().vocab),
       // Every slot can hold a full context; pages are only touched as tokens are written, so the
       // resident size follows what admission lets the batch use.
       cache_(model.make_cache(std::max<int64_t>(1, options.max_batch), model.config().max_positions)) {
@@ -49,7 +53,8 @@ void Scheduler::submit(const std::shared_ptr<Job>& job) {
                       "n");
   const int64_t need = s.opts.n * (P + budget_for(s));
   if (need > opt_.kv_cache_tokens)
-    throw bad_request("the request needs " + std::to_string(need) + " KV cache tokens (n x (prompt + max_tokens)); the server's budget is " +
+    throw bad_request("the request needs " + std::to_string(need) +
+                      " KV cache tokens (n x (prompt + max_tokens)); the server's budget is " +
                       std::to_string(opt_.kv_cache_tokens));
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -202,7 +207,7 @@ void Scheduler::step() {
   const auto t0 = Clock::now();
   std::vector<SeqTokens> batch;
   std::vector<std::pair<Running*, int64_t>> owner;  // per batch row: job, sample (-1: its prefill)
-  std::vector<Running*> ready;  // jobs finished without a forward step
+  std::vector<Running*> ready;                      // jobs finished without a forward step
   for (Running& r : running_) {
     if (!r.prefilled) {
       const JobSpec& s = r.job->spec;
@@ -237,8 +242,10 @@ void Scheduler::step() {
   for (size_t row = 0; row < owner.size(); ++row) {
     auto [r, i] = owner[row];
     const float* l = logits.data() + row * size_t(vocab_);
-    if (i < 0) after_prefill(*r, l);
-    else advance(*r, r->samples[size_t(i)], l);
+    if (i < 0)
+      after_prefill(*r, l);
+    else
+      advance(*r, r->samples[size_t(i)], l);
   }
   metrics_.observe_step(int64_t(batch.size()), rows, seconds(Clock::now() - t0));
 }
@@ -272,8 +279,10 @@ void Scheduler::after_prefill(Running& r, const float* last) {
   }
   for (size_t i = 1; i < r.samples.size(); ++i) cache_.copy_sequence(r.samples[0].slot, r.samples[i].slot);
   for (Sample& smp : r.samples) {
-    if (r.budget == 0) finish_sample(r, smp, "length", {});
-    else advance(r, smp, last);
+    if (r.budget == 0)
+      finish_sample(r, smp, "length", {});
+    else
+      advance(r, smp, last);
   }
 }
 

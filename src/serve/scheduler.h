@@ -22,17 +22,17 @@
 #include <vector>
 
 #include "model/opt.h"
+#include "model/sample_decoder.h"
 #include "serve/job.h"
 #include "serve/metrics.h"
-#include "model/sample_decoder.h"
 #include "tokenizer/bpe.h"
 
 namespace optforge::serve {
 
 struct SchedulerOptions {
-  int64_t max_batch = 32;        // samples decoded together (cache sequences)
-  int64_t kv_cache_tokens = 0;   // admission budget in tokens; 0: max_batch x context
-  int64_t max_queue = 1024;      // waiting jobs beyond this are refused (429)
+  int64_t max_batch = 32;       // samples decoded together (cache sequences)
+  int64_t kv_cache_tokens = 0;  // admission budget in tokens; 0: max_batch x context
+  int64_t max_queue = 1024;     // waiting jobs beyond this are refused (429)
 };
 
 class Scheduler {

@@ -15,7 +15,9 @@ using nlohmann::json;
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-bool ends_with(std::string_view s, std::string_view p) { return s.size() >= p.size() && s.substr(s.size() - p.size()) == p; }
+bool ends_with(std::string_view s, std::string_view p) {
+  return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
+}
 
 // metaseq's /v1/engines/<engine>/completions and its siblings; the engine name is ignored.
 bool is_engine_route(std::string_view path) {
@@ -34,7 +36,10 @@ bool same_secret(std::string_view a, std::string_view b) {
 }  // namespace
 
 ServeApp::ServeApp(Scheduler& scheduler, Metrics& metrics, ApiContext ctx, std::string api_key)
-    : scheduler_(scheduler), metrics_(metrics), ctx_(std::move(ctx)), api_key_(std::move(api_key)),
+    : scheduler_(scheduler),
+      metrics_(metrics),
+      ctx_(std::move(ctx)),
+      api_key_(std::move(api_key)),
       started_(int64_t(std::time(nullptr))) {}
 
 HttpResponse ServeApp::error_page(int status, const std::string& message) {
@@ -51,7 +56,8 @@ void ServeApp::require_key(const HttpRequest& req, const json* body) const {
   if (api_key_.empty()) return;
   if (const std::string* h = req.header("authorization")) {
     if (starts_with(*h, "Bearer ") && same_secret(std::string_view(*h).substr(7), api_key_)) return;
-    throw ApiError(401, "Incorrect API key provided. You can pass the key as 'Authorization: Bearer KEY'.", {}, "invalid_api_key");
+    throw ApiError(401, "Incorrect API key provided. You can pass the key as 'Authorization: Bearer KEY'.", {},
+                   "invalid_api_key");
   }
   if (body && body->is_object() && body->contains("api_key") && (*body)["api_key"].is_string() &&
       same_secret((*body)["api_key"].get<std::string>(), api_key_))
@@ -81,8 +87,7 @@ void ServeApp::handle(const HttpRequest& req, HttpExchange& ex) {
 int ServeApp::route(const HttpRequest& req, HttpExchange& ex, std::string& label, bool& alpa) {
   const std::string& p = req.path;
   auto method = [&](const char* m) {
-    if (req.method != m)
-      throw ApiError(405, "Method " + req.method + " is not allowed on " + p + "; use " + m + ".");
+    if (req.method != m) throw ApiError(405, "Method " + req.method + " is not allowed on " + p + "; use " + m + ".");
   };
   if (p == "/health") {
     label = p;
@@ -93,7 +98,10 @@ int ServeApp::route(const HttpRequest& req, HttpExchange& ex, std::string& label
   if (p == "/metrics") {
     label = p;
     method("GET");
-    ex.send({200, "text/plain; version=0.0.4; charset=utf-8", {}, metrics_.render(server_ ? server_->open_connections() : 0)});
+    ex.send({200,
+             "text/plain; version=0.0.4; charset=utf-8",
+             {},
+             metrics_.render(server_ ? server_->open_connections() : 0)});
     return 200;
   }
   if (p == "/v1/models") {
@@ -129,7 +137,10 @@ int ServeApp::route(const HttpRequest& req, HttpExchange& ex, std::string& label
 }
 
 int ServeApp::models(HttpExchange& ex) {
-  json m = {{"id", ctx_.model_id}, {"object", "model"}, {"created", started_}, {"owned_by", "optforge"},
+  json m = {{"id", ctx_.model_id},
+            {"object", "model"},
+            {"created", started_},
+            {"owned_by", "optforge"},
             {"max_model_len", ctx_.context}};
   return send_json(ex, 200, {{"object", "list"}, {"data", json::array({m})}});
 }

@@ -6,7 +6,7 @@
 namespace optforge::serve {
 
 struct WebAsset {
-  std::string_view path;          // URL path: "/", "/app.js", "/style.css"
+  std::string_view path;  // URL path: "/", "/app.js", "/style.css"
   std::string_view content_type;
   std::string_view body;
 };

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 #include <string>
+#include <vector>
 
 #include "util/error.h"
 
@@ -138,20 +138,19 @@ void stream_tensor(const Tensor& t, const ByteSink& sink) {
   if (t.storage->cast_from->generate) {
     const Storage& g = *t.storage->cast_from;
     if (!t.is_contiguous()) throw Error("internal: strided view of a generated storage");
-    stream_generated(g, uint64_t(t.offset) * dtype_size(g.dtype), uint64_t(t.numel()) * dtype_size(g.dtype),
-                     [&](const uint8_t* p, size_t n) { stream_converted(g.dtype, p, t.dtype, n / dtype_size(g.dtype), sink); });
+    stream_generated(
+        g, uint64_t(t.offset) * dtype_size(g.dtype), uint64_t(t.numel()) * dtype_size(g.dtype),
+        [&](const uint8_t* p, size_t n) { stream_converted(g.dtype, p, t.dtype, n / dtype_size(g.dtype), sink); });
     return;
   }
   Tensor src = t;
   src.storage = t.storage->cast_from;
   src.dtype = src.storage->dtype;
-  src.for_each_chunk([&](const uint8_t* p, size_t n) {
-    stream_converted(src.dtype, p, t.dtype, n / dtype_size(src.dtype), sink);
-  });
+  src.for_each_chunk(
+      [&](const uint8_t* p, size_t n) { stream_converted(src.dtype, p, t.dtype, n / dtype_size(src.dtype), sink); });
 }
 
-Tensor lazy_cast(const Tensor& t, DType target,
-                 std::unordered_map<const Storage*, std::shared_ptr<Storage>>& cache) {
+Tensor lazy_cast(const Tensor& t, DType target, std::unordered_map<const Storage*, std::shared_ptr<Storage>>& cache) {
   if (t.dtype == target) return t;
   auto& cast = cache[t.storage.get()];
   if (!cast) {

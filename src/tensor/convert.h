@@ -25,7 +25,6 @@ void stream_tensor(const Tensor& t, const ByteSink& sink);
 
 // The same tensor as `target` without converting now: a view of a lazily cast storage. Tensors
 // sharing a storage share the cast storage through `cache` (keyed by the source storage).
-Tensor lazy_cast(const Tensor& t, DType target,
-                 std::unordered_map<const Storage*, std::shared_ptr<Storage>>& cache);
+Tensor lazy_cast(const Tensor& t, DType target, std::unordered_map<const Storage*, std::shared_ptr<Storage>>& cache);
 
 }  // namespace optforge

@@ -57,8 +57,6 @@ std::optional<DType> dtype_from_safetensors(std::string_view s) {
   return std::nullopt;
 }
 
-bool is_floating(DType t) {
-  return t == DType::F64 || t == DType::F32 || t == DType::F16 || t == DType::BF16;
-}
+bool is_floating(DType t) { return t == DType::F64 || t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
 }  // namespace optforge

@@ -69,8 +69,8 @@ bool Tensor::is_contiguous() const {
 
 void Tensor::check_bounds() const {
   if (strides.size() != shape.size())
-    throw Error("tensor has " + std::to_string(shape.size()) + " dims but " +
-                std::to_string(strides.size()) + " strides");
+    throw Error("tensor has " + std::to_string(shape.size()) + " dims but " + std::to_string(strides.size()) +
+                " strides");
   if (!storage) throw Error("tensor has no storage");
   if (offset < 0) throw Error("negative storage offset " + std::to_string(offset));
   uint64_t storage_numel = storage->numel();
@@ -87,16 +87,15 @@ void Tensor::check_bounds() const {
   // Largest element index reached: offset + sum((size-1) * stride); sizes and strides >= 0.
   int64_t last = offset;
   for (size_t i = 0; i < shape.size(); ++i) {
-    if (shape[i] < 0 || strides[i] < 0)
-      throw Error("negative size or stride in shape " + shape_string());
+    if (shape[i] < 0 || strides[i] < 0) throw Error("negative size or stride in shape " + shape_string());
     int64_t step = 0;
     if (__builtin_mul_overflow(shape[i] - 1, strides[i], &step) || __builtin_add_overflow(last, step, &last))
       throw Error("tensor of shape " + shape_string() + " overflows its index range");
   }
   if (uint64_t(last) >= storage_numel)
-    throw Error("tensor of shape " + shape_string() + " at offset " + std::to_string(offset) +
-                " reaches element " + std::to_string(int64_t(last)) + " but its storage holds " +
-                std::to_string(storage_numel) + " elements");
+    throw Error("tensor of shape " + shape_string() + " at offset " + std::to_string(offset) + " reaches element " +
+                std::to_string(int64_t(last)) + " but its storage holds " + std::to_string(storage_numel) +
+                " elements");
 }
 
 void Tensor::for_each_chunk(const std::function<void(const uint8_t*, size_t)>& fn) const {

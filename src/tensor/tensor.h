@@ -49,8 +49,8 @@ inline uint64_t numel_of(const Shape& s) {
 struct Tensor {
   DType dtype = DType::F32;
   Shape shape;
-  Shape strides;           // in elements
-  int64_t offset = 0;      // storage offset in elements
+  Shape strides;       // in elements
+  int64_t offset = 0;  // storage offset in elements
   std::shared_ptr<Storage> storage;
   bool requires_grad = false;
 

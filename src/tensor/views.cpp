@@ -9,10 +9,11 @@
 namespace optforge {
 
 Tensor slice(const Tensor& t, int dim, int64_t start, int64_t len) {
-  if (dim < 0 || dim >= t.dim()) throw Error("slice: dim " + std::to_string(dim) + " of a " + std::to_string(t.dim()) + "-d tensor");
+  if (dim < 0 || dim >= t.dim())
+    throw Error("slice: dim " + std::to_string(dim) + " of a " + std::to_string(t.dim()) + "-d tensor");
   if (start < 0 || len < 0 || start + len > t.shape[size_t(dim)])
-    throw Error("slice [" + std::to_string(start) + ", " + std::to_string(start + len) + ") of dim " + std::to_string(dim) +
-                " outside shape " + t.shape_string());
+    throw Error("slice [" + std::to_string(start) + ", " + std::to_string(start + len) + ") of dim " +
+                std::to_string(dim) + " outside shape " + t.shape_string());
   Tensor r = t;
   r.shape[size_t(dim)] = len;
   r.offset += start * t.strides[size_t(dim)];
@@ -30,7 +31,8 @@ Tensor transpose2d(const Tensor& t) {
 std::vector<Tensor> chunk(const Tensor& t, int dim, int64_t parts) {
   const int64_t n = t.shape.at(size_t(dim));
   if (parts <= 0 || n % parts)
-    throw Error("cannot split dim " + std::to_string(dim) + " of shape " + t.shape_string() + " into " + std::to_string(parts) + " equal parts");
+    throw Error("cannot split dim " + std::to_string(dim) + " of shape " + t.shape_string() + " into " +
+                std::to_string(parts) + " equal parts");
   std::vector<Tensor> out;
   for (int64_t i = 0; i < parts; ++i) out.push_back(slice(t, dim, i * (n / parts), n / parts));
   return out;

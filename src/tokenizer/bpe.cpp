@@ -4,8 +4,8 @@
 #include <array>
 #include <fstream>
 #include <mutex>
-#include <numeric>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <sstream>
 #include <unordered_map>
 
@@ -102,7 +102,8 @@ int32_t Tokenizer::Impl::id_of(const std::string& token, const std::string& role
   for (const auto& a : added)
     if (a.content == token && a.id >= 0) return a.id;
   auto it = token_ids.find(token);
-  if (it == token_ids.end()) throw Error(role + " \"" + token + "\" is neither in the vocabulary nor an added token", source);
+  if (it == token_ids.end())
+    throw Error(role + " \"" + token + "\" is neither in the vocabulary nor an added token", source);
   return it->second;
 }
 
@@ -119,8 +120,10 @@ void Tokenizer::Impl::add_token(std::string token, int64_t id64, const std::stri
   for (size_t pos = 0; pos < token.size();) {
     Utf8Step step = utf8_step(token, pos);
     int byte = step.kind == Utf8Step::Char ? codepoint_to_byte(step.cp) : -1;
-    if (byte >= 0) b += char(byte);
-    else b.append(token, pos, step.len);
+    if (byte >= 0)
+      b += char(byte);
+    else
+      b.append(token, pos, step.len);
     pos += step.len;
   }
   token_ids[token] = id;
@@ -153,9 +156,12 @@ void Tokenizer::Impl::parse_vocab(std::string_view json, const std::string& name
     bool start_object(std::size_t) override { return depth++ == 0 || reject(); }
     bool end_object() override { return --depth, true; }
     bool key(string_t& k) override { return last_key = std::move(k), true; }
-    bool number_integer(number_integer_t v) override { return depth == 1 ? t.add_token(last_key, v, name), true : reject(); }
+    bool number_integer(number_integer_t v) override {
+      return depth == 1 ? t.add_token(last_key, v, name), true : reject();
+    }
     bool number_unsigned(number_unsigned_t v) override {
-      return depth == 1 ? t.add_token(last_key, int64_t(std::min<number_unsigned_t>(v, INT64_MAX)), name), true : reject();
+      return depth == 1 ? t.add_token(last_key, int64_t(std::min<number_unsigned_t>(v, INT64_MAX)), name),
+             true       : reject();
     }
     bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
       error = std::string("not valid JSON: ") + e.what();
@@ -225,8 +231,8 @@ void Tokenizer::Impl::encode_piece(std::string_view piece, std::vector<int32_t>&
   cache_ids.insert(cache_ids.end(), out.begin() + start, out.end());
 }
 
-Tokenizer Tokenizer::from_text(std::string_view vocab_json, std::string_view merges_txt,
-                               const std::string& vocab_name, const std::string& merges_name) {
+Tokenizer Tokenizer::from_text(std::string_view vocab_json, std::string_view merges_txt, const std::string& vocab_name,
+                               const std::string& merges_name) {
   auto impl = std::make_shared<Impl>();
   Impl& t = *impl;
 
@@ -293,7 +299,8 @@ Tokenizer Tokenizer::from_text(std::string_view vocab_json, std::string_view mer
 
 Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
-  if (!fs::is_directory(dir)) throw Error("not a directory (expected vocab.json and merges.txt, or tokenizer.json, in it)", dir.string());
+  if (!fs::is_directory(dir))
+    throw Error("not a directory (expected vocab.json and merges.txt, or tokenizer.json, in it)", dir.string());
   auto pick = [&](const char* name, const char* metaseq_name) {
     auto p = dir / name;
     return fs::exists(p) || !fs::exists(dir / metaseq_name) ? p : dir / metaseq_name;
@@ -337,7 +344,8 @@ void Tokenizer::apply(const TokenizerConfig& c) {
                       " added tokens",
                   c.source);
     if (size_t(a.id) >= t.tokens.size() || t.tokens[a.id].empty()) {  // beyond the BPE vocab
-      if (size_t(a.id) >= t.tokens.size()) t.tokens.resize(a.id + 1), t.bytes.resize(a.id + 1), t.special.resize(a.id + 1);
+      if (size_t(a.id) >= t.tokens.size())
+        t.tokens.resize(a.id + 1), t.bytes.resize(a.id + 1), t.special.resize(a.id + 1);
       t.tokens[a.id] = a.content;
       t.bytes[a.id] = a.content;
       t.token_ids[a.content] = a.id;
@@ -378,8 +386,10 @@ void Tokenizer::encode_append(std::string_view text, std::vector<int32_t>& ids) 
   t.spans.clear();
   split_at_added_tokens(text, t.added, t.spans);
   for (const TextSpan& span : t.spans) {
-    if (span.id >= 0) ids.push_back(span.id);
-    else t.encode_text(span.text, ids);
+    if (span.id >= 0)
+      ids.push_back(span.id);
+    else
+      t.encode_text(span.text, ids);
   }
 }
 

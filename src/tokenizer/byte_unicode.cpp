@@ -33,9 +33,7 @@ const Tables& tables() {
 
 char32_t byte_to_codepoint(uint8_t byte) { return tables().to_cp[byte]; }
 
-int codepoint_to_byte(char32_t cp) {
-  return cp < tables().from_cp.size() ? tables().from_cp[cp] : -1;
-}
+int codepoint_to_byte(char32_t cp) { return cp < tables().from_cp.size() ? tables().from_cp[cp] : -1; }
 
 const std::array<std::string, 256>& byte_symbols_utf8() { return tables().to_utf8; }
 

@@ -11,12 +11,18 @@ std::string bytes_repr(std::string_view b) {
   std::string out;
   for (char ch : b) {
     const auto c = uint8_t(ch);
-    if (c == '\\') out += "\\\\";
-    else if (c == '\t') out += "\\t";
-    else if (c == '\n') out += "\\n";
-    else if (c == '\r') out += "\\r";
-    else if (c >= 0x20 && c < 0x7f) out += char(c);
-    else out += {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else if (c >= 0x20 && c < 0x7f)
+      out += char(c);
+    else
+      out += {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
   }
   return out;
 }

@@ -96,8 +96,9 @@ void check_byte_level(const Json& pre, const std::string& file, TokenizerConfig&
     return check_byte_level(pre["pretokenizers"][0], file, c);
   std::string type = pre.is_object() ? pre.value("type", "?") : "none";
   if (type != "ByteLevel")
-    throw Error("pre_tokenizer is " + type + "; optforge reads only byte-level BPE (pre_tokenizer ByteLevel, as GPT-2 and OPT)",
-                file, "pre_tokenizer");
+    throw Error(
+        "pre_tokenizer is " + type + "; optforge reads only byte-level BPE (pre_tokenizer ByteLevel, as GPT-2 and OPT)",
+        file, "pre_tokenizer");
   if (pre.contains("use_regex") && pre["use_regex"].is_boolean() && !pre["use_regex"].get<bool>())
     throw Error("ByteLevel with use_regex false is not supported", file, "pre_tokenizer");
   c.add_prefix_space = pre.value("add_prefix_space", false);
@@ -117,7 +118,8 @@ std::string merges_of(const Json& merges, const std::string& file) {
       throw Error("each merge must be \"a b\" or [\"a\", \"b\"]", file, "model.merges");
     a = m[0].get<std::string>(), b = m[1].get<std::string>();
     if (a.find(' ') != std::string::npos || b.find(' ') != std::string::npos)
-      throw Error("merge symbols containing a space are not supported (\"" + a + "\", \"" + b + "\")", file, "model.merges");
+      throw Error("merge symbols containing a space are not supported (\"" + a + "\", \"" + b + "\")", file,
+                  "model.merges");
     out += a + ' ' + b + '\n';
   }
   return out;
@@ -142,16 +144,19 @@ TokenizerJson parse_tokenizer_json_checked(std::string_view text, const std::str
   const std::string type = m.value("type", "");
   if (type != "BPE")
     throw Error("the model is " + (type.empty() ? std::string("of no stated type") : type) +
-                    ", not BPE; optforge reads only byte-level BPE tokenizers (GPT-2's, OPT's)", file, "model.type");
+                    ", not BPE; optforge reads only byte-level BPE tokenizers (GPT-2's, OPT's)",
+                file, "model.type");
   for (const char* key : {"dropout", "continuing_subword_prefix", "end_of_word_suffix"})
     if (m.contains(key) && !m[key].is_null() && !(m[key].is_string() && m[key].get<std::string>().empty()))
       throw Error(std::string("BPE option \"") + key + "\" is not supported", file, "model");
   if (m.value("byte_fallback", false)) throw Error("BPE option \"byte_fallback\" is not supported", file, "model");
   if (m.value("ignore_merges", false)) throw Error("BPE option \"ignore_merges\" is not supported", file, "model");
   if (j.contains("normalizer") && !j["normalizer"].is_null())
-    throw Error("normalizer " + j["normalizer"].value("type", std::string("?")) + " is not supported", file, "normalizer");
+    throw Error("normalizer " + j["normalizer"].value("type", std::string("?")) + " is not supported", file,
+                "normalizer");
   check_byte_level(j.value("pre_tokenizer", Json()), file, c);
-  if (!m.contains("vocab") || !m["vocab"].is_object()) throw Error("must be an object {token: id}", file, "model.vocab");
+  if (!m.contains("vocab") || !m["vocab"].is_object())
+    throw Error("must be an object {token: id}", file, "model.vocab");
   TokenizerJson out{m["vocab"].dump(), merges_of(m.value("merges", Json::array()), file)};
   if (j.contains("added_tokens") && j["added_tokens"].is_array())
     for (const auto& v : j["added_tokens"]) {

@@ -18,8 +18,8 @@ void append_utf8(std::string& out, char32_t cp);
 // beginning of a character cut off by the end of s (more bytes may complete it).
 struct Utf8Step {
   enum Kind { Char, Invalid, Truncated } kind;
-  size_t len;    // bytes consumed
-  char32_t cp;   // the codepoint, for Char
+  size_t len;   // bytes consumed
+  char32_t cp;  // the codepoint, for Char
 };
 // `allow_surrogates`: accept encoded surrogates (ED A0..BF xx), as Python's "surrogatepass"
 // does (pickle strings are decoded that way).

@@ -12,16 +12,16 @@ class Error : public std::runtime_error {
  public:
   explicit Error(std::string message, std::string file = {}, std::string where = {})
       : std::runtime_error(render(message, file, where)),
-        message_(std::move(message)), file_(std::move(file)), where_(std::move(where)) {}
+        message_(std::move(message)),
+        file_(std::move(file)),
+        where_(std::move(where)) {}
 
   const std::string& message() const { return message_; }
   const std::string& file() const { return file_; }
   const std::string& where() const { return where_; }
 
   // The same error seen from an outer layer that knows more (e.g. the file name).
-  Error with_file(const std::string& file) const {
-    return Error(message_, file_.empty() ? file : file_, where_);
-  }
+  Error with_file(const std::string& file) const { return Error(message_, file_.empty() ? file : file_, where_); }
 
  private:
   static std::string render(const std::string& m, const std::string& f, const std::string& w) {

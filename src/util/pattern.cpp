@@ -14,9 +14,11 @@ struct Pattern::Impl {
 Pattern::Pattern(const char* pattern) : impl_(std::make_unique<Impl>()) {
   int err = 0;
   PCRE2_SIZE offset = 0;
-  impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED | PCRE2_ENDANCHORED,
-                              &err, &offset, nullptr);
-  if (!impl_->code) throw Error("internal: pattern '" + std::string(pattern) + "' does not compile (PCRE2 error " + std::to_string(err) + ")");
+  impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED,
+                              PCRE2_ANCHORED | PCRE2_ENDANCHORED, &err, &offset, nullptr);
+  if (!impl_->code)
+    throw Error("internal: pattern '" + std::string(pattern) + "' does not compile (PCRE2 error " +
+                std::to_string(err) + ")");
 }
 
 Pattern::~Pattern() { pcre2_code_free(impl_->code); }
@@ -32,8 +34,10 @@ std::optional<std::vector<std::optional<std::string>>> Pattern::full_match(const
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     out.emplace();
     for (uint32_t g = 1; g <= groups; ++g) {
-      if (int(g) >= rc || ov[2 * g] == PCRE2_UNSET) out->push_back(std::nullopt);
-      else out->push_back(s.substr(ov[2 * g], ov[2 * g + 1] - ov[2 * g]));
+      if (int(g) >= rc || ov[2 * g] == PCRE2_UNSET)
+        out->push_back(std::nullopt);
+      else
+        out->push_back(s.substr(ov[2 * g], ov[2 * g + 1] - ov[2 * g]));
     }
   }
   pcre2_match_data_free(md);

@@ -11,8 +11,11 @@ namespace optforge {
 bool Progress::stderr_is_terminal() { return ::isatty(2) == 1; }
 
 Progress::Progress(std::string label, uint64_t total, bool enabled)
-    : label_(std::move(label)), total_(total), enabled_(enabled),
-      start_(std::chrono::steady_clock::now()), last_(start_) {}
+    : label_(std::move(label)),
+      total_(total),
+      enabled_(enabled),
+      start_(std::chrono::steady_clock::now()),
+      last_(start_) {}
 
 Progress::~Progress() {
   if (enabled_ && !finished_) std::fputc('\n', stderr);

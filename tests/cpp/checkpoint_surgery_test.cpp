@@ -2,8 +2,8 @@
 // metaseq's logic are in tests/python/test_consolidate.py and test_reshard.py.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 
@@ -13,10 +13,10 @@
 #include "checkpoint/megatron.h"
 #include "checkpoint/producer.h"
 #include "checkpoint/reshard.h"
-#include "opt/random_model.h"
 #include "checkpoint/writer.h"
 #include "formats/torch_file.h"
 #include "io/crc32.h"
+#include "opt/random_model.h"
 #include "util/error.h"
 
 using namespace optforge;
@@ -206,8 +206,10 @@ TEST(CheckpointWriter, GroupOfFilesReadsBackWithValidCrcs) {
   std::vector<OutputSpec> specs;
   for (int f = 0; f < 3; ++f) {
     auto model = Value::dict();
-    model->set("w", Value::of_tensor(produced_tensor(slice(src, uint64_t(f) * 400, 2000), DType::F32, {10, 50}, producers)));
-    model->set("h", Value::of_tensor(produced_tensor(cast(slice(src, 0, 400), DType::F32, DType::F16), DType::F16, {100}, producers)));
+    model->set("w",
+               Value::of_tensor(produced_tensor(slice(src, uint64_t(f) * 400, 2000), DType::F32, {10, 50}, producers)));
+    model->set("h", Value::of_tensor(produced_tensor(cast(slice(src, 0, 400), DType::F32, DType::F16), DType::F16,
+                                                     {100}, producers)));
     auto root = Value::dict();
     root->set("model", model);
     specs.push_back({(dir / ("out" + std::to_string(f) + ".pt")).string(), root});
@@ -229,7 +231,8 @@ TEST(CheckpointWriter, GroupOfFilesReadsBackWithValidCrcs) {
   }
   // Nothing but the outputs: no temporaries left.
   size_t n = 0;
-  for (const auto& e : fs::directory_iterator(dir)) n += e.path().filename().string().find(".tmp-") == std::string::npos;
+  for (const auto& e : fs::directory_iterator(dir))
+    n += e.path().filename().string().find(".tmp-") == std::string::npos;
   EXPECT_EQ(n, 3u);
   fs::remove_all(dir);
 }
@@ -265,9 +268,13 @@ TEST(CheckpointWriter, FailureLeavesNoOutput) {
 }
 
 TEST(CheckpointConsolidate, RestoredOrder) {
-  std::vector<std::string> names = {"decoder.embed_tokens.weight", "decoder.embed_positions.weight",
-                                    "decoder.layer_norm.weight", "decoder.layer_norm.bias",
-                                    "decoder.layers.0.fc1.weight", "decoder.layers.1.fc1.weight", "decoder.version"};
+  std::vector<std::string> names = {"decoder.embed_tokens.weight",
+                                    "decoder.embed_positions.weight",
+                                    "decoder.layer_norm.weight",
+                                    "decoder.layer_norm.bias",
+                                    "decoder.layers.0.fc1.weight",
+                                    "decoder.layers.1.fc1.weight",
+                                    "decoder.version"};
   std::vector<std::string> got;
   for (size_t i : restored_order(names)) got.push_back(names[i]);
   EXPECT_EQ(got, (std::vector<std::string>{"decoder.embed_tokens.weight", "decoder.embed_positions.weight",

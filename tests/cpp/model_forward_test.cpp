@@ -24,8 +24,8 @@ std::string tiny_model(bool post_ln) {
   c.input_dim = post_ln ? 24 : 40;
   c.vocab = 301;
   c.max_positions = 64;
-  const auto path = std::filesystem::temp_directory_path() / (std::string("optforge_model_test_") +
-                                                              (post_ln ? "post" : "pre") + ".pt");
+  const auto path = std::filesystem::temp_directory_path() /
+                    (std::string("optforge_model_test_") + (post_ln ? "post" : "pre") + ".pt");
   save_torch_file(path.string(), random_opt_checkpoint(c, DType::F16, 3));
   return path.string();
 }

@@ -124,7 +124,8 @@ TEST(LayerNorm, MatchesReference) {
 
 TEST(Attention, CausalMaskedSoftmaxMatchesReference) {
   const int64_t hd = 13, t0 = 5, s = 4, T = t0 + s;
-  const auto q = random_floats(size_t(s * hd), 9), k = random_floats(size_t(T * hd), 10), v = random_floats(size_t(T * hd), 11);
+  const auto q = random_floats(size_t(s * hd), 9), k = random_floats(size_t(T * hd), 10),
+             v = random_floats(size_t(T * hd), 11);
   const std::vector<uint8_t> mask = {0, 0, 1, 1, 0, 1, 1, 1, 1};  // slots 0, 1 and 4 are padding
   std::vector<float> out(static_cast<size_t>(s * hd)), scratch(static_cast<size_t>(T));
   cpu::attend_head(q.data(), hd, s, k.data(), v.data(), mask.data(), t0, hd, out.data(), hd, scratch.data());
@@ -156,7 +157,7 @@ TEST(Attention, AQueryThatSeesOnlyPaddingGetsZerosNotNaN) {
   std::vector<float> out(8, 7.0f), scratch(2);
   cpu::attend_head(q.data(), hd, 2, k.data(), v.data(), mask.data(), 0, hd, out.data(), hd, scratch.data());
   for (int j = 0; j < hd; ++j) {
-    EXPECT_EQ(out[size_t(j)], 0.0f);                    // query 0 sees only slot 0 (padding)
+    EXPECT_EQ(out[size_t(j)], 0.0f);                            // query 0 sees only slot 0 (padding)
     EXPECT_NEAR(out[size_t(hd + j)], v[size_t(hd + j)], 1e-6);  // query 1 sees only slot 1
   }
 }

@@ -39,7 +39,8 @@ void check(DType dt, int64_t M, int64_t N, int64_t K, bool with_bias) {
       for (int64_t k = 0; k < K; ++k) s += double(x[size_t(m * K + k)]) * stored[size_t(n * K + k)];
       // f32 accumulation over K terms of size <= 1: a few ulps of sqrt(K); bf16 weights also
       // see x to 2^-17 (onednn_gemm.h).
-      EXPECT_NEAR(y[size_t(m * N + n)], s, 2e-5 * std::sqrt(double(K)) + 1e-5) << dtype_name(dt) << " " << m << "," << n;
+      EXPECT_NEAR(y[size_t(m * N + n)], s, 2e-5 * std::sqrt(double(K)) + 1e-5)
+          << dtype_name(dt) << " " << m << "," << n;
     }
 }
 

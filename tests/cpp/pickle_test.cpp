@@ -15,9 +15,7 @@ ValuePtr load(const std::string& bytes) { return unpickle(bytes, "test.pkl", "da
 std::string error_of(const std::string& bytes) {
   try {
     load(bytes);
-  } catch (const Error& e) {
-    return e.what();
-  }
+  } catch (const Error& e) { return e.what(); }
   return "";
 }
 
@@ -34,7 +32,8 @@ TEST(Unpickler, RefusesOsSystemWithNameFileAndOffset) {
 
 TEST(Unpickler, RefusesBuiltinsEvalViaStackGlobal) {
   // protocol 4: SHORT_BINUNICODE 'builtins', SHORT_BINUNICODE 'eval', STACK_GLOBAL
-  std::string p = std::string("\x80\x04\x8c\x08") + "builtins" + "\x8c\x04" + "eval" + "\x93" + "\x8c\x01" + "1" + "\x85R.";
+  std::string p =
+      std::string("\x80\x04\x8c\x08") + "builtins" + "\x8c\x04" + "eval" + "\x93" + "\x8c\x01" + "1" + "\x85R.";
   std::string err = error_of(p);
   EXPECT_NE(err.find("builtins.eval"), std::string::npos) << err;
 }
@@ -66,7 +65,11 @@ TEST(Unpickler, DeepNestingIsRefusedWithoutOverflowingTheStack) {
 
 TEST(Unpickler, CyclesAndExponentialSharingAreRefused) {
   // l = []; l.append(l): EMPTY_LIST, BINPUT 0, BINGET 0, APPEND
-  EXPECT_NE(error_of(std::string("\x80\x02]q\x00h\x00" "a.", 9)).find("cycle"), std::string::npos);
+  EXPECT_NE(error_of(std::string("\x80\x02]q\x00h\x00"
+                                 "a.",
+                                 9))
+                .find("cycle"),
+            std::string::npos);
   // x0 = []; x(k+1) = (xk, xk) for 40 levels: 2^40 expanded nodes
   std::string p = "\x80\x02]";
   for (int i = 0; i < 40; ++i) p += "\x32\x86";  // DUP, TUPLE2
@@ -121,7 +124,11 @@ TEST(Unpickler, CopyingAContainerIntoItselfIsSafe) {
   EXPECT_NE(error_of(dict_with_9 + "2b2b.").find("cycle"), std::string::npos);
   // d[d] = d (SETITEMS), l.extend([l, l]) (APPENDS), s.update({s}) (ADDITEMS)
   EXPECT_NE(error_of(std::string("\x80\x02}q\x00(h\x00h\x00u.", 12)).find("cycle"), std::string::npos);
-  EXPECT_NE(error_of(std::string("\x80\x02]q\x00(h\x00h\x00" "e.", 12)).find("cycle"), std::string::npos);
+  EXPECT_NE(error_of(std::string("\x80\x02]q\x00(h\x00h\x00"
+                                 "e.",
+                                 12))
+                .find("cycle"),
+            std::string::npos);
   EXPECT_NE(error_of(std::string("\x80\x04\x8fq\x00(h\x00h\x00\x90.", 12)).find("cycle"), std::string::npos);
 }
 
@@ -131,7 +138,9 @@ TEST(Unpickler, AnErrorNamesItsOffsetOnce) {
   EXPECT_NE(err.find("stack underflow (pickle byte offset 3)"), std::string::npos) << err;
   EXPECT_EQ(err.find("offset", err.find("offset") + 1), std::string::npos) << err;
   // An error raised while rebuilding a global keeps one offset too.
-  err = error_of("\x80\x02" "ctorch._utils\n_rebuild_tensor_v2\n)R.");
+  err = error_of(
+      "\x80\x02"
+      "ctorch._utils\n_rebuild_tensor_v2\n)R.");
   EXPECT_NE(err.find("tensor rebuild takes"), std::string::npos) << err;
   EXPECT_EQ(err.find("offset", err.find("offset") + 1), std::string::npos) << err;
 }
@@ -139,6 +148,9 @@ TEST(Unpickler, AnErrorNamesItsOffsetOnce) {
 TEST(Unpickler, ACycleHeldOnlyByAFailingOpcodeIsFreed) {
   // d.state = d, then BUILD pops d as its state and finds no target: the failing opcode alone
   // held the cycle. LeakSanitizer (these tests run under it) would report it if it were not cut.
-  std::string err = error_of(std::string("\x80\x02}2b" "b.", 6));
+  std::string err =
+      error_of(std::string("\x80\x02}2b"
+                           "b.",
+                           6));
   EXPECT_NE(err.find("stack underflow (pickle byte offset 5)"), std::string::npos) << err;
 }

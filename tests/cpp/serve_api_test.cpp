@@ -2,11 +2,11 @@
 // the prompt forms, alpa's logprobs cache rule, the stop/UTF-8 hold-back, the metrics text.
 #include <gtest/gtest.h>
 
+#include "model/sample_decoder.h"
 #include "serve/alpa_api.h"
 #include "serve/json_fields.h"
 #include "serve/metrics.h"
 #include "serve/openai_api.h"
-#include "model/sample_decoder.h"
 
 using namespace optforge;
 using namespace optforge::serve;
@@ -33,9 +33,7 @@ int status_of(const json& body, bool strict = true) {
   try {
     parse_openai_completion(body, ctx(), strict);
     return 200;
-  } catch (const ApiError& e) {
-    return e.status();
-  }
+  } catch (const ApiError& e) { return e.status(); }
 }
 
 }  // namespace
@@ -48,13 +46,17 @@ TEST(OpenAiParse, DefaultsAndPromptForms) {
   EXPECT_FLOAT_EQ(r.spec.opts.sampling.temperature, 1.0f);
   EXPECT_FALSE(r.stream);
   EXPECT_EQ(r.logprobs, -1);
-  EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {"a", "b"}}}, ctx(), true).prompts.size(), 2u);
+  EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {"a", "b"}}}, ctx(), true).prompts.size(),
+            2u);
   EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {2, 5, 6}}}, ctx(), true).prompts,
             (std::vector<std::vector<int32_t>>{{2, 5, 6}}));
-  EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {{2, 5}, {7}}}}, ctx(), true).prompts.size(), 2u);
+  EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {{2, 5}, {7}}}}, ctx(), true).prompts.size(),
+            2u);
   // No prompt: OpenAI's <|endoftext|>, i.e. a new document.
-  EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}}, ctx(), true).prompts, (std::vector<std::vector<int32_t>>{{2}}));
-  const auto e = parse_openai_completion(json{{"model", "opt-test"}, {"echo", true}, {"logprobs", 2}, {"max_tokens", 16.0}}, ctx(), true);
+  EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}}, ctx(), true).prompts,
+            (std::vector<std::vector<int32_t>>{{2}}));
+  const auto e = parse_openai_completion(
+      json{{"model", "opt-test"}, {"echo", true}, {"logprobs", 2}, {"max_tokens", 16.0}}, ctx(), true);
   EXPECT_TRUE(e.spec.opts.echo);
   EXPECT_EQ(e.spec.opts.top_logprobs, 2);
 }
@@ -71,7 +73,7 @@ TEST(OpenAiParse, RefusesBadFieldsWithTheRightStatus) {
   EXPECT_EQ(status_of(with("model", "other"), false), 200);  // metaseq's engine routes ignore it
   EXPECT_EQ(status_of(json{{"prompt", "Hi"}}), 400);
   EXPECT_EQ(status_of(with("max_tokens", -1)), 400);
-  EXPECT_EQ(status_of(with("max_tokens", 41)), 400);   // over --max-tokens-limit
+  EXPECT_EQ(status_of(with("max_tokens", 41)), 400);  // over --max-tokens-limit
   EXPECT_EQ(status_of(with("max_tokens", 1.5)), 400);
   EXPECT_EQ(status_of(with("max_tokens", "3")), 400);
   EXPECT_EQ(status_of(with("temperature", 2.5)), 400);
@@ -103,7 +105,8 @@ TEST(OpenAiParse, RefusesBadFieldsWithTheRightStatus) {
 }
 
 TEST(OpenAiWriter, ResponseShapeAndChoiceOrder) {
-  auto req = parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {"a", "b"}}, {"n", 2}, {"logprobs", 1}}, ctx(), true);
+  auto req = parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {"a", "b"}}, {"n", 2}, {"logprobs", 1}},
+                                     ctx(), true);
   const ApiContext c = ctx();  // the writer keeps a reference
   CompletionWriter w(req, c, "cmpl-x", 1);
   for (int64_t p = 0; p < 2; ++p)

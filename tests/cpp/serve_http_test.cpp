@@ -22,7 +22,9 @@ std::string answer(const std::string& raw, HttpRequest* seen = nullptr) {
         if (seen) *seen = r;
         ex.send({200, "text/plain", {}, r.method + " " + r.path + " " + r.body});
       },
-      [](int status, const std::string& m) { return HttpResponse{status, "application/json", {}, "{\"error\":\"" + m + "\"}"}; });
+      [](int status, const std::string& m) {
+        return HttpResponse{status, "application/json", {}, "{\"error\":\"" + m + "\"}"};
+      });
 }
 
 int status_of(const std::string& raw) {
@@ -35,7 +37,10 @@ int status_of(const std::string& raw) {
 TEST(HttpParse, RequestLineAndHeaders) {
   HttpRequest r;
   EXPECT_NE(answer("POST /v1/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Type:  application/json \r\n"
-                   "Content-Length: 2\r\n\r\n{}", &r).find("Connection: keep-alive"), std::string::npos);
+                   "Content-Length: 2\r\n\r\n{}",
+                   &r)
+                .find("Connection: keep-alive"),
+            std::string::npos);
   EXPECT_EQ(r.method, "POST");
   EXPECT_EQ(r.path, "/v1/completions");
   EXPECT_EQ(r.query, "x=1");
@@ -65,9 +70,10 @@ TEST(HttpParse, BodyFraming) {
   // A smuggling vector: refused.
   EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n"), 400);
   EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"), 501);
-  EXPECT_NE(answer("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n1;ext=1\r\nd\r\n0\r\n\r\n")
-                .find("POST / abcd"),
-            std::string::npos);
+  EXPECT_NE(
+      answer("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n1;ext=1\r\nd\r\n0\r\n\r\n")
+          .find("POST / abcd"),
+      std::string::npos);
   // Chunk sizes are bare hex digits; extensions hold no control characters.
   const std::string chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
   for (const char* size : {"0x2", "+2", " 2", "-2", "2 ", "2;a\nb", "2;a=\"\nb\"", "fffffffffffffffff"})
@@ -81,8 +87,9 @@ TEST(HttpParse, CorsOnlyForAllowedOrigins) {
   HttpServerOptions o;
   const auto handler = [](const HttpRequest& r, HttpExchange& ex) { ex.send({200, "text/plain", {}, r.method}); };
   const auto page = [](int status, const std::string&) { return HttpResponse{status, "text/plain", {}, "x"}; };
-  const std::string preflight = "OPTIONS /v1/completions HTTP/1.1\r\nHost: a\r\nOrigin: https://a.example\r\n"
-                                "Access-Control-Request-Method: POST\r\n\r\n";
+  const std::string preflight =
+      "OPTIONS /v1/completions HTTP/1.1\r\nHost: a\r\nOrigin: https://a.example\r\n"
+      "Access-Control-Request-Method: POST\r\n\r\n";
   const std::string get = "GET / HTTP/1.1\r\nHost: a\r\nOrigin: https://a.example\r\n\r\n";
   std::string out = serve_bytes(preflight + get, o, handler, page);  // off: the handler sees OPTIONS
   EXPECT_EQ(out.find("Access-Control"), std::string::npos);
@@ -121,7 +128,9 @@ class LiveServer : public ::testing::Test {
             ex.send({200, "text/plain", {}, r.method + " " + r.path + " " + r.body});
           }
         },
-        [](int status, const std::string& m) { return HttpResponse{status, "application/json", {}, "{\"error\":\"" + m + "\"}"}; });
+        [](int status, const std::string& m) {
+          return HttpResponse{status, "application/json", {}, "{\"error\":\"" + m + "\"}"};
+        });
     server_->start();
   }
   std::unique_ptr<HttpServer> server_;
@@ -156,4 +165,3 @@ TEST_F(LiveServer, StopsWithOpenConnections) {
   EXPECT_THROW(http_request("127.0.0.1", server_->port(), "GET", "/ok", {}, {}, 2000), optforge::Error);
   server_->stop();
 }
-

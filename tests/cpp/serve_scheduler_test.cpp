@@ -51,7 +51,8 @@ std::vector<Result> collect(EventSink& sink, size_t jobs, int64_t n, std::vector
   while (done < jobs * size_t(n) && std::chrono::steady_clock::now() < deadline) {
     for (const JobEvent& e : sink.wait(std::chrono::milliseconds(50))) {
       Result& r = out[size_t(e.index)];
-      if (e.kind == JobEvent::Kind::Token) r.ids[size_t(e.sample)].push_back(e.tokens[0].id), r.text[size_t(e.sample)] += e.text;
+      if (e.kind == JobEvent::Kind::Token)
+        r.ids[size_t(e.sample)].push_back(e.tokens[0].id), r.text[size_t(e.sample)] += e.text;
       if (e.kind == JobEvent::Kind::Finish) {
         r.text[size_t(e.sample)] += e.text, r.finish[size_t(e.sample)] = e.finish_reason, ++done;
         if (finish_order) finish_order->push_back(e.index);
@@ -63,8 +64,8 @@ std::vector<Result> collect(EventSink& sink, size_t jobs, int64_t n, std::vector
   return out;
 }
 
-std::shared_ptr<Job> make_job(std::vector<int32_t> prompt, int64_t max_tokens, int64_t index, std::shared_ptr<EventSink> sink,
-                              float temperature = 0, int64_t n = 1) {
+std::shared_ptr<Job> make_job(std::vector<int32_t> prompt, int64_t max_tokens, int64_t index,
+                              std::shared_ptr<EventSink> sink, float temperature = 0, int64_t n = 1) {
   auto j = std::make_shared<Job>();
   j->spec.prompt = std::move(prompt);
   j->spec.opts.max_tokens = max_tokens;
@@ -92,7 +93,8 @@ TEST(Scheduler, BatchedRequestsEqualGenerateAlone) {
   Scheduler s(*rt->model, tok, {8, 0, 64}, metrics);
   auto sink = std::make_shared<EventSink>();
   const int jobs = 10;  // more than the batch: some wait, then join mid-flight
-  for (int i = 0; i < jobs; ++i) s.submit(make_job(prompt_of(i), 6 + i % 7, i, sink, i % 3 == 2 ? 1.0f : 0.0f, i % 3 == 2 ? 2 : 1));
+  for (int i = 0; i < jobs; ++i)
+    s.submit(make_job(prompt_of(i), 6 + i % 7, i, sink, i % 3 == 2 ? 1.0f : 0.0f, i % 3 == 2 ? 2 : 1));
   std::vector<Result> got(jobs);
   {
     // Jobs have different n; collect per job from one sink.
@@ -100,15 +102,18 @@ TEST(Scheduler, BatchedRequestsEqualGenerateAlone) {
     for (int i = 0; i < jobs; ++i) {
       const int64_t n = i % 3 == 2 ? 2 : 1;
       need += size_t(n);
-      got[size_t(i)].ids.resize(size_t(n)), got[size_t(i)].text.resize(size_t(n)), got[size_t(i)].finish.resize(size_t(n));
+      got[size_t(i)].ids.resize(size_t(n)), got[size_t(i)].text.resize(size_t(n)),
+          got[size_t(i)].finish.resize(size_t(n));
     }
     size_t done = 0;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (done < need && std::chrono::steady_clock::now() < deadline)
       for (const JobEvent& e : sink->wait(std::chrono::milliseconds(50))) {
         Result& r = got[size_t(e.index)];
-        if (e.kind == JobEvent::Kind::Token) r.ids[size_t(e.sample)].push_back(e.tokens[0].id), r.text[size_t(e.sample)] += e.text;
-        if (e.kind == JobEvent::Kind::Finish) r.text[size_t(e.sample)] += e.text, r.finish[size_t(e.sample)] = e.finish_reason, ++done;
+        if (e.kind == JobEvent::Kind::Token)
+          r.ids[size_t(e.sample)].push_back(e.tokens[0].id), r.text[size_t(e.sample)] += e.text;
+        if (e.kind == JobEvent::Kind::Finish)
+          r.text[size_t(e.sample)] += e.text, r.finish[size_t(e.sample)] = e.finish_reason, ++done;
       }
     ASSERT_EQ(done, need);
   }
@@ -119,7 +124,8 @@ TEST(Scheduler, BatchedRequestsEqualGenerateAlone) {
     g.sampling.seed = 11;
     g.n = i % 3 == 2 ? 2 : 1;
     g.stop_at_eos = false;
-    const auto want = generate(*rt->model, prompt_of(i), g, [&](const std::vector<int32_t>& ids) { return tok.decode(ids); });
+    const auto want =
+        generate(*rt->model, prompt_of(i), g, [&](const std::vector<int32_t>& ids) { return tok.decode(ids); });
     for (size_t k = 0; k < want.size(); ++k) {
       std::vector<int32_t> ids;
       for (const auto& t : want[k].tokens) ids.push_back(t.id);
@@ -140,7 +146,7 @@ TEST(Scheduler, AdmitsInArrivalOrderUnderTheKvBudget) {
   std::vector<int64_t> order;
   auto got = collect(*sink, 4, 1, &order);
   EXPECT_EQ(order, (std::vector<int64_t>{0, 1, 2, 3}));
-  for (const auto& r : got) EXPECT_EQ(r.ids[0], got[0].ids[0]);  // same prompt, same greedy text
+  for (const auto& r : got) EXPECT_EQ(r.ids[0], got[0].ids[0]);                  // same prompt, same greedy text
   EXPECT_THROW(s.submit(make_job({2, 10, 11, 12, 13}, 40, 0, sink)), ApiError);  // 45 tokens > budget 30
 }
 
@@ -162,9 +168,7 @@ TEST(Scheduler, RefusesWhatCanNeverRun) {
   try {
     s.submit(make_job({2, 5}, 1, 0, sink));
     FAIL();
-  } catch (const ApiError& e) {
-    EXPECT_EQ(e.status(), 503);
-  }
+  } catch (const ApiError& e) { EXPECT_EQ(e.status(), 503); }
 }
 
 TEST(Scheduler, CancelledJobsFreeTheirSlots) {
@@ -194,7 +198,8 @@ TEST(Scheduler, CancelledJobsFreeTheirSlots) {
     EXPECT_TRUE(finished);
     if (long_reason == "length") continue;  // the race was lost: the job ended on its own
     EXPECT_NE(metrics.render(0).find("optforge_sequences_finished_total{reason=\"cancelled\"} 1"), std::string::npos)
-        << "long job: " << long_reason << "\n" << metrics.render(0);
+        << "long job: " << long_reason << "\n"
+        << metrics.render(0);
     return;
   }
   GTEST_FAIL() << "the long job always finished before its cancel arrived";

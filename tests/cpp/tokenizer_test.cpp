@@ -41,13 +41,33 @@ bool is_valid_utf8(const std::string& s) {
 }
 
 const std::vector<std::string>& tricky_strings() {
-  static const std::vector<std::string> v = {
-      "", " ", "Hello world", "a  b", "trailing  ", "  leading", "\n\n\n", "\r\n\t \x0b\x0c",
-      "I'm HE'S don't I'LL she's", "'''ll've", "émoji 🤗", "👨‍👩‍👧‍👦 👍🏽 🏳️‍🌈 🇫🇷", " 你好，世界", "مرحبا بالعالم",
-      "नमस्ते दुनिया", "Привет, мир", "e\xCC\x81\xCC\xA3", std::string("nul\0byte", 8), "\x7f\x1b[0m",
-      "\u00a0\u2003\u3000x\u2028\u0085y\xE1\xA0\x8E", "12345678901234567890 ١٢٣ ½ Ⅻ", "!!!???...---",
-      std::string(1000, 'a'), std::string(300, ' ') + "x", "\xff\xfe raw \x80 bytes \xc3", "\xed\xa0\x80\xf4\x90\x80\x80",
-      "</s> <pad> <s> <unk> <|endoftext|>"};
+  static const std::vector<std::string> v = {"",
+                                             " ",
+                                             "Hello world",
+                                             "a  b",
+                                             "trailing  ",
+                                             "  leading",
+                                             "\n\n\n",
+                                             "\r\n\t \x0b\x0c",
+                                             "I'm HE'S don't I'LL she's",
+                                             "'''ll've",
+                                             "émoji 🤗",
+                                             "👨‍👩‍👧‍👦 👍🏽 🏳️‍🌈 🇫🇷",
+                                             " 你好，世界",
+                                             "مرحبا بالعالم",
+                                             "नमस्ते दुनिया",
+                                             "Привет, мир",
+                                             "e\xCC\x81\xCC\xA3",
+                                             std::string("nul\0byte", 8),
+                                             "\x7f\x1b[0m",
+                                             "\u00a0\u2003\u3000x\u2028\u0085y\xE1\xA0\x8E",
+                                             "12345678901234567890 ١٢٣ ½ Ⅻ",
+                                             "!!!???...---",
+                                             std::string(1000, 'a'),
+                                             std::string(300, ' ') + "x",
+                                             "\xff\xfe raw \x80 bytes \xc3",
+                                             "\xed\xa0\x80\xf4\x90\x80\x80",
+                                             "</s> <pad> <s> <unk> <|endoftext|>"};
   return v;
 }
 
@@ -77,8 +97,10 @@ TEST(TokenizerUtf8, ReplacesLikePythonErrorsReplace) {
   EXPECT_EQ(utf8_replace_invalid("ok é 🤗"), "ok é 🤗");
   EXPECT_EQ(utf8_replace_invalid("\xed\xa0\x80"), fffd + fffd + fffd);  // surrogate: 3 subparts
   EXPECT_EQ(utf8_replace_invalid("\xe4\xbd"), fffd);                    // truncated: one
-  EXPECT_EQ(utf8_replace_invalid("\xf0\x9f\x98" "A"), fffd + "A");
-  EXPECT_EQ(utf8_replace_invalid("\xc0\xaf"), fffd + fffd);             // overlong
+  EXPECT_EQ(utf8_replace_invalid("\xf0\x9f\x98"
+                                 "A"),
+            fffd + "A");
+  EXPECT_EQ(utf8_replace_invalid("\xc0\xaf"), fffd + fffd);                        // overlong
   EXPECT_EQ(utf8_replace_invalid("\xf4\x90\x80\x80"), fffd + fffd + fffd + fffd);  // > U+10FFFF
 }
 
@@ -162,15 +184,11 @@ TEST(Tokenizer, BadFilesAreNamedInErrors) {
   try {
     Tokenizer::load("/nonexistent/dir");
     FAIL();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.file(), "/nonexistent/dir");
-  }
+  } catch (const Error& e) { EXPECT_EQ(e.file(), "/nonexistent/dir"); }
   auto error_of = [](std::string_view vocab, std::string_view merges) {
     try {
       Tokenizer::from_text(vocab, merges, "v.json", "m.txt");
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
+    } catch (const Error& e) { return std::string(e.what()); }
     return std::string("no error");
   };
   EXPECT_EQ(error_of("{\"a\": ", "a b\n").rfind("v.json: not valid JSON", 0), 0u);
@@ -189,7 +207,8 @@ TEST(TokenizerStream, NeverEmitsPartialUtf8) {
   // Random runs of single-byte tokens and whole tokens: most split characters or are ill-formed.
   for (int k = 0; k < 300; ++k) {
     std::vector<int32_t> ids(rng() % 12);
-    for (auto& id : ids) id = k % 2 ? int32_t(rng() % 50272) : int32_t(tok.token_to_id(byte_symbols_utf8()[rng() % 256]).value());
+    for (auto& id : ids)
+      id = k % 2 ? int32_t(rng() % 50272) : int32_t(tok.token_to_id(byte_symbols_utf8()[rng() % 256]).value());
     seqs.push_back(ids);
   }
   for (const auto& ids : seqs) {

@@ -55,12 +55,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto parts = fuzz::split_nul(data, size, 2);
   write(dir / "config.json", parts[0]);
   const fs::path index = dir / "model.safetensors.index.json";
-  if (parts[1].empty()) fs::remove(index);
-  else write(index, parts[1]);
+  if (parts[1].empty())
+    fs::remove(index);
+  else
+    write(index, parts[1]);
   try {
     OptTensors m = read_opt_model(dir.string());
     for (const auto& [name, t] : m.tensors) fuzz::touch(t);
-  } catch (const Error&) {
-  }
+  } catch (const Error&) {}
   return 0;
 }

@@ -37,7 +37,8 @@ struct App {
   App() {
     OptConfig c = *published_opt_config("125m");
     c.layers = 1, c.embed_dim = 16, c.ffn_dim = 32, c.heads = 2, c.input_dim = 16, c.max_positions = 64;
-    const auto path = std::filesystem::temp_directory_path() / ("optforge_fuzz_http_" + std::to_string(::getpid()) + ".pt");
+    const auto path =
+        std::filesystem::temp_directory_path() / ("optforge_fuzz_http_" + std::to_string(::getpid()) + ".pt");
     save_torch_file(path.string(), random_opt_checkpoint(c, DType::F16, 7));
     rt = open_model(path.string(), 1);
     std::filesystem::remove(path);

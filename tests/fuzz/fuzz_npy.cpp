@@ -18,7 +18,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
       fuzz::touch(load_npy(MappedFile::from_bytes(data, size, "fuzz.npy"), 0, size));
     }
-  } catch (const Error&) {
-  }
+  } catch (const Error&) {}
   return 0;
 }

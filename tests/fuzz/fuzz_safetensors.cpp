@@ -11,7 +11,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     SafetensorsFile sf = load_safetensors(MappedFile::from_bytes(data, size, "fuzz.safetensors"));
     for (const auto& [name, t] : sf.tensors) fuzz::touch(t);
-  } catch (const Error&) {
-  }
+  } catch (const Error&) {}
   return 0;
 }

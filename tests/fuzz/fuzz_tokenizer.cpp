@@ -71,9 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::optional<Tokenizer> tok;
     try {
       tok = l.load(std::vector<std::string_view>(parts.begin(), parts.end() - 1));
-    } catch (const optforge::Error&) {
-      return 0;
-    }
+    } catch (const optforge::Error&) { return 0; }
     exercise(*tok, parts.back(), l.mode == 'b');
   }
   return 0;

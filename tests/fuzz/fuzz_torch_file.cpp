@@ -17,7 +17,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       nt.tensor->for_each_chunk([&](const uint8_t* p, size_t n) { c = crc32_update(c, p, n); });
     }
     (void)c;
-  } catch (const Error&) {
-  }
+  } catch (const Error&) {}
   return 0;
 }

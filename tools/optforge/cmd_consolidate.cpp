@@ -17,13 +17,16 @@ void register_consolidate(CLI::App& app) {
     bool no_stitch = false;
   };
   auto o = std::make_shared<Options>();
-  auto* cmd = app.add_subcommand("consolidate", "Consolidate a sharded metaseq checkpoint (MP parts x FSDP shards) into one file");
+  auto* cmd = app.add_subcommand("consolidate",
+                                 "Consolidate a sharded metaseq checkpoint (MP parts x FSDP shards) into one file");
   cmd->add_option("input", o->in,
                   "Checkpoint folder or path prefix (DIR/checkpoint_last): raw -model_part-K-shardR.pt shards, "
                   "released reshard-model_part-K.pt files, or unflattened part files")
       ->required();
-  cmd->add_option("-o,--output", o->out, "Output .pt (with --no-stitch-megatron: OUT-model_part-K.pt per part)")->required();
-  cmd->add_flag("--no-stitch-megatron", o->no_stitch, "Write one consolidated file per model part instead of gluing them");
+  cmd->add_option("-o,--output", o->out, "Output .pt (with --no-stitch-megatron: OUT-model_part-K.pt per part)")
+      ->required();
+  cmd->add_flag("--no-stitch-megatron", o->no_stitch,
+                "Write one consolidated file per model part instead of gluing them");
   add_plan_options(cmd, *o, "Cast floating-point tensors: f32, f16 or bf16");
   cmd->callback([o] {
     auto t0 = std::chrono::steady_clock::now();
@@ -39,8 +42,8 @@ void register_consolidate(CLI::App& app) {
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     for (const auto& out : plan.outputs) std::printf("wrote %s\n", out.path.c_str());
     std::printf("consolidated %lld part(s) x %lld shard(s): %s in %.2f s (%s/s)\n",
-                (long long)plan.input->files.parts(), (long long)plan.input->files.shards(), human_bytes(bytes).c_str(), s,
-                human_bytes(s > 0 ? uint64_t(double(bytes) / s) : 0).c_str());
+                (long long)plan.input->files.parts(), (long long)plan.input->files.shards(), human_bytes(bytes).c_str(),
+                s, human_bytes(s > 0 ? uint64_t(double(bytes) / s) : 0).c_str());
   });
 }
 

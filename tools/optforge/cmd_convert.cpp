@@ -20,19 +20,24 @@ void register_convert(CLI::App& app) {
     int threads = int(std::thread::hardware_concurrency());
   };
   auto o = std::make_shared<Options>();
-  auto* cmd = app.add_subcommand("convert", "Convert a checkpoint: between files, or an OPT model between layouts (--to)");
+  auto* cmd =
+      app.add_subcommand("convert", "Convert a checkpoint: between files, or an OPT model between layouts (--to)");
   cmd->add_option("input", o->in,
                   "Input: a .pt or .safetensors file, a sharded metaseq checkpoint (folder or prefix), an HF folder, "
-                  "an alpa numpy folder")->required();
+                  "an alpa numpy folder")
+      ->required();
   cmd->add_option("output,-o,--output", o->out, "Output file or folder")->required();
   cmd->add_option("--to", o->to, "Model layout to write: hf, safetensors, alpa, alpa-tree, metaseq");
   cmd->add_option("--dtype", o->dtype, "Cast floating-point tensors: f32, f16 or bf16");
-  cmd->add_option("--max-shard-size", o->max_shard_size, "hf: largest weights file (e.g. 5GB, 500MB, 2GiB)")->capture_default_str();
+  cmd->add_option("--max-shard-size", o->max_shard_size, "hf: largest weights file (e.g. 5GB, 500MB, 2GiB)")
+      ->capture_default_str();
   cmd->add_option("--format", o->format, "hf: weights as safetensors or bin")->capture_default_str();
-  cmd->add_option("--tokenizer", o->tokenizer, "hf: copy vocab.json and merges.txt from this folder (default: built in)");
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "hf: copy vocab.json and merges.txt from this folder (default: built in)");
   cmd->add_option("--mp", o->mp, "metaseq: model-parallel parts")->capture_default_str();
   cmd->add_option("-j,--threads", o->threads, "Threads")->capture_default_str();
-  cmd->add_option("--heads", o->heads, "Attention heads, for inputs that do not record it (alpa folders of unpublished sizes)");
+  cmd->add_option("--heads", o->heads,
+                  "Attention heads, for inputs that do not record it (alpa folders of unpublished sizes)");
   cmd->callback([o] {
     std::optional<DType> dtype;
     if (!o->dtype.empty()) {

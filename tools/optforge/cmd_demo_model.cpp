@@ -22,8 +22,8 @@ void register_demo_model(CLI::App& app) {
     int64_t layers = 0, embed_dim = 0, heads = 0, ffn_dim = 0, input_dim = 0, vocab = 0, positions = 0;
   };
   auto o = std::make_shared<Options>();
-  auto* cmd = app.add_subcommand("demo-model",
-                                 "Write a deterministic random OPT checkpoint: a metaseq singleton, or sharded (--mp/--fsdp)");
+  auto* cmd = app.add_subcommand(
+      "demo-model", "Write a deterministic random OPT checkpoint: a metaseq singleton, or sharded (--mp/--fsdp)");
   cmd->add_option("-o,--output", o->out, "Output .pt file (a folder with --mp/--fsdp)")->required();
   cmd->add_option("--mp", o->mp, "Write metaseq's raw sharded layout with this many model-parallel parts");
   cmd->add_option("--fsdp", o->fsdp, "... and this many FSDP shards per part");
@@ -53,7 +53,8 @@ void register_demo_model(CLI::App& app) {
     if (o->input_dim) c->input_dim = o->input_dim;
     if (o->vocab) c->vocab = o->vocab;
     if (o->positions) c->max_positions = o->positions;
-    if (o->layers || o->embed_dim || o->heads || o->ffn_dim || o->input_dim || o->vocab || o->positions) c->name = "custom";
+    if (o->layers || o->embed_dim || o->heads || o->ffn_dim || o->input_dim || o->vocab || o->positions)
+      c->name = "custom";
     auto dtype = dtype_from_name(o->dtype);
     if (!dtype) throw Error("unknown --dtype '" + o->dtype + "'");
     ValuePtr model = random_opt_checkpoint(*c, *dtype, o->seed);

@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "model_options.h"
 #include "model/generate.h"
 #include "model/runtime.h"
+#include "model_options.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/token_label.h"
 #include "tokenizer_options.h"
@@ -36,14 +36,15 @@ std::vector<int32_t> parse_ids(std::string s) {
   std::vector<int32_t> ids;
   size_t i = 0;
   while (i < s.size()) {
-    if (s[i] == ' ') { ++i; continue; }
+    if (s[i] == ' ') {
+      ++i;
+      continue;
+    }
     size_t used = 0;
     long long v = 0;
     try {
       v = std::stoll(s.substr(i), &used);
-    } catch (const std::exception&) {
-      throw Error("--prompt-ids: '" + s.substr(i, 16) + "' is not a token id");
-    }
+    } catch (const std::exception&) { throw Error("--prompt-ids: '" + s.substr(i, 16) + "' is not a token id"); }
     ids.push_back(int32_t(v));
     i += used;
   }
@@ -97,7 +98,8 @@ void run(const Options& o) {
   }
   GenerateStats stats;
   const Tokenizer& t = *tok;
-  auto completions = generate(*rt->model, prompt, g, [&t](const std::vector<int32_t>& ids) { return t.decode(ids); }, cb, &stats);
+  auto completions = generate(
+      *rt->model, prompt, g, [&t](const std::vector<int32_t>& ids) { return t.decode(ids); }, cb, &stats);
 
   if (!o.json) {
     if (stream) {
@@ -121,14 +123,16 @@ void run(const Options& o) {
       ids.push_back(g.id);
       tokens.push_back(token_json(g, &t));
     }
-    choices.push_back({{"index", i}, {"ids", ids}, {"text", (o.echo ? t.decode_text(prompt) : "") + c.text},
-                       {"finish_reason", c.finish_reason}, {"tokens", tokens}});
+    choices.push_back({{"index", i},
+                       {"ids", ids},
+                       {"text", (o.echo ? t.decode_text(prompt) : "") + c.text},
+                       {"finish_reason", c.finish_reason},
+                       {"tokens", tokens}});
   }
   out["choices"] = choices;
-  out["timing"] = {{"threads", rt->backend->name()},
-                   {"prompt_tokens", stats.prompt_tokens}, {"prompt_seconds", stats.prompt_seconds},
-                   {"decode_steps", stats.decode_steps}, {"decode_tokens", stats.decode_tokens},
-                   {"decode_seconds", stats.decode_seconds}};
+  out["timing"] = {{"threads", rt->backend->name()},         {"prompt_tokens", stats.prompt_tokens},
+                   {"prompt_seconds", stats.prompt_seconds}, {"decode_steps", stats.decode_steps},
+                   {"decode_tokens", stats.decode_tokens},   {"decode_seconds", stats.decode_seconds}};
   // Texts and token labels are valid UTF-8 already; `replace` only guards the model's path.
   std::puts(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
 }
@@ -145,7 +149,8 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--temperature", o->temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
   cmd->add_option("--top-k", o->top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
   cmd->add_option("--top-p", o->top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
-  cmd->add_option("--repetition-penalty", o->repetition_penalty, "HF/CTRL repetition penalty (1 = off)")->capture_default_str();
+  cmd->add_option("--repetition-penalty", o->repetition_penalty, "HF/CTRL repetition penalty (1 = off)")
+      ->capture_default_str();
   cmd->add_option("--seed", o->seed, "Random seed (sample i uses its own stream)")->capture_default_str();
   cmd->add_option("--stop", o->stop, "Stop sequence (repeatable); the text is cut before it");
   cmd->add_option("--n", o->n, "Number of samples of the prompt")->capture_default_str();

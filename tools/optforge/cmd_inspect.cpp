@@ -50,9 +50,17 @@ void summarize_cfg(const ValuePtr& cfg, std::ostream& out) {
   if (!cfg) return;
   ValuePtr model = cfg->attr("model");
   if (!model) return;
-  static const char* kFields[] = {"_name", "arch", "decoder_layers", "decoder_embed_dim", "decoder_ffn_embed_dim",
-                                  "decoder_attention_heads", "decoder_input_dim", "max_target_positions",
-                                  "decoder_normalize_before", "model_parallel_size", "activation_fn"};
+  static const char* kFields[] = {"_name",
+                                  "arch",
+                                  "decoder_layers",
+                                  "decoder_embed_dim",
+                                  "decoder_ffn_embed_dim",
+                                  "decoder_attention_heads",
+                                  "decoder_input_dim",
+                                  "max_target_positions",
+                                  "decoder_normalize_before",
+                                  "model_parallel_size",
+                                  "activation_fn"};
   out << "cfg.model (" << model->type_name() << "):";
   for (const char* k : kFields)
     if (auto v = model->attr(k)) out << " " << k << "=" << value_to_short_string(v, 40);
@@ -89,8 +97,12 @@ json inspect_json(const AnyFile& f, const Options& o) {
   uint64_t total = 0;
   for (const auto& nt : collect_tensors(f.root)) {
     const Tensor& t = *nt.tensor;
-    json e = {{"name", nt.name}, {"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape},
-              {"nbytes", t.nbytes()}, {"storage_offset", t.offset}, {"contiguous", t.is_contiguous()}};
+    json e = {{"name", nt.name},
+              {"dtype", std::string(dtype_name(t.dtype))},
+              {"shape", t.shape},
+              {"nbytes", t.nbytes()},
+              {"storage_offset", t.offset},
+              {"contiguous", t.is_contiguous()}};
     if (o.checksum) e["crc32"] = hex32(tensor_crc(t, f));
     total += t.nbytes();
     ts.push_back(std::move(e));
@@ -108,8 +120,10 @@ json inspect_json(const AnyFile& f, const Options& o) {
     json s = json::object();
     for (const auto& [k, v] : f.root->entries) {
       std::string key = k->is_str() ? k->s : value_to_short_string(k);
-      if (key == "model" && v->is_dict()) s[key] = {{"tensors", v->entries.size()}};
-      else s[key] = value_to_json(v);
+      if (key == "model" && v->is_dict())
+        s[key] = {{"tensors", v->entries.size()}};
+      else
+        s[key] = value_to_json(v);
     }
     j["structure"] = std::move(s);
   }
@@ -159,8 +173,9 @@ std::string describe_model(const OptTensors& m) {
   const OptConfig& c = m.config;
   return "OPT-" + c.name + " shape: " + std::to_string(c.layers) + " layers, hidden " + std::to_string(c.embed_dim) +
          ", " + (m.heads_known ? std::to_string(c.heads) : std::string("?")) + " heads" +
-         (m.heads_known ? "" : " (not recorded: pass --heads to convert or run it)") + ", ffn " + std::to_string(c.ffn_dim) + ", vocab " + std::to_string(c.vocab) +
-         (c.pre_ln ? ", pre-LN" : ", post-LN") + (c.has_projections() ? ", project_in/out " + std::to_string(c.input_dim) : "") +
+         (m.heads_known ? "" : " (not recorded: pass --heads to convert or run it)") + ", ffn " +
+         std::to_string(c.ffn_dim) + ", vocab " + std::to_string(c.vocab) + (c.pre_ln ? ", pre-LN" : ", post-LN") +
+         (c.has_projections() ? ", project_in/out " + std::to_string(c.input_dim) : "") +
          (c.activation != Activation::Relu ? std::string(", ") + hf_activation_name(c.activation) : "") +
          (c.enable_bias ? "" : ", no biases") + (c.ln_affine ? "" : ", layer norms without weights") +
          (c.remove_final_norm ? ", no final layer norm" : "") + ", " + std::string(dtype_name(m.dtype()));
@@ -175,8 +190,10 @@ void run(const Options& o) {
       OptTensors m = read_opt_model(path, ro);
       if (o.json_out) {
         json t = json::array();
-        for (const auto& [n, x] : m.tensors) t.push_back({{"name", n}, {"dtype", std::string(dtype_name(x.dtype))}, {"shape", x.shape}});
-        all.push_back({{"file", path}, {"format", "folder"}, {"layout", m.layout}, {"model", describe_model(m)}, {"tensors", t}});
+        for (const auto& [n, x] : m.tensors)
+          t.push_back({{"name", n}, {"dtype", std::string(dtype_name(x.dtype))}, {"shape", x.shape}});
+        all.push_back(
+            {{"file", path}, {"format", "folder"}, {"layout", m.layout}, {"model", describe_model(m)}, {"tensors", t}});
       } else {
         std::cout << path << ": " << m.layout << ", " << describe_model(m) << "\n";
         for (const auto& [n, x] : m.tensors)
@@ -188,8 +205,10 @@ void run(const Options& o) {
     lo.unpickle.allow_unknown_globals = o.permissive;
     AnyFile f = open_any(path, lo);
     if (o.checksum && f.torch) f.torch->verify_crc();
-    if (o.json_out) all.push_back(inspect_json(f, o));
-    else inspect_text(f, o, std::cout);
+    if (o.json_out)
+      all.push_back(inspect_json(f, o));
+    else
+      inspect_text(f, o, std::cout);
   }
   if (o.json_out) std::cout << (all.size() == 1 ? all[0] : all).dump(1) << "\n";
 }
@@ -200,7 +219,8 @@ void register_inspect(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("inspect", "Show the tensors, layout and structure of checkpoint files");
   cmd->add_option("files", o->files, "Files (.pt zip or legacy, .safetensors, .npz) or model folders (HF, alpa)")
-      ->required()->check(CLI::ExistingPath);
+      ->required()
+      ->check(CLI::ExistingPath);
   cmd->add_flag("--json", o->json_out, "Machine-readable output");
   cmd->add_flag("--checksum", o->checksum, "Verify every record's CRC-32 and print a CRC-32 of each tensor's data");
   cmd->add_flag("--permissive", o->permissive,

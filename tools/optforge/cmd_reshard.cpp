@@ -19,9 +19,11 @@ void register_reshard(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("reshard", "Reshard a metaseq checkpoint to any FSDP and model-parallel degree");
-  cmd->add_option("input", o->in, "Checkpoint folder or path prefix (raw shards, released files, unflattened parts or a singleton)")
+  cmd->add_option("input", o->in,
+                  "Checkpoint folder or path prefix (raw shards, released files, unflattened parts or a singleton)")
       ->required();
-  cmd->add_option("-o,--output", o->out, "Output folder: new or empty; it appears only once every shard is complete")->required();
+  cmd->add_option("-o,--output", o->out, "Output folder: new or empty; it appears only once every shard is complete")
+      ->required();
   cmd->add_option("--fsdp", o->fsdp, "FSDP shards per model part")->capture_default_str();
   cmd->add_option("--mp", o->mp, "Model-parallel parts (must divide heads, FFN and vocabulary)")->capture_default_str();
   cmd->add_flag("--drop-optimizer-state", o->drop, "Do not write last_optimizer_state");

@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "model_options.h"
 #include "io/atomic_file.h"
 #include "model/runtime.h"
 #include "model/sampling.h"
+#include "model_options.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer_options.h"
 #include "util/error.h"
@@ -124,7 +124,8 @@ void run(const Options& o) {
 
   if (!o.dump_logits.empty()) {  // [B, longest, V], real tokens left-aligned, zeros after
     std::vector<float> all(size_t(B) * longest * size_t(V), 0.0f);
-    for (int64_t b = 0; b < B; ++b) std::copy(logits[size_t(b)].begin(), logits[size_t(b)].end(), all.begin() + b * int64_t(longest) * V);
+    for (int64_t b = 0; b < B; ++b)
+      std::copy(logits[size_t(b)].begin(), logits[size_t(b)].end(), all.begin() + b * int64_t(longest) * V);
     write_npy(o.dump_logits, {B, int64_t(longest), V}, all);
   }
 
@@ -138,14 +139,21 @@ void run(const Options& o) {
       if (i > 0) lp = log_softmax(&logits[size_t(b)][(i - 1) * size_t(V)], V)[size_t(ids[i])];
       if (lp) total += *lp;
       const std::string text(tok.token_bytes(ids[i]));
-      if (o.json) tokens.push_back({{"id", ids[i]}, {"text", text}, {"logprob", lp ? nlohmann::json(*lp) : nlohmann::json()}});
-      else std::printf("%6zu %7d %12s  %s\n", i, ids[i], lp ? std::to_string(*lp).c_str() : "-", nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      if (o.json)
+        tokens.push_back({{"id", ids[i]}, {"text", text}, {"logprob", lp ? nlohmann::json(*lp) : nlohmann::json()}});
+      else
+        std::printf("%6zu %7d %12s  %s\n", i, ids[i], lp ? std::to_string(*lp).c_str() : "-",
+                    nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     }
     const size_t scored = ids.size() - 1;
     const double mean = scored ? total / double(scored) : 0.0;
     const double ppl = std::exp(-mean);
     if (o.json) {
-      nlohmann::json j = {{"tokens", tokens}, {"tokens_scored", scored}, {"sum_logprob", total}, {"mean_logprob", mean}, {"perplexity", ppl}};
+      nlohmann::json j = {{"tokens", tokens},
+                          {"tokens_scored", scored},
+                          {"sum_logprob", total},
+                          {"mean_logprob", mean},
+                          {"perplexity", ppl}};
       std::puts(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
       std::printf("%zu tokens scored, sum logprob %.4f, mean %.4f, perplexity %.4f\n", scored, total, mean, ppl);

@@ -9,13 +9,13 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-#include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "model_options.h"
 #include "model/runtime.h"
+#include "model_options.h"
 #include "serve/http_client.h"
 #include "serve/http_server.h"
 #include "serve/server_app.h"
@@ -45,10 +45,12 @@ std::string default_model_name(const std::string& path) {
 }
 
 int once(const Options& o, serve::HttpServer& server, const serve::ApiContext& ctx) {
-  const nlohmann::json req = {{"model", ctx.model_id}, {"prompt", o.once}, {"max_tokens", o.once_max_tokens}, {"temperature", 0}};
+  const nlohmann::json req = {
+      {"model", ctx.model_id}, {"prompt", o.once}, {"max_tokens", o.once_max_tokens}, {"temperature", 0}};
   serve::HttpHeaders headers = {{"Content-Type", "application/json"}};
   if (!o.api_key.empty()) headers.emplace_back("Authorization", "Bearer " + o.api_key);
-  const auto r = serve::http_request("127.0.0.1", server.port(), "POST", "/v1/completions", req.dump(), headers, 600000);
+  const auto r =
+      serve::http_request("127.0.0.1", server.port(), "POST", "/v1/completions", req.dump(), headers, 600000);
   const auto j = nlohmann::json::parse(r.body, nullptr, false);
   if (r.status != 200 || j.is_discarded()) {
     std::fprintf(stderr, "optforge serve --once: HTTP %d: %s\n", r.status, r.body.c_str());
@@ -107,7 +109,7 @@ void run(const Options& o) {
     rc = once(o, server, ctx);
   } else {
     const uint64_t kv_bytes = uint64_t(scheduler.kv_budget()) * uint64_t(2 * cfg.layers * cfg.embed_dim) *
-                            dtype_size(rt->backend->kv_dtype());
+                              dtype_size(rt->backend->kv_dtype());
     std::fprintf(stderr, "optforge serve: %s (%s, %lld parameters) on %s; batch %lld, KV budget %lld tokens (%s)\n",
                  ctx.model_id.c_str(), o.model.c_str(), static_cast<long long>(cfg.parameter_count()),
                  rt->backend->name().c_str(), static_cast<long long>(scheduler.max_batch()),
@@ -132,17 +134,21 @@ void run(const Options& o) {
 
 void register_serve(CLI::App& app) {
   auto o = std::make_shared<Options>();
-  auto* cmd = app.add_subcommand("serve", "Serve an OPT checkpoint over HTTP (OpenAI and alpa APIs, web page, metrics)");
+  auto* cmd =
+      app.add_subcommand("serve", "Serve an OPT checkpoint over HTTP (OpenAI and alpa APIs, web page, metrics)");
   add_model_argument(cmd, o->model);
   cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "Port to listen on (0: any free port, printed at start)")->capture_default_str();
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (or alpa's api_key field)");
   cmd->add_option("--model-name", o->model_name, "Model id for the API (default: the checkpoint's file name)");
-  cmd->add_option("--max-batch", o->max_batch, "Sequences decoded together (continuous batching slots)")->capture_default_str();
+  cmd->add_option("--max-batch", o->max_batch, "Sequences decoded together (continuous batching slots)")
+      ->capture_default_str();
   cmd->add_option("--kv-cache-tokens", o->kv_cache_tokens, "KV cache budget in tokens (default: max-batch x context)");
-  cmd->add_option("--max-tokens-limit", o->max_tokens_limit, "Largest max_tokens a request may ask for (default: the context)");
+  cmd->add_option("--max-tokens-limit", o->max_tokens_limit,
+                  "Largest max_tokens a request may ask for (default: the context)");
   cmd->add_option("--max-body-bytes", o->max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
-  cmd->add_option("--max-connections", o->max_connections, "Concurrent connections (429 beyond)")->capture_default_str();
+  cmd->add_option("--max-connections", o->max_connections, "Concurrent connections (429 beyond)")
+      ->capture_default_str();
   cmd->add_option("--max-connections-per-client", o->max_connections_per_client,
                   "Concurrent connections from one client address (429 beyond)")
       ->capture_default_str();
@@ -162,10 +168,12 @@ void register_serve(CLI::App& app) {
                   "Default: none (no CORS headers)")
       ->delimiter(',');
   cmd->add_option("--max-queue", o->max_queue, "Prompts waiting for a batch slot (429 beyond)")->capture_default_str();
-  cmd->add_option("--shutdown-grace", o->shutdown_grace, "Seconds running requests may take to finish on SIGTERM")->capture_default_str();
+  cmd->add_option("--shutdown-grace", o->shutdown_grace, "Seconds running requests may take to finish on SIGTERM")
+      ->capture_default_str();
   add_runtime_options(cmd, o->threads, o->heads, o->kv_dtype);
   add_tokenizer_options(cmd, o->tokenizer);
-  cmd->add_option("--once", o->once, "Serve on a free loopback port, send this prompt through HTTP, print the greedy completion, exit");
+  cmd->add_option("--once", o->once,
+                  "Serve on a free loopback port, send this prompt through HTTP, print the greedy completion, exit");
   cmd->add_option("--once-max-tokens", o->once_max_tokens, "max_tokens for --once")->capture_default_str();
   cmd->callback([o] { run(*o); });
 }

@@ -69,7 +69,9 @@ void encode_line(const Tokenizer& tok, const Options& o, std::string_view line, 
 void decode_line(const Tokenizer& tok, const Options& o, std::string_view line, size_t line_no,
                  std::vector<int32_t>& ids, std::string& out) {
   auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  auto bad = [&] { return Error("expected a JSON array of integer ids", "<stdin>", "line " + std::to_string(line_no)); };
+  auto bad = [&] {
+    return Error("expected a JSON array of integer ids", "<stdin>", "line " + std::to_string(line_no));
+  };
   if (!j.is_array()) throw bad();
   ids.clear();
   for (auto& v : j) {
@@ -91,8 +93,10 @@ void run(const Options& o) {
   size_t line_no = 0;
   auto handle = [&](std::string_view line) {
     ++line_no;
-    if (o.decode) decode_line(tok, o, line, line_no, ids, out.buffer());
-    else encode_line(tok, o, line, ids, out.buffer());
+    if (o.decode)
+      decode_line(tok, o, line, line_no, ids, out.buffer());
+    else
+      encode_line(tok, o, line, ids, out.buffer());
   };
   for (;;) {
     ssize_t n = ::read(STDIN_FILENO, chunk.data(), chunk.size());
@@ -128,7 +132,8 @@ void register_tokenize(CLI::App& app) {
   add_tokenizer_options(cmd, o->tokenizer);
   cmd->add_flag("--decode", o->decode, "Read JSON arrays of ids, print JSON strings");
   cmd->add_flag("--no-bos", o->no_bos, "Do not prepend </s> (id 2) when encoding");
-  cmd->add_flag("--keep-special", o->keep_special, "When decoding, print <s> <pad> </s> <unk> instead of dropping them");
+  cmd->add_flag("--keep-special", o->keep_special,
+                "When decoding, print <s> <pad> </s> <unk> instead of dropping them");
   cmd->callback([o] { run(*o); });
 }
 

@@ -22,9 +22,7 @@ int main(int argc, char** argv) {
   optforge::cli::register_serve(app);
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const optforge::Error& e) {
+  } catch (const CLI::ParseError& e) { return app.exit(e); } catch (const optforge::Error& e) {
     std::fprintf(stderr, "optforge: error: %s\n", e.what());
     return 1;
   } catch (const std::exception& e) {

@@ -1,8 +1,8 @@
 #include "plan_options.h"
 
 #include "util/error.h"
-#include "util/progress.h"
 #include "util/parallel_for.h"
+#include "util/progress.h"
 
 namespace optforge::cli {
 

@@ -25,7 +25,7 @@ void attend_head(const float* q, int64_t ldq, int64_t s, const void* keys, const
 // The same result computed in blocks with an online softmax (flash-attention's order: the output
 // is normalised once at the end, so it differs from attend_head by rounding only). Faster when s,
 // the number of queries, is large (prompts); needs no scratch.
-void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values,
-                         DType kv_dtype, const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo);
+void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values, DType kv_dtype,
+                         const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo);
 
 }  // namespace optforge::cpu

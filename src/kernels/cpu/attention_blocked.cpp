@@ -44,8 +44,10 @@ void softmax_step(QueryBlock& b, const uint8_t* key_mask, int64_t j0, int64_t n,
     const int64_t end = b.first_slot + r + 1 - j0;  // causal: slots <= the query's
     float mb = kNegInf;
     for (int64_t t = 0; t < n; ++t) {
-      if (t >= end || !key_mask[j0 + t]) s[t] = kNegInf;
-      else mb = std::max(mb, s[t]);
+      if (t >= end || !key_mask[j0 + t])
+        s[t] = kNegInf;
+      else
+        mb = std::max(mb, s[t]);
     }
     if (mb == kNegInf) {
       std::fill(s, s + n, 0.0f);
@@ -66,8 +68,8 @@ void softmax_step(QueryBlock& b, const uint8_t* key_mask, int64_t j0, int64_t n,
 
 }  // namespace
 
-void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values,
-                         DType kv_dtype, const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo) {
+void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values, DType kv_dtype,
+                         const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo) {
   QueryBlock b;
   std::vector<float> kbuf, vbuf;
   b.scores.resize(size_t(kQueries * kKeys));

@@ -40,8 +40,8 @@ OPTFORGE_AVX2 void scores_rows(const float* q, int64_t ldq, const float* k, int6
   if (t < n) scores_tile<R, 1>(q, ldq, k + t * hd, hd, s + t, lds);
 }
 
-OPTFORGE_AVX2 void block_scores_avx2(const float* q, int64_t ldq, int64_t rows, const float* k, int64_t n,
-                                     int64_t hd, float* s, int64_t lds) {
+OPTFORGE_AVX2 void block_scores_avx2(const float* q, int64_t ldq, int64_t rows, const float* k, int64_t n, int64_t hd,
+                                     float* s, int64_t lds) {
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4) scores_rows<4>(q + r * ldq, ldq, k, n, hd, s + r * lds, lds);
   for (; r < rows; ++r) scores_rows<1>(q + r * ldq, ldq, k, n, hd, s + r * lds, lds);

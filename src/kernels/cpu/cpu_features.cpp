@@ -23,7 +23,7 @@ bool has_avx2_fma_f16c() {
     __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     if ((lo & 6) != 6) return false;  // the OS saves the YMM registers
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    return (b & (1u << 5)) != 0;      // AVX2
+    return (b & (1u << 5)) != 0;  // AVX2
 #else
     return false;
 #endif

@@ -21,7 +21,7 @@ void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, fl
 
 // The streaming kernel on its own: rows [n0, n1) of W against all M (<= kSkinnyMaxRows) rows of
 // x, y has leading dimension ldy. Single-threaded; `linear` splits the rows over threads.
-void skinny_gemm(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
-                 int64_t n0, int64_t n1, bool simd);
+void skinny_gemm(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy, int64_t n0,
+                 int64_t n1, bool simd);
 
 }  // namespace optforge::cpu

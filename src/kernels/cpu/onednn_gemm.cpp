@@ -27,7 +27,7 @@ dnnl::engine& engine() {
 
 // One primitive per shape: building one takes far longer than running a small product.
 struct Key {
-  int64_t M, N, K, ldy;   // ldy: y's row stride (a tile of a wider output)
+  int64_t M, N, K, ldy;  // ldy: y's row stride (a tile of a wider output)
   Dt src;
   bool bias, accumulate;  // accumulate: y += product (oneDNN's sum post-op) instead of y =
   auto tie() const { return std::tie(M, N, K, ldy, src, bias, accumulate); }
@@ -89,11 +89,10 @@ void run_tile(const Key& k, const void* x, const void* w, const float* bias, flo
   thread_local dnnl::stream stream(engine());
   thread_local std::vector<uint8_t> scratch;
   scratch.resize(std::max<size_t>(1, p.scratchpad.get_size()));
-  std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, memory(src_desc(k), engine(), const_cast<void*>(x))},
-      {DNNL_ARG_WEIGHTS, memory(wei_desc(k), engine(), const_cast<void*>(w))},
-      {DNNL_ARG_DST, memory(dst_desc(k), engine(), y)},
-      {DNNL_ARG_SCRATCHPAD, memory(p.scratchpad, engine(), scratch.data())}};
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(src_desc(k), engine(), const_cast<void*>(x))},
+                                       {DNNL_ARG_WEIGHTS, memory(wei_desc(k), engine(), const_cast<void*>(w))},
+                                       {DNNL_ARG_DST, memory(dst_desc(k), engine(), y)},
+                                       {DNNL_ARG_SCRATCHPAD, memory(p.scratchpad, engine(), scratch.data())}};
   if (bias) args.emplace(DNNL_ARG_BIAS, memory(bias_desc(k), engine(), const_cast<float*>(bias)));
   p.matmul.execute(stream, args);
   stream.wait();
@@ -102,8 +101,8 @@ void run_tile(const Key& k, const void* x, const void* w, const float* bias, flo
 // y[M, N] (row stride ldy) (+)= x[M, K] · W[N, K]ᵀ (+ bias), split into tiles over our thread
 // pool: one pool for everything, oneDNN never starts threads of its own. Tiles of up to 128 x 256
 // keep W's slice in cache across a tile's rows, and shrink until every thread has two.
-void run(Dt dt, int64_t M, int64_t N, int64_t K, int64_t ldy, const void* x, const void* w, const float* bias,
-         float* y, bool accumulate) {
+void run(Dt dt, int64_t M, int64_t N, int64_t K, int64_t ldy, const void* x, const void* w, const float* bias, float* y,
+         bool accumulate) {
   const int64_t esize = dt == Dt::f32 ? 4 : 2, T = threads();
   int64_t mb = std::min<int64_t>(M, 128), nb = std::min<int64_t>(N, 256);
   auto units = [&] { return ((M + mb - 1) / mb) * ((N + nb - 1) / nb); };

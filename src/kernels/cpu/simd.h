@@ -20,9 +20,12 @@ namespace optforge::cpu {
 // Element i of a row stored as D, as f32 (the scalar path and the tails of the SIMD loops).
 template <DType D>
 inline float load1(const void* p, int64_t i) {
-  if constexpr (D == DType::F32) return static_cast<const float*>(p)[i];
-  else if constexpr (D == DType::F16) return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-  else return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  if constexpr (D == DType::F32)
+    return static_cast<const float*>(p)[i];
+  else if constexpr (D == DType::F16)
+    return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  else
+    return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
 }
 
 #if OPTFORGE_HAVE_X86
@@ -34,8 +37,10 @@ OPTFORGE_AVX2 inline __m256 load8(const void* p, int64_t i) {
     return _mm256_loadu_ps(static_cast<const float*>(p) + i);
   } else {
     __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
-    if constexpr (D == DType::F16) return _mm256_cvtph_ps(h);
-    else return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    if constexpr (D == DType::F16)
+      return _mm256_cvtph_ps(h);
+    else
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
 }
 

@@ -10,8 +10,8 @@ namespace optforge::cpu {
 namespace {
 
 template <DType D>
-void rows_scalar(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
-                 int64_t n0, int64_t n1) {
+void rows_scalar(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy, int64_t n0,
+                 int64_t n1) {
   const int64_t K = w.cols;
   for (int64_t n = n0; n < n1; ++n) {
     const void* row = w.row(n);
@@ -61,8 +61,8 @@ OPTFORGE_AVX2 void tile_all_rows(const float* x, int64_t M, const MatrixRef& w, 
 }
 
 template <DType D>
-OPTFORGE_AVX2 void rows_avx2(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y,
-                             int64_t ldy, int64_t n0, int64_t n1) {
+OPTFORGE_AVX2 void rows_avx2(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
+                             int64_t n0, int64_t n1) {
   int64_t n = n0;
   for (; n + 4 <= n1; n += 4) tile_all_rows<D, 4>(x, M, w, bias, y, ldy, n);
   for (; n < n1; ++n) tile_all_rows<D, 1>(x, M, w, bias, y, ldy, n);
@@ -81,8 +81,8 @@ void rows(const float* x, int64_t M, const MatrixRef& w, const float* bias, floa
 
 }  // namespace
 
-void skinny_gemm(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
-                 int64_t n0, int64_t n1, bool simd) {
+void skinny_gemm(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy, int64_t n0,
+                 int64_t n1, bool simd) {
   simd = simd && has_avx2_fma_f16c();
   switch (w.dtype) {
     case DType::F32: return rows<DType::F32>(x, M, w, bias, y, ldy, n0, n1, simd);
