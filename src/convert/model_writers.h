@@ -30,6 +30,9 @@ void write_alpa_tree(const OptTensors& m, const std::string& outfile);
 void write_metaseq_singleton(const OptTensors& m, const std::string& outfile);
 // The singleton checkpoint value tree written by write_metaseq_singleton (for MP splitting).
 ValuePtr metaseq_singleton_root(const OptTensors& m);
+// A note on stderr when the config's pad/bos/eos ids differ from OPT's and `layout` (plural, as
+// "alpa folders") has nowhere to keep them.
+void note_token_ids_not_kept(const OptConfig& c, const char* layout);
 
 // "5GB" (10^9), "500MB", "2GiB" (2^30), or a plain number of bytes.
 uint64_t parse_size(const std::string& s);

@@ -180,13 +180,13 @@ void take_expected(OptTensors& out, const ByRole& m, const std::string& source) 
     for (const auto& [key, v] : m.t) {
       const RoleSpec& r = role_spec(key.second);
       if (role_stored(r, c, Layout::Metaseq) && key.first < c.layers) continue;
-      throw Error("tensor '" + v.first + "' does not belong in this model (" + r.id + ": " +
-                      (r.needs & kBias        ? "enable_bias is false"
-                       : r.needs & kAffine    ? "layer_norm_elementwise_affine is false"
-                       : r.needs & kFinalNorm ? "no final layer norm"
-                                              : "not expected") +
-                      ")",
-                  source);
+      const char* why = (r.needs & kBias) && !c.enable_bias   ? "enable_bias is false"
+                        : (r.needs & kAffine) && !c.ln_affine ? "layer_norm_elementwise_affine is false"
+                        : (r.needs & kFinalNorm) && !c.has_final_norm()
+                            ? "the config has no final layer norm (post-LN, or "
+                              "_remove_final_layer_norm)"
+                            : "not expected";
+      throw Error("tensor '" + v.first + "' does not belong in this model (" + r.id + ": " + why + ")", source);
     }
   const DType dt = out.tensors.front().second.dtype;
   for (const auto& [n, t] : out.tensors)
@@ -324,7 +324,19 @@ std::vector<std::string> hf_weight_files(const fs::path& dir) {
               dir.string());
 }
 
-OptTensors read_hf_folder(const fs::path& dir) {
+// --heads against what the input records: they agree, or the option fills what is absent;
+// never one silently over the other.
+void apply_heads_option(SourceConfig& sc, int64_t heads, const std::string& source) {
+  if (heads == 0) return;
+  if (heads < 0) throw Error("--heads " + std::to_string(heads) + " is not a head count", source);
+  if (sc.heads > 0 && sc.heads != heads)
+    throw Error("--heads " + std::to_string(heads) + " disagrees with the checkpoint's config (" +
+                    std::to_string(sc.heads) + " attention heads)",
+                source);
+  sc.heads = heads;
+}
+
+OptTensors read_hf_folder(const fs::path& dir, int64_t heads_option) {
   const std::string src = dir.string();
   const fs::path cfg_path = dir / "config.json";
   const nlohmann::json cfg = read_json_object(cfg_path, "config.json");
@@ -333,7 +345,8 @@ OptTensors read_hf_folder(const fs::path& dir) {
     throw Error("model_type is " + (model_type == cfg.end() ? std::string("missing") : model_type->dump()) +
                     ", expected \"opt\"",
                 cfg_path.string());
-  const SourceConfig sc = hf_source_config(cfg, cfg_path.string());
+  SourceConfig sc = hf_source_config(cfg, cfg_path.string());
+  apply_heads_option(sc, heads_option, cfg_path.string());
   std::vector<std::pair<std::string, Tensor>> sd;
   for (const auto& f : hf_weight_files(dir)) {
     std::error_code ec;  // e.g. a name longer than the file system allows
@@ -395,7 +408,7 @@ OptTensors read_sharded_metaseq(const std::string& path, const ReadModelOptions&
   for (const auto& [k, v] : root->get("model")->entries)
     if (v->is_tensor()) named.emplace_back(k->s, *v->tensor);
   SourceConfig sc = metaseq_source_config(root, path);
-  if (opts.heads) sc.heads = opts.heads;
+  apply_heads_option(sc, opts.heads, path);
   OptTensors m = opt_model_from_named(std::move(named), sc, path);
   m.metaseq_root = root;
   m.layout = "sharded metaseq checkpoint (" + std::to_string(plan->input->files.parts()) + " MP parts x " +
@@ -423,7 +436,7 @@ OptTensors read_single_file(const std::string& path, const AnyFile& f, const Rea
     auto j = nlohmann::json::parse(read_text_file(sibling_config.string()), nullptr, false);
     if (j.is_object() && j.value("model_type", "") == "opt") sc = hf_source_config(j, sibling_config.string());
   }
-  if (opts.heads) sc.heads = opts.heads;
+  apply_heads_option(sc, opts.heads, path);
   if (!sc.heads && opts.heads_may_be_unknown) sc.heads = -1;
   OptTensors m = opt_model_from_named(state_dict(f), sc, path);
   if (f.root->get("model")) {
@@ -438,9 +451,10 @@ OptTensors read_single_file(const std::string& path, const AnyFile& f, const Rea
 }  // namespace
 
 OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts) {
+  if (opts.heads < 0) throw Error("--heads " + std::to_string(opts.heads) + " is not a head count", path);
   fs::path p(path);
   if (fs::is_directory(p)) {
-    if (fs::exists(p / "config.json")) return read_hf_folder(p);
+    if (fs::exists(p / "config.json")) return read_hf_folder(p, opts.heads);
     if (fs::exists(p / role_name(role_spec(Role::TokenEmbed), Layout::AlpaFile)))
       return read_alpa_folder(p, opts.heads ? opts.heads : (opts.heads_may_be_unknown ? -1 : 0));
     return read_sharded_metaseq(path, opts);  // or a clear error naming what was expected

@@ -74,6 +74,7 @@ Tensor alpa_tree_tensor(const OptTensors& m, const RoleSpec& r, int64_t layer) {
 
 void write_alpa_folder(const OptTensors& m, const std::string& outdir) {
   check_alpa_can_express(m.config, outdir);
+  note_token_ids_not_kept(m.config, "alpa folders");
   AtomicDir dir(outdir);
   for (size_t i = 0; i < m.tensors.size(); ++i) save_npy(dir.path(m.name_in(i, Layout::AlpaFile)), m.tensors[i].second);
   dir.commit();
@@ -82,10 +83,11 @@ void write_alpa_folder(const OptTensors& m, const std::string& outdir) {
 void write_alpa_tree(const OptTensors& m, const std::string& outfile) {
   const OptConfig& c = m.config;
   if (c.has_projections() || !c.pre_ln)
-    throw Error(
-        "alpa's OPT model cannot express this model (post-LN with project_in/project_out, like OPT-350m); "
-        "nothing was written",
-        outfile);
+    throw Error(std::string("alpa's OPT model cannot express this model (") + (c.pre_ln ? "" : "post-LN") +
+                    (c.pre_ln || !c.has_projections() ? "" : ", ") +
+                    (c.has_projections() ? "project_in/project_out" : "") +
+                    "; alpa's tree has pre-LN blocks without projections); nothing was written",
+                outfile);
   check_alpa_can_express(c, outfile);
   std::vector<std::pair<std::string, Tensor>> tree;
   for (const ParamSpec& p : layout_params(c, Layout::AlpaTree))

@@ -24,14 +24,18 @@ ValuePtr copy_shallow(const ValuePtr& v) {
 }
 }  // namespace
 
+void note_token_ids_not_kept(const OptConfig& c, const char* layout) {
+  if (c.pad_token_id != 1 || c.bos_token_id != 2 || c.eos_token_id != 2)
+    std::fprintf(stderr,
+                 "optforge: note: %s carry no token ids (OPT's dictionary fixes pad 1, bos/eos 2); "
+                 "the config's pad %lld, bos %lld, eos %lld are not kept\n",
+                 layout, (long long)c.pad_token_id, (long long)c.bos_token_id, (long long)c.eos_token_id);
+}
+
 ValuePtr metaseq_singleton_root(const OptTensors& m) {
   const DType dt = m.dtype();
   const OptConfig& c = m.config;
-  if (c.pad_token_id != 1 || c.bos_token_id != 2 || c.eos_token_id != 2)
-    std::fprintf(stderr,
-                 "optforge: note: metaseq checkpoints carry no token ids (its dictionary fixes pad 1, eos 2); "
-                 "the config's pad %lld, bos %lld, eos %lld are not kept\n",
-                 (long long)c.pad_token_id, (long long)c.bos_token_id, (long long)c.eos_token_id);
+  note_token_ids_not_kept(c, "metaseq checkpoints");
   auto model = Value::dict();
   for (const auto& [name, t] : m.tensors) model->entries.emplace_back(Value::str(name), Value::of_tensor(compact(t)));
   model->set("decoder.version", Value::of_tensor(metaseq_version_buffer(dt)));

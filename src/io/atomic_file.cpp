@@ -8,6 +8,7 @@
 #include <cstring>
 #include <set>
 
+#include "io/input_files.h"
 #include "io/temp_names.h"
 #include "io/temp_registry.h"
 #include "util/error.h"
@@ -123,6 +124,9 @@ void AtomicFile::commit() { commit_all({this}); }
 
 void AtomicFile::commit_all(const std::vector<AtomicFile*>& files) {
   for (AtomicFile* f : files) f->finish();
+  for (AtomicFile* f : files)  // checked for all before any is renamed: the set commits whole or not at all
+    if (!f->committed_ && is_input_file(f->final_))
+      throw Error("the output would replace an input file (inputs are never modified)", f->final_);
   std::set<std::string> dirs;
   for (AtomicFile* f : files) {
     if (f->committed_) continue;

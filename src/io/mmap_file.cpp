@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "io/input_files.h"
 #include "util/error.h"
 
 namespace optforge {
@@ -30,6 +31,8 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   std::shared_ptr<MappedFile> f(new MappedFile());
   f->path_ = path;
   f->size_ = uint64_t(st.st_size);
+  f->dev_ = st.st_dev, f->ino_ = st.st_ino, f->is_input_ = true;
+  note_input_file(st.st_dev, st.st_ino);
   if (f->size_ > 0) {
     void* p = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
@@ -55,6 +58,7 @@ std::shared_ptr<MappedFile> MappedFile::from_bytes(const void* data, size_t size
 }
 
 MappedFile::~MappedFile() {
+  if (is_input_) release_input_file(dev_, ino_);
   if (data_ && owned_.empty() && size_ > 0) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 

@@ -2,6 +2,8 @@
 // long as any view (shared_ptr). Inputs are never written: the map is PROT_READ, MAP_PRIVATE.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -34,6 +36,10 @@ class MappedFile {
   uint64_t size_ = 0;
   // from_bytes() only; exactly `size` bytes, so that AddressSanitizer catches a read one past the end.
   std::vector<uint8_t> owned_;
+  // open() only: the file's identity, counted as an input while mapped (io/input_files.h).
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+  bool is_input_ = false;
 };
 
 // Whole file into memory (for small files: json, text).

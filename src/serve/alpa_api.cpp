@@ -72,7 +72,7 @@ CompletionRequest parse_alpa_completion(const json& body, const ApiContext& ctx)
       throw bad_request(type_message(*s, "string or array", "stop"), "stop");
     std::erase_if(o.stop, [](const std::string& x) { return x.empty(); });
   }
-  o.eos = ctx.tok->eos_id();
+  o.eos = ctx.eos;
   r.spec.logprobs = false;  // alpa's completions never return them
   for (const char* ignored : {"best_of", "model", "api_key", "g-recaptcha-response"}) f.ignore(ignored);
   return r;

@@ -120,7 +120,7 @@ CompletionRequest parse_openai_completion(const json& body, const ApiContext& ct
   }
   o.stop = parse_stop(f);
   o.stop_at_eos = !f.boolean("ignore_eos", false);  // extension
-  o.eos = ctx.tok->eos_id();
+  o.eos = ctx.eos;
   r.spec.min_tokens = f.integer("min_tokens", 0, 0, INT64_MAX);  // extension (alpa, metaseq)
   r.spec.presence_penalty = float(f.number("presence_penalty", 0.0, -2.0, 2.0));
   r.spec.frequency_penalty = float(f.number("frequency_penalty", 0.0, -2.0, 2.0));

@@ -25,6 +25,7 @@ struct ApiContext {
   int64_t context = 2048;           // the model's maximum positions
   int64_t max_tokens_limit = 2048;  // --max-tokens-limit
   int64_t max_n = 32;               // samples per prompt (the batch size)
+  int32_t eos = 2;                  // where a sample stops: the model config's eos_token_id, as `generate`
 };
 
 struct CompletionRequest {

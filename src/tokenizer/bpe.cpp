@@ -349,6 +349,10 @@ void Tokenizer::apply(const TokenizerConfig& c) {
       t.tokens[a.id] = a.content;
       t.bytes[a.id] = a.content;
       t.token_ids[a.content] = a.id;
+    } else if (t.tokens[a.id] != a.content) {  // the id is another vocabulary entry's
+      throw Error("added token '" + a.content + "' has id " + std::to_string(a.id) +
+                      ", which the vocabulary gives to another token",
+                  c.source);
     }
     if (a.special) t.special[a.id] = 1;
   }

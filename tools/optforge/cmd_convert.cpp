@@ -37,7 +37,8 @@ void register_convert(CLI::App& app) {
   cmd->add_option("--mp", o->mp, "metaseq: model-parallel parts")->capture_default_str();
   cmd->add_option("-j,--threads", o->threads, "Threads")->capture_default_str();
   cmd->add_option("--heads", o->heads,
-                  "Attention heads, for inputs that do not record it (alpa folders of unpublished sizes)");
+                  "Attention heads, for inputs that do not record it (alpa folders of unpublished sizes)")
+      ->check(CLI::PositiveNumber);
   cmd->callback([o] {
     std::optional<DType> dtype;
     if (!o->dtype.empty()) {

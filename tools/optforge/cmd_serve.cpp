@@ -86,6 +86,7 @@ void run(const Options& o) {
   ctx.context = cfg.max_positions;
   ctx.max_tokens_limit = o.max_tokens_limit > 0 ? o.max_tokens_limit : cfg.max_positions;
   ctx.max_n = o.max_batch;
+  ctx.eos = int32_t(cfg.eos_token_id);  // config.json's eos_token_id, as generate stops
   serve::ServeApp app(scheduler, metrics, ctx, o.api_key);
 
   serve::HttpServerOptions ho;

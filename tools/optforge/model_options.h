@@ -21,7 +21,8 @@ inline void add_model_argument(CLI::App* cmd, std::string& model) {
 // kv_dtype: "f32", "f16" or "bf16" (CLI checks it); kv_dtype_of turns it into a DType.
 inline void add_runtime_options(CLI::App* cmd, int& threads, int64_t& heads, std::string& kv_dtype) {
   cmd->add_option("--threads", threads, "CPU threads for the model (default: all)");
-  cmd->add_option("--heads", heads, "Attention heads, if the checkpoint does not record them");
+  cmd->add_option("--heads", heads, "Attention heads, if the checkpoint does not record them")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--kv-dtype", kv_dtype,
                   "KV cache dtype: f16 (half the memory of f32), bf16 or f32; attention accumulates in f32")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
