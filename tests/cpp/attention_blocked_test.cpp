@@ -7,9 +7,12 @@
 #include <vector>
 
 #include "kernels/cpu/attention.h"
+#include "stored_values.h"
 #include "tensor/convert.h"
 
 using namespace optforge;
+using optforge::test_util::store;
+using optforge::test_util::Stored;
 
 namespace {
 
@@ -21,21 +24,8 @@ std::vector<float> randn(size_t n, unsigned seed) {
   return v;
 }
 
-// The cache as stored (bytes of dtype) and as the reference sees it (the stored values in f32).
-struct Cache {
-  std::vector<uint8_t> bytes;
-  std::vector<float> values;
-};
-
-Cache store(const std::vector<float>& x, DType dt) {
-  Cache c{std::vector<uint8_t>(x.size() * dtype_size(dt)), std::vector<float>(x.size())};
-  convert_elements(DType::F32, reinterpret_cast<const uint8_t*>(x.data()), dt, c.bytes.data(), x.size());
-  convert_elements(dt, c.bytes.data(), DType::F32, reinterpret_cast<uint8_t*>(c.values.data()), x.size());
-  return c;
-}
-
 // Query i (slot t0 + i) of the reference, in double; zeros when it sees no unmasked slot.
-std::vector<double> reference(const std::vector<float>& q, const Cache& k, const Cache& v,
+std::vector<double> reference(const std::vector<float>& q, const Stored& k, const Stored& v,
                               const std::vector<uint8_t>& mask, int64_t t0, int64_t hd, int64_t i) {
   std::vector<double> w(size_t(t0 + i + 1), 0.0), o(size_t(hd), 0.0);
   double mx = -1e300, sum = 0;
@@ -63,7 +53,7 @@ TEST_P(CacheDtype, PerQueryAndBlockedMatchDirectSoftmax) {
   const DType dt = GetParam();
   const int64_t hd = 13, t0 = 37, s = 150, T = t0 + s;
   const auto q = randn(size_t(s * hd), 1);
-  const Cache k = store(randn(size_t(T * hd), 2), dt), v = store(randn(size_t(T * hd), 3), dt);
+  const Stored k = store(randn(size_t(T * hd), 2), dt), v = store(randn(size_t(T * hd), 3), dt);
   std::vector<uint8_t> mask(size_t(T), 1);
   for (int64_t t = 0; t < t0 + 2; ++t) mask[size_t(t)] = 0;  // left padding up to slot t0 + 1
   for (int64_t t = 50; t < T; t += 7) mask[size_t(t)] = 0;

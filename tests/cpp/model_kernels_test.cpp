@@ -10,9 +10,12 @@
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/threads.h"
+#include "stored_values.h"
 #include "tensor/dtype.h"
 
 using namespace optforge;
+using optforge::test_util::store;
+using optforge::test_util::Stored;
 
 namespace {
 
@@ -22,28 +25,6 @@ std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
   std::vector<float> v(n);
   for (auto& x : v) x = u(g);
   return v;
-}
-
-// W stored as `dtype`; returns the stored bytes and the f32 values they stand for.
-struct Stored {
-  std::vector<uint8_t> bytes;
-  std::vector<float> values;
-};
-Stored store(const std::vector<float>& w, DType dtype) {
-  Stored s;
-  s.bytes.resize(w.size() * dtype_size(dtype));
-  s.values.resize(w.size());
-  for (size_t i = 0; i < w.size(); ++i) {
-    if (dtype == DType::F32) {
-      std::memcpy(&s.bytes[i * 4], &w[i], 4);
-      s.values[i] = w[i];
-    } else {
-      uint16_t h = dtype == DType::F16 ? f32_to_f16(w[i]) : f32_to_bf16(w[i]);
-      std::memcpy(&s.bytes[i * 2], &h, 2);
-      s.values[i] = dtype == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
-    }
-  }
-  return s;
 }
 
 std::vector<double> reference_linear(const std::vector<float>& x, int64_t M, const std::vector<float>& w, int64_t N,

@@ -28,3 +28,13 @@ def run_optforge(*args, input=None, check=True, timeout=600):
         raise AssertionError(f"optforge {' '.join(map(str, args))} failed ({proc.returncode}):\n"
                              f"{proc.stderr}")
     return proc
+
+
+def assert_clean_error(proc, *must_mention):
+    """A refusal as users must see it: exit 1 (not a signal), one line `optforge: error: ...`
+    on stderr, naming each of `must_mention`."""
+    assert proc.returncode == 1, f"exit {proc.returncode} (negative = killed by a signal)\n{proc.stderr}"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("optforge: error: "), proc.stderr
+    for m in must_mention:
+        assert str(m) in lines[0], (m, lines[0])

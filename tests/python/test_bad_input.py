@@ -14,19 +14,11 @@ import pytest
 import torch
 from safetensors.torch import save_file as st_save
 
-from conftest import optforge_path
+from conftest import assert_clean_error, optforge_path
 
 
 def run(*args):
     return subprocess.run([optforge_path(), *map(str, args)], capture_output=True, text=True, errors="replace", timeout=120)
-
-
-def assert_clean_error(proc, *must_mention):
-    assert proc.returncode == 1, f"exit {proc.returncode} (negative = killed by a signal)\n{proc.stderr}"
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("optforge: error: "), proc.stderr
-    for m in must_mention:
-        assert str(m) in lines[0], (m, lines[0])
 
 
 def digest(path):

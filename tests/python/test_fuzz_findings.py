@@ -11,19 +11,11 @@ import numpy as np
 import pytest
 import transformers
 
-from conftest import optforge_path
+from conftest import assert_clean_error, optforge_path
 
 
 def inspect(path):
     return subprocess.run([optforge_path(), "inspect", str(path)], capture_output=True, text=True, errors="replace", timeout=120)
-
-
-def assert_clean_error(proc, *must_mention):
-    assert proc.returncode == 1, f"exit {proc.returncode} (negative = killed by a signal)\n{proc.stderr}"
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("optforge: error: "), proc.stderr
-    for m in must_mention:
-        assert str(m) in lines[0], (m, lines[0])
 
 
 def test_npz_member_whose_fortran_strides_overflow(tmp_path):
