@@ -10,6 +10,7 @@
 #include "checkpoint/consolidate.h"
 #include "formats/any_file.h"
 #include "formats/npy.h"
+#include "io/json_file.h"
 #include "io/mmap_file.h"
 #include "tensor/views.h"
 #include "util/error.h"
@@ -241,23 +242,10 @@ SourceConfig metaseq_source_config(const ValuePtr& root, const std::string& sour
   return sc;
 }
 
-// A JSON file that must hold an object; any other content is an Error naming the file.
-nlohmann::json read_json_object(const fs::path& path, const char* name) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(path.string()));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string(name) + " is not valid JSON: " + e.what(), path.string());
-  }
-  if (!j.is_object())
-    throw Error(std::string(name) + " holds a " + j.type_name() + ", expected a JSON object", path.string());
-  return j;
-}
-
 // The weights files a sharded save's index names: {"weight_map": {tensor: file}}. Each must be a
 // file name inside the folder (an index never reaches outside it).
 std::vector<std::string> index_files(const fs::path& path) {
-  const nlohmann::json idx = read_json_object(path, "the index");
+  const nlohmann::json idx = read_json_object(path.string());
   const auto map = idx.find("weight_map");
   if (map == idx.end() || !map->is_object())
     throw Error("expected \"weight_map\": {tensor name: file name}", path.string());
@@ -339,7 +327,7 @@ void apply_heads_option(SourceConfig& sc, int64_t heads, const std::string& sour
 OptTensors read_hf_folder(const fs::path& dir, int64_t heads_option) {
   const std::string src = dir.string();
   const fs::path cfg_path = dir / "config.json";
-  const nlohmann::json cfg = read_json_object(cfg_path, "config.json");
+  const nlohmann::json cfg = read_json_object(cfg_path.string());
   const auto model_type = cfg.find("model_type");
   if (model_type == cfg.end() || *model_type != "opt")
     throw Error("model_type is " + (model_type == cfg.end() ? std::string("missing") : model_type->dump()) +

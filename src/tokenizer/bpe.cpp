@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <array>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <numeric>
-#include <sstream>
 #include <unordered_map>
 
+#include "io/mmap_file.h"
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/byte_unicode.h"
 #include "tokenizer/embedded_data.h"
@@ -39,15 +38,6 @@ uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) |
 constexpr size_t kMaxCachedPiece = 256;
 // Past this many distinct pieces the cache starts over, bounding memory on endless input.
 constexpr size_t kMaxCacheEntries = 1 << 20;
-
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open file", path.string());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw Error("cannot read file", path.string());
-  return std::move(ss).str();
-}
 
 }  // namespace
 
@@ -313,7 +303,8 @@ Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
     const std::string name = (dir / "tokenizer.json").string();
     tok = from_text(tj.vocab_json, tj.merges_txt, name + " (model.vocab)", name + " (model.merges)");
   } else {
-    tok = from_text(read_file(vocab_path), read_file(merges_path), vocab_path.string(), merges_path.string());
+    tok = from_text(read_text_file(vocab_path.string()), read_text_file(merges_path.string()), vocab_path.string(),
+                    merges_path.string());
   }
   read_special_token_files(dir, config);
   if (!config.source.empty()) tok->apply(config);

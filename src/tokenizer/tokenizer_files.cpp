@@ -1,9 +1,8 @@
 #include "tokenizer/tokenizer_files.h"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "io/json_file.h"
 #include "io/mmap_file.h"
 #include "util/error.h"
 
@@ -12,17 +11,6 @@ namespace {
 
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
-
-Json read_json(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open file", path.string());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  Json j = Json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) throw Error("not valid JSON", path.string());
-  if (!j.is_object()) throw Error("expected a JSON object", path.string());
-  return j;
-}
 
 bool flag(const Json& o, const char* key, const std::string& file, const std::string& where) {
   if (!o.contains(key) || o[key].is_null()) return false;
@@ -62,7 +50,7 @@ void put(TokenizerConfig& c, AddedToken t) {
 void read_one(const fs::path& path, TokenizerConfig& c) {
   if (!fs::exists(path)) return;
   const std::string file = path.string();
-  Json j = read_json(path);
+  Json j = read_json_object(path.string());
   if (j.contains("added_tokens_decoder")) {
     if (!j["added_tokens_decoder"].is_object()) throw Error("\"added_tokens_decoder\" must be an object", file);
     for (auto& [key, v] : j["added_tokens_decoder"].items()) {
@@ -136,9 +124,7 @@ namespace {
 
 // The parse itself; nlohmann's type errors (a field of the wrong JSON type) escape from here.
 TokenizerJson parse_tokenizer_json_checked(std::string_view text, const std::string& file, TokenizerConfig& c) {
-  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) throw Error("not valid JSON", file);
-  if (!j.is_object()) throw Error("expected a JSON object", file);
+  Json j = parse_json_object(text, file);
   if (!j.contains("model") || !j["model"].is_object()) throw Error("no \"model\" object", file);
   const Json& m = j["model"];
   const std::string type = m.value("type", "");
