@@ -13,10 +13,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-GeneratedToken make_token(int32_t id, const std::vector<float>& logprobs, int64_t top) {
-  return {id, logprobs[size_t(id)], top_logprobs(logprobs, top)};
-}
-
 // Appends final text to a sample's completion and hands it to on_text.
 void emit(const GenerateCallbacks& cb, int64_t sample, Completion& out, const std::string& text) {
   if (text.empty()) return;
@@ -27,16 +23,20 @@ void emit(const GenerateCallbacks& cb, int64_t sample, Completion& out, const st
 }  // namespace
 
 std::vector<Completion> generate(OptModel& model, const std::vector<int32_t>& prompt, const GenerateOptions& opts,
-                                 const Detokenize& detokenize, const GenerateCallbacks& cb, GenerateStats* stats) {
+                                 const TokenBytes& token_bytes, const GenerateCallbacks& cb, GenerateStats* stats) {
   if (prompt.empty()) throw Error("the prompt is empty");
   if (opts.n < 1) throw Error("n must be at least 1");
-  if (!opts.stop.empty() && !detokenize) throw Error("stop sequences need a tokenizer");  // before the prefill's work
   const int64_t V = model.config().vocab;
   const int64_t max_len = model.config().max_positions;
   const int64_t budget = std::max<int64_t>(0, std::min(opts.max_tokens, max_len - int64_t(prompt.size())));
   if (int64_t(prompt.size()) > max_len)
     throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens; the model's context is " +
                 std::to_string(max_len));
+  // The decoders first: they refuse bad stop sequences before the prefill's work.
+  std::vector<SampleDecoder> samples;
+  samples.reserve(size_t(opts.n));
+  for (int64_t s = 0; s < opts.n; ++s)
+    samples.emplace_back(opts, SampleControls{}, int32_t(model.config().eos_token_id), prompt, s, budget, token_bytes);
   KvCache cache = model.make_cache(opts.n, int64_t(prompt.size()) + budget);
 
   // Prefill once; every position's logits only when the prompt's logprobs are wanted.
@@ -44,24 +44,13 @@ std::vector<Completion> generate(OptModel& model, const std::vector<int32_t>& pr
   const auto which = opts.echo ? OptModel::Logits::All : OptModel::Logits::Last;
   std::vector<float> logits = model.forward(cache, {{0, prompt, {}}}, which);
   if (stats) stats->prompt_tokens = int64_t(prompt.size()), stats->prompt_seconds = seconds_since(t0);
-  std::vector<GeneratedToken> echoed;
+  std::vector<Completion> result(size_t(opts.n));
   if (opts.echo) {
-    echoed.push_back({prompt[0], std::nullopt, {}});
-    for (size_t i = 1; i < prompt.size(); ++i)
-      echoed.push_back(make_token(prompt[i], log_softmax(&logits[(i - 1) * size_t(V)], V), opts.top_logprobs));
+    const std::vector<GeneratedToken> echoed = prompt_logprobs(prompt, logits.data(), V, opts.top_logprobs);
+    for (Completion& c : result) c.prompt = echoed;
     logits.erase(logits.begin(), logits.end() - V);
   }
   for (int64_t s = 1; s < opts.n; ++s) cache.copy_sequence(0, s);
-
-  // Ids decode one at a time: byte-level BPE's decode of a sequence is its tokens' bytes in a row.
-  TokenBytes token_bytes;
-  if (detokenize) token_bytes = [&detokenize](int32_t id) { return detokenize({id}); };
-  std::vector<SampleDecoder> samples;
-  std::vector<Completion> result(size_t(opts.n));
-  for (int64_t s = 0; s < opts.n; ++s) {
-    samples.emplace_back(opts, SampleControls{}, prompt, s, budget, token_bytes);
-    result[size_t(s)].prompt = echoed;
-  }
   std::vector<std::vector<float>> next(size_t(opts.n), logits);  // every sample starts from the prompt
 
   t0 = std::chrono::steady_clock::now();

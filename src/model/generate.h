@@ -13,6 +13,7 @@
 
 #include "model/opt.h"
 #include "model/sampling.h"
+#include "tokenizer/stream_decoder.h"
 
 namespace optforge {
 
@@ -21,10 +22,9 @@ struct GenerateOptions {
   int64_t max_tokens = 16;
   int64_t n = 1;                  // samples of the same prompt
   std::vector<std::string> stop;  // matched on the generated text; the match is cut off
-  bool stop_at_eos = true;
-  int32_t eos = 2;           // </s>
-  bool echo = false;         // also return the prompt's tokens with their logprobs
-  int64_t top_logprobs = 0;  // alternatives per token
+  bool stop_at_eos = true;        // at the model config's eos_token_id (</s> = 2 in OPT)
+  bool echo = false;              // also return the prompt's tokens with their logprobs
+  int64_t top_logprobs = 0;       // alternatives per token
 };
 
 struct GeneratedToken {
@@ -45,11 +45,6 @@ struct GenerateStats {
   double prompt_seconds = 0, decode_seconds = 0;
 };
 
-// Decodes token ids to their bytes (no UTF-8 repair). Needed for `text` and stop sequences; may
-// be empty. Called with one id at a time: decode(a ++ b) must be decode(a) + decode(b), as it is
-// for byte-level BPE (Tokenizer::decode).
-using Detokenize = std::function<std::string(const std::vector<int32_t>&)>;
-
 struct GenerateCallbacks {
   std::function<void(int64_t sample, const GeneratedToken&)> on_token;
   // Text of a sample that became final (held back while it could still be the start of a stop
@@ -59,8 +54,12 @@ struct GenerateCallbacks {
   std::function<void(int64_t sample, const std::vector<float>& logits)> on_logits;
 };
 
+// `token_bytes`: each id's bytes (text_bytes(tokenizer), tokenizer/stream_decoder.h), needed for
+// `text` and stop sequences; may be empty (then opts.stop must be empty). Samples stop at the
+// model config's eos_token_id. Throws Error for an empty prompt, n < 1, a prompt longer than the
+// context, or stop sequences without token_bytes (all before any model work).
 std::vector<Completion> generate(OptModel& model, const std::vector<int32_t>& prompt, const GenerateOptions& opts,
-                                 const Detokenize& detokenize = {}, const GenerateCallbacks& callbacks = {},
+                                 const TokenBytes& token_bytes = {}, const GenerateCallbacks& callbacks = {},
                                  GenerateStats* stats = nullptr);
 
 }  // namespace optforge

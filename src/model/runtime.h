@@ -17,9 +17,12 @@ struct ModelRuntime {
   std::unique_ptr<OptModel> model;
 };
 
+// The KV cache's dtype unless asked otherwise: half the memory of f32, attention still in f32.
+inline constexpr DType kDefaultKvDtype = DType::F16;
+
 // threads: 0 = every hardware thread; heads: 0 = from the checkpoint's config; kv_dtype: the KV
 // cache's dtype (F32, F16 or BF16).
 std::unique_ptr<ModelRuntime> open_model(const std::string& path, int threads = 0, int64_t heads = 0,
-                                         DType kv_dtype = DType::F16);
+                                         DType kv_dtype = kDefaultKvDtype);
 
 }  // namespace optforge

@@ -6,10 +6,11 @@
 
 namespace optforge {
 
-SampleDecoder::SampleDecoder(const GenerateOptions& opts, SampleControls controls, const std::vector<int32_t>& prompt,
-                             int64_t sample, int64_t budget, TokenBytes token_bytes)
+SampleDecoder::SampleDecoder(const GenerateOptions& opts, SampleControls controls, int32_t eos,
+                             const std::vector<int32_t>& prompt, int64_t sample, int64_t budget, TokenBytes token_bytes)
     : opts_(opts),
       controls_(std::move(controls)),
+      eos_(eos),
       budget_(budget),
       rng_(opts.sampling.seed + uint64_t(sample) * 0x9E3779B97F4A7C15ull),  // golden-ratio stride: unrelated streams
       history_(prompt) {
@@ -25,8 +26,8 @@ int32_t SampleDecoder::choose(const float* raw, int64_t V) {
   if (controls_.presence_penalty != 0 || controls_.frequency_penalty != 0)
     for (const auto& [id, count] : counts_)
       scores[size_t(id)] -= controls_.frequency_penalty * float(count) + controls_.presence_penalty;
-  if (generated_ < controls_.min_tokens && opts_.eos >= 0 && opts_.eos < V)
-    scores[size_t(opts_.eos)] = -std::numeric_limits<float>::infinity();
+  if (generated_ < controls_.min_tokens && eos_ >= 0 && eos_ < V)
+    scores[size_t(eos_)] = -std::numeric_limits<float>::infinity();
   process_logits(scores, history_, opts_.sampling);
   return choose_token(scores, opts_.sampling.greedy(), rng_);
 }
@@ -35,7 +36,7 @@ SampleDecoder::Step SampleDecoder::next(const float* raw, int64_t V) {
   Step out;
   if (finished_) throw Error("SampleDecoder::next called after the sample finished");
   const int32_t id = choose(raw, V);
-  if (opts_.stop_at_eos && id == opts_.eos) {
+  if (opts_.stop_at_eos && id == eos_) {
     finished_ = true;
     finish_reason_ = "stop";
     return out;
@@ -61,6 +62,18 @@ std::string SampleDecoder::rest() {
   if (!text_) return {};
   std::string out = text_->finish();
   if (text_->stopped()) finish_reason_ = "stop";  // the last character's U+FFFD completed a stop sequence
+  return out;
+}
+
+std::vector<GeneratedToken> prompt_logprobs(const std::vector<int32_t>& prompt, const float* logits, int64_t vocab,
+                                            int64_t top) {
+  std::vector<GeneratedToken> out;
+  if (prompt.empty()) return out;
+  out.push_back({prompt[0], std::nullopt, {}});
+  for (size_t i = 1; i < prompt.size(); ++i) {
+    const std::vector<float> lp = log_softmax(logits + (i - 1) * size_t(vocab), vocab);
+    out.push_back({prompt[i], lp[size_t(prompt[i])], top_logprobs(lp, top)});
+  }
   return out;
 }
 

@@ -32,10 +32,12 @@ struct SampleControls {
 class SampleDecoder {
  public:
   // Sample `sample` of a prompt: its generator is seeded from opts.sampling.seed and `sample`,
-  // so sample i draws the same tokens wherever it runs. `budget`: tokens it may generate.
-  // `token_bytes`: empty when no text is wanted (then opts.stop must be empty). `opts` must
-  // outlive the decoder. Throws Error for an empty stop sequence or stops without token_bytes.
-  SampleDecoder(const GenerateOptions& opts, SampleControls controls, const std::vector<int32_t>& prompt,
+  // so sample i draws the same tokens wherever it runs. `eos`: the model config's eos_token_id
+  // (where opts.stop_at_eos ends the sample; what min_tokens suppresses). `budget`: tokens it
+  // may generate. `token_bytes`: empty when no text is wanted (then opts.stop must be empty).
+  // `opts` must outlive the decoder. Throws Error for an empty stop sequence or stops without
+  // token_bytes.
+  SampleDecoder(const GenerateOptions& opts, SampleControls controls, int32_t eos, const std::vector<int32_t>& prompt,
                 int64_t sample, int64_t budget, TokenBytes token_bytes);
 
   struct Step {
@@ -57,6 +59,7 @@ class SampleDecoder {
 
   const GenerateOptions& opts_;
   SampleControls controls_;
+  int32_t eos_;
   int64_t budget_;
   Rng rng_;
   std::vector<int32_t> history_;       // prompt + generated, for the repetition penalty
@@ -66,5 +69,11 @@ class SampleDecoder {
   bool finished_ = false;
   std::string finish_reason_ = "length";
 };
+
+// The prompt's tokens with their logprobs under the model (what echo reports): `logits` holds
+// every prompt position's raw logits, [prompt.size(), vocab] f32; token i's logprob comes from
+// row i - 1, with the `top` likeliest alternatives. The first token has none (nothing predicts it).
+std::vector<GeneratedToken> prompt_logprobs(const std::vector<int32_t>& prompt, const float* logits, int64_t vocab,
+                                            int64_t top);
 
 }  // namespace optforge

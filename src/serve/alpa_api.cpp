@@ -52,7 +52,7 @@ CompletionRequest parse_alpa_completion(const json& body, const ApiContext& ctx)
   // alpa's worker defaults max_tokens to its max_seq_len and clamps prompt + max_tokens to it;
   // here the clamp is the same and the default is alpa's client's, 32.
   o.max_tokens = std::min(f.integer("max_tokens", 32, 0, INT64_MAX), ctx.max_tokens_limit);
-  r.spec.min_tokens = f.integer("min_tokens", 0, 0, INT64_MAX);
+  r.spec.controls.min_tokens = f.integer("min_tokens", 0, 0, INT64_MAX);
   const double t = round1(f.number("temperature", 1.0, 0.0, 1e6));
   o.sampling.temperature = t <= 1e-3 ? 0.0f : float(t);
   o.sampling.top_p = float(round1(f.number("top_p", 1.0, 0.0, 1.0)));
@@ -72,8 +72,7 @@ CompletionRequest parse_alpa_completion(const json& body, const ApiContext& ctx)
       throw bad_request(type_message(*s, "string or array", "stop"), "stop");
     std::erase_if(o.stop, [](const std::string& x) { return x.empty(); });
   }
-  o.eos = ctx.eos;
-  r.spec.logprobs = false;  // alpa's completions never return them
+  r.spec.controls.logprobs = false;  // alpa's completions never return them
   for (const char* ignored : {"best_of", "model", "api_key", "g-recaptcha-response"}) f.ignore(ignored);
   return r;
 }

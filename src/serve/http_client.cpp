@@ -6,7 +6,6 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <cctype>
 
 #include "serve/http_stream.h"
 #include "util/error.h"
@@ -53,11 +52,6 @@ HttpClientResponse http_request(const std::string& host, int port, const std::st
   HttpClientResponse out;
   const auto& m = p.get();
   out.status = int(m.result_int());
-  for (const auto& f : m) {
-    std::string name(f.name_string().data(), f.name_string().size());
-    for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
-    out.headers.emplace_back(std::move(name), std::string(f.value().data(), f.value().size()));
-  }
   out.body = std::move(p.get().body());
   return out;
 }

@@ -10,8 +10,7 @@ namespace optforge::serve {
 
 struct HttpClientResponse {
   int status = 0;
-  HttpHeaders headers;  // names lower-cased
-  std::string body;     // de-chunked
+  std::string body;  // de-chunked
 };
 
 // One request on a fresh connection ("Connection: close"); reads the whole answer within

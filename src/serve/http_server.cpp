@@ -9,6 +9,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/status.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <cctype>
 #include <cstdio>
@@ -32,6 +33,23 @@ std::string lower(std::string_view s) {
 }
 
 std::string str(beast::string_view s) { return std::string(s.data(), s.size()); }
+
+// The status line and headers of a response, ending in the blank line. `body_length` < 0 means
+// chunked transfer coding (streaming). The reason phrase is Beast's (RFC 7231's names).
+std::string serialize_head(int status, const std::string& content_type, const HttpHeaders& headers, int64_t body_length,
+                           bool keep_alive) {
+  std::string h = "HTTP/1.1 " + std::to_string(status) + " " +
+                  str(http::obsolete_reason(http::int_to_status(unsigned(status)))) + "\r\n";
+  if (!content_type.empty()) h += "Content-Type: " + content_type + "\r\n";
+  // A 204 has no body and no framing headers (RFC 9110 8.6).
+  if (status != 204)
+    h +=
+        body_length >= 0 ? "Content-Length: " + std::to_string(body_length) + "\r\n" : "Transfer-Encoding: chunked\r\n";
+  h += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+  for (const auto& [k, v] : headers) h += k + ": " + v + "\r\n";
+  h += "\r\n";
+  return h;
+}
 
 // An in-memory client: `input`, then end of stream; what the server writes is collected.
 class MemoryStream final : public ByteStream {
@@ -216,8 +234,6 @@ struct ConnectionLoop {
     req.method = str(m.method_string());
     const size_t q = target.find('?');
     req.path = target.substr(0, q);
-    req.query = q == std::string::npos ? std::string() : target.substr(q + 1);
-    req.minor_version = int(m.version() % 10);
     for (const auto& f : m) req.headers.emplace_back(lower(str(f.name_string())), str(f.value()));
     req.body = std::move(m.body());
     keep_alive = m.keep_alive() && !stopping.load();

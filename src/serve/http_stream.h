@@ -52,8 +52,6 @@ class SocketStream final : public ByteStream {
   bool peer_gone() override;
   bool wait_readable(int idle_ms, const std::atomic<bool>& stopping) override;
   void linger() override;
-  int native_handle() { return socket_.native_handle(); }
-  net::ip::tcp::socket& socket() { return socket_; }
 
  private:
   net::ip::tcp::socket socket_;

@@ -15,18 +15,16 @@
 #include <vector>
 
 #include "model/generate.h"
+#include "model/sample_decoder.h"
 
 namespace optforge::serve {
 
 struct JobSpec {
   std::vector<int32_t> prompt;
-  // sampling, max_tokens, n, stop, stop_at_eos, eos, top_logprobs as generate() takes them;
+  // sampling, max_tokens, n, stop, stop_at_eos, top_logprobs as generate() takes them;
   // `echo` here means "report the prompt's own logprobs" (echoing text is the API's business).
   GenerateOptions opts;
-  int64_t min_tokens = 0;  // </s> is suppressed before this many new tokens (alpa's min_tokens)
-  float presence_penalty = 0, frequency_penalty = 0;  // OpenAI's, over the generated tokens
-  std::vector<std::pair<int32_t, float>> logit_bias;  // added to the raw logits before sampling
-  bool logprobs = true;       // compute each token's logprob (a log-softmax over the vocab per token)
+  SampleControls controls;    // min_tokens, penalties, logit_bias, logprobs: what the APIs add
   int64_t next_logprobs = 0;  // > 0: report the top-k of the distribution after the prompt (alpa /logprobs)
   int64_t index = 0;          // which prompt of its request
 };

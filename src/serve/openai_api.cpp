@@ -119,12 +119,11 @@ CompletionRequest parse_openai_completion(const json& body, const ApiContext& ct
       throw bad_request("best_of > n (ranking samples by likelihood) is not supported by this server", "best_of");
   }
   o.stop = parse_stop(f);
-  o.stop_at_eos = !f.boolean("ignore_eos", false);  // extension
-  o.eos = ctx.eos;
-  r.spec.min_tokens = f.integer("min_tokens", 0, 0, INT64_MAX);  // extension (alpa, metaseq)
-  r.spec.presence_penalty = float(f.number("presence_penalty", 0.0, -2.0, 2.0));
-  r.spec.frequency_penalty = float(f.number("frequency_penalty", 0.0, -2.0, 2.0));
-  r.spec.logit_bias = parse_logit_bias(f, ctx.vocab);
+  o.stop_at_eos = !f.boolean("ignore_eos", false);                        // extension
+  r.spec.controls.min_tokens = f.integer("min_tokens", 0, 0, INT64_MAX);  // extension (alpa, metaseq)
+  r.spec.controls.presence_penalty = float(f.number("presence_penalty", 0.0, -2.0, 2.0));
+  r.spec.controls.frequency_penalty = float(f.number("frequency_penalty", 0.0, -2.0, 2.0));
+  r.spec.controls.logit_bias = parse_logit_bias(f, ctx.vocab);
   r.stream = f.boolean("stream", false);
   if (const json* so = f.raw("stream_options")) {
     if (!r.stream)
@@ -138,7 +137,7 @@ CompletionRequest parse_openai_completion(const json& body, const ApiContext& ct
   r.echo = f.boolean("echo", false);
   o.echo = r.echo && r.logprobs >= 0;  // the prompt's own logprobs are only needed then
   o.top_logprobs = std::max<int64_t>(0, r.logprobs);
-  r.spec.logprobs = r.logprobs >= 0;
+  r.spec.controls.logprobs = r.logprobs >= 0;
   if (const json* s = f.raw("suffix")) {
     if (!s->is_string()) throw bad_request(type_message(*s, "string", "suffix"), "suffix");
     if (!s->get<std::string>().empty()) throw bad_request("suffix is not supported: OPT only continues text", "suffix");

@@ -25,7 +25,6 @@ struct ApiContext {
   int64_t context = 2048;           // the model's maximum positions
   int64_t max_tokens_limit = 2048;  // --max-tokens-limit
   int64_t max_n = 32;               // samples per prompt (the batch size)
-  int32_t eos = 2;                  // where a sample stops: the model config's eos_token_id, as `generate`
 };
 
 struct CompletionRequest {
@@ -62,7 +61,7 @@ class CompletionWriter {
 
  private:
   struct Choice {
-    explicit Choice(const Tokenizer& tok) : decoder(tok) {}
+    explicit Choice(const Tokenizer& tok) : decoder(text_bytes(tok)) {}
     std::string text;                    // echoed prompt + generated text
     StreamDecoder decoder;               // the tokens' text so far, for text_offset
     std::vector<GeneratedToken> tokens;  // with logprobs: echoed prompt tokens + generated

@@ -10,19 +10,16 @@ namespace {
 
 double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-SampleControls controls_of(const JobSpec& s) {
-  return {s.min_tokens, s.presence_penalty, s.frequency_penalty, s.logit_bias, s.logprobs};
-}
-
 }  // namespace
 
-Scheduler::Scheduler(OptModel& model, Tokenizer tokenizer, SchedulerOptions options, Metrics& metrics)
+Scheduler::Scheduler(OptModel& model, const Tokenizer& tokenizer, SchedulerOptions options, Metrics& metrics)
     : model_(model),
-      tok_(std::move(tokenizer)),
+      token_bytes_(text_bytes(tokenizer)),
       opt_(options),
       metrics_(metrics),
       context_(model.config().max_positions),
       vocab_(model.config().vocab),
+      eos_(int32_t(model.config().eos_token_id)),
       // Every slot can hold a full context; pages are only touched as tokens are written, so the
       // resident size follows what admission lets the batch use.
       cache_(model.make_cache(std::max<int64_t>(1, options.max_batch), model.config().max_positions)) {
@@ -145,15 +142,12 @@ void Scheduler::admit_locked() {
       break;  // the head waits for room; nothing overtakes it
     queue_.pop_front();
     kv_used_ += s.opts.n * r.reserve_per_sample;
-    const TokenBytes token_bytes = [tok = tok_](int32_t id) {
-      return tok.is_special(id) ? std::string() : std::string(tok.token_bytes(id));  // Tokenizer::decode's text
-    };
     for (int64_t i = 0; i < s.opts.n; ++i) {
       Sample smp;
       smp.slot = free_slots_.back();
       free_slots_.pop_back();
       cache_.clear(smp.slot);
-      smp.dec = std::make_unique<SampleDecoder>(s.opts, controls_of(s), s.prompt, i, r.budget, token_bytes);
+      smp.dec = std::make_unique<SampleDecoder>(s.opts, s.controls, eos_, s.prompt, i, r.budget, token_bytes_);
       r.samples.push_back(std::move(smp));
     }
     running_.push_back(std::move(r));
@@ -253,16 +247,11 @@ void Scheduler::step() {
 void Scheduler::prefill_with_prompt_logprobs(Running& r) {
   const JobSpec& s = r.job->spec;
   const std::vector<float> logits = model_.forward(cache_, {{r.samples[0].slot, s.prompt, {}}}, OptModel::Logits::All);
-  const size_t V = size_t(vocab_);
   JobEvent e{JobEvent::Kind::Prompt};
   e.index = s.index;
-  e.tokens.push_back({s.prompt[0], std::nullopt, {}});  // nothing predicts the first token
-  for (size_t i = 1; i < s.prompt.size(); ++i) {
-    const std::vector<float> lp = log_softmax(&logits[(i - 1) * V], vocab_);
-    e.tokens.push_back({s.prompt[i], lp[size_t(s.prompt[i])], top_logprobs(lp, s.opts.top_logprobs)});
-  }
+  e.tokens = prompt_logprobs(s.prompt, logits.data(), vocab_, s.opts.top_logprobs);
   r.job->sink->push(std::move(e));
-  after_prefill(r, logits.data() + (s.prompt.size() - 1) * V);
+  after_prefill(r, logits.data() + (s.prompt.size() - 1) * size_t(vocab_));
 }
 
 // The prompt is in sample 0's slot: copy it to the other samples, which all start from the

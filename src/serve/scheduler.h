@@ -37,7 +37,7 @@ struct SchedulerOptions {
 
 class Scheduler {
  public:
-  Scheduler(OptModel& model, Tokenizer tokenizer, SchedulerOptions options, Metrics& metrics);
+  Scheduler(OptModel& model, const Tokenizer& tokenizer, SchedulerOptions options, Metrics& metrics);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -85,10 +85,11 @@ class Scheduler {
   int64_t budget_for(const JobSpec& spec) const;
 
   OptModel& model_;
-  Tokenizer tok_;
+  TokenBytes token_bytes_;  // text_bytes(tokenizer): the samples' text
   SchedulerOptions opt_;
   Metrics& metrics_;
   int64_t context_ = 0, vocab_ = 0;
+  int32_t eos_ = 2;  // the model config's eos_token_id: where samples stop
   KvCache cache_;
 
   std::mutex mu_;

@@ -356,8 +356,6 @@ void Tokenizer::apply(const TokenizerConfig& c) {
     if (id >= 0) t.special[id] = 1;
 }
 
-const std::vector<AddedToken>& Tokenizer::added_tokens() const { return impl_->added; }
-
 Tokenizer Tokenizer::builtin() {
   static const Tokenizer t = [] {
     auto files = embedded_tokenizer_files();

@@ -57,8 +57,6 @@ class Tokenizer {
   // Whether encode() turns added tokens written in the text into their ids, as transformers and
   // the servers built on it do, or encodes them as plain text (the default here). Per copy.
   void set_parse_special(bool on) { parse_special_ = on; }
-  bool parse_special() const { return parse_special_; }
-  const std::vector<AddedToken>& added_tokens() const;
 
   // Token ids of `text` (any bytes; ill-formed UTF-8 is kept byte for byte), with BOS first.
   std::vector<int32_t> encode(std::string_view text, bool add_bos = true) const;
@@ -80,6 +78,8 @@ class Tokenizer {
 
   // 1 + the largest id in vocab.json (50265 for OPT; the model's embedding has 50272 rows).
   int32_t vocab_size() const;
+  // The special tokens' roles as the tokenizer files name them. eos_id() is only that role (the
+  // id </s> has here): where generation stops is the model config's eos_token_id, not this.
   int32_t bos_id() const;
   int32_t eos_id() const;
   int32_t pad_id() const;

@@ -7,10 +7,14 @@
 
 namespace optforge {
 
-StreamDecoder::StreamDecoder(Tokenizer tokenizer, bool skip_special)
-    : token_bytes_([tok = std::move(tokenizer), skip_special](int32_t id) {
-        return skip_special && tok.is_special(id) ? std::string() : std::string(tok.token_bytes(id));
-      }) {}
+TokenBytes text_bytes(const Tokenizer& tokenizer, bool skip_special) {
+  return [tok = tokenizer, skip_special](int32_t id) {
+    return skip_special && tok.is_special(id) ? std::string() : std::string(tok.token_bytes(id));
+  };
+}
+
+StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special)
+    : StreamDecoder(text_bytes(tokenizer, skip_special)) {}
 
 StreamDecoder::StreamDecoder(TokenBytes token_bytes, std::vector<std::string> stops)
     : token_bytes_(std::move(token_bytes)), stops_(std::move(stops)) {

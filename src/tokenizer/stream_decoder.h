@@ -20,10 +20,15 @@ namespace optforge {
 // The raw bytes a token id adds to the text (empty for ids without text).
 using TokenBytes = std::function<std::string(int32_t id)>;
 
+// The tokenizer's bytes of each id, as Tokenizer::decode() joins them: special ids (<s> <pad> </s>
+// <unk>) add nothing when `skip_special`. The one id -> bytes map of `generate`, the server and
+// their token offsets. Holds a copy of the tokenizer (cheap: copies share the tables).
+TokenBytes text_bytes(const Tokenizer& tokenizer, bool skip_special = true);
+
 class StreamDecoder {
  public:
-  // Special ids (<s> <pad> </s> <unk>) add no text when `skip_special`, as in Tokenizer::decode.
-  explicit StreamDecoder(Tokenizer tokenizer, bool skip_special = true);
+  // The tokenizer's text: StreamDecoder(text_bytes(tokenizer, skip_special)).
+  explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special = true);
   // `stops`: the text is cut before the first occurrence of any of them (empty ones are not allowed).
   explicit StreamDecoder(TokenBytes token_bytes, std::vector<std::string> stops = {});
 

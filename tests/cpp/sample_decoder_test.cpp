@@ -23,12 +23,15 @@ const Tokenizer& tok() {
   return t;
 }
 
-TokenBytes bytes_of(int* calls = nullptr) {
-  return [calls](int32_t id) {
-    if (calls) ++*calls;
-    return tok().is_special(id) ? std::string() : std::string(tok().token_bytes(id));
+// text_bytes(tok()), counting its calls.
+TokenBytes counted_bytes(int* calls) {
+  return [calls, bytes = text_bytes(tok())](int32_t id) {
+    ++*calls;
+    return bytes(id);
   };
 }
+
+constexpr int32_t kEos = 2;  // OPT's config eos_token_id
 
 int32_t byte_token(uint8_t b) { return *tok().token_to_id(byte_symbols_utf8()[b]); }
 
@@ -56,7 +59,7 @@ TEST(StreamDecoderStops, PiecesJoinToTheTextCutBeforeTheFirstStop) {
     for (const auto& st : stops) cut = std::min(cut, all.find(st));
     const std::string want = cut == std::string::npos ? all : all.substr(0, cut);
 
-    StreamDecoder dec(bytes_of(), stops);
+    StreamDecoder dec(text_bytes(tok()), stops);
     std::string got;
     for (int32_t id : ids) {
       const std::string piece = dec.push(id);
@@ -71,7 +74,7 @@ TEST(StreamDecoderStops, PiecesJoinToTheTextCutBeforeTheFirstStop) {
 
 TEST(StreamDecoderStops, ReadsEachTokenOnceAndHoldsOnlyWhatMayChange) {
   int calls = 0;
-  StreamDecoder dec(bytes_of(&calls), {"world"});
+  StreamDecoder dec(counted_bytes(&calls), {"world"});
   const std::vector<int32_t> ids = tok().encode("Hello wor", false);
   std::string out;
   for (int32_t id : ids) out += dec.push(id);
@@ -82,6 +85,13 @@ TEST(StreamDecoderStops, ReadsEachTokenOnceAndHoldsOnlyWhatMayChange) {
   EXPECT_TRUE(dec.stopped());
   EXPECT_EQ(dec.push(byte_token('x')), "");  // nothing after a stop
   EXPECT_EQ(dec.finish(), "");
+}
+
+TEST(SampleText, HoldsBackStopPrefixesAndPartialCharacters) {
+  EXPECT_EQ(unstable_tail("hello wor", {"world"}), 3u);
+  EXPECT_EQ(unstable_tail("hello", {"xyz"}), 0u);
+  EXPECT_EQ(unstable_tail("ab\xE4\xBD", {}), 2u);  // first two bytes of a three-byte character
+  EXPECT_EQ(unstable_tail("ab\xE4\xBD\xA0", {}), 0u);
 }
 
 TEST(SampleDecoder, GreedyStopsAtStopSequencesEosAndTheBudget) {
@@ -95,7 +105,7 @@ TEST(SampleDecoder, GreedyStopsAtStopSequencesEosAndTheBudget) {
   o.sampling.temperature = 0;
   o.stop = {"\xF0\x9F\xA4\x97!"};  // the emoji, then "!"
   o.top_logprobs = 2;
-  SampleDecoder dec(o, {}, {2}, 0, 10, bytes_of());
+  SampleDecoder dec(o, {}, kEos, {2}, 0, 10, text_bytes(tok()));
   std::string text;
   for (uint8_t b : std::string("a\xF0\x9F\xA4\x97!")) {
     ASSERT_FALSE(dec.finished());
@@ -116,7 +126,7 @@ TEST(SampleDecoder, GreedyStopsAtStopSequencesEosAndTheBudget) {
   SampleControls c;
   c.min_tokens = 1;
   c.logprobs = false;
-  SampleDecoder eos(o, c, {2}, 0, 10, bytes_of());
+  SampleDecoder eos(o, c, kEos, {2}, 0, 10, text_bytes(tok()));
   const auto l = logits_for(2);
   SampleDecoder::Step first = eos.next(l.data(), V);
   ASSERT_TRUE(first.token);
@@ -127,7 +137,7 @@ TEST(SampleDecoder, GreedyStopsAtStopSequencesEosAndTheBudget) {
 
   // The budget ends it with "length", a cut-off character becoming U+FFFD.
   o.stop.clear();
-  SampleDecoder len(o, {}, {2}, 0, 2, bytes_of());
+  SampleDecoder len(o, {}, kEos, {2}, 0, 2, text_bytes(tok()));
   std::string t;
   for (uint8_t b : {uint8_t('a'), uint8_t(0xE4)}) t += len.next(logits_for(byte_token(b)).data(), V).text;
   EXPECT_TRUE(len.finished());

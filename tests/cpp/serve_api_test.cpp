@@ -2,7 +2,6 @@
 // the prompt forms, alpa's logprobs cache rule, the stop/UTF-8 hold-back, the metrics text.
 #include <gtest/gtest.h>
 
-#include "model/sample_decoder.h"
 #include "serve/alpa_api.h"
 #include "serve/json_fields.h"
 #include "serve/metrics.h"
@@ -152,13 +151,6 @@ TEST(AlpaApi, LogprobsCacheMustBeExtendedByOneToken) {
   EXPECT_TRUE(a.spec.opts.sampling.greedy());
   EXPECT_FLOAT_EQ(a.spec.opts.sampling.top_p, 0.7f);
   EXPECT_EQ(alpa_error_json(ApiError(400, "x"))["type"], "error");
-}
-
-TEST(SampleText, HoldsBackStopPrefixesAndPartialCharacters) {
-  EXPECT_EQ(unstable_tail("hello wor", {"world"}), 3u);
-  EXPECT_EQ(unstable_tail("hello", {"xyz"}), 0u);
-  EXPECT_EQ(unstable_tail("ab\xE4\xBD", {}), 2u);  // first two bytes of a three-byte character
-  EXPECT_EQ(unstable_tail("ab\xE4\xBD\xA0", {}), 0u);
 }
 
 TEST(Metrics, PrometheusText) {

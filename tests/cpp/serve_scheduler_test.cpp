@@ -124,8 +124,7 @@ TEST(Scheduler, BatchedRequestsEqualGenerateAlone) {
     g.sampling.seed = 11;
     g.n = i % 3 == 2 ? 2 : 1;
     g.stop_at_eos = false;
-    const auto want =
-        generate(*rt->model, prompt_of(i), g, [&](const std::vector<int32_t>& ids) { return tok.decode(ids); });
+    const auto want = generate(*rt->model, prompt_of(i), g, text_bytes(tok));
     for (size_t k = 0; k < want.size(); ++k) {
       std::vector<int32_t> ids;
       for (const auto& t : want[k].tokens) ids.push_back(t.id);

@@ -4,13 +4,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <fstream>
 #include <random>
 #include <set>
 #include <sstream>
 #include <thread>
 #include <unordered_set>
 
+#include "io/mmap_file.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/byte_unicode.h"
 #include "tokenizer/embedded_data.h"
@@ -23,22 +23,6 @@ using namespace optforge;
 namespace {
 
 const std::string kDataDir = std::string(OPTFORGE_SOURCE_DIR) + "/data/opt-tokenizer";
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool is_valid_utf8(const std::string& s) {
-  for (size_t pos = 0; pos < s.size();) {
-    Utf8Step step = utf8_step(s, pos);
-    if (step.kind != Utf8Step::Char) return false;
-    pos += step.len;
-  }
-  return true;
-}
 
 const std::vector<std::string>& tricky_strings() {
   static const std::vector<std::string> v = {"",
@@ -106,15 +90,15 @@ TEST(TokenizerUtf8, ReplacesLikePythonErrorsReplace) {
 
 TEST(TokenizerFiles, EmbeddedCopyEqualsDataDirectory) {
   auto files = embedded_tokenizer_files();
-  EXPECT_EQ(files.vocab_json, slurp(kDataDir + "/vocab.json"));
-  EXPECT_EQ(files.merges_txt, slurp(kDataDir + "/merges.txt"));
+  EXPECT_EQ(files.vocab_json, read_text_file(kDataDir + "/vocab.json"));
+  EXPECT_EQ(files.merges_txt, read_text_file(kDataDir + "/merges.txt"));
 }
 
 TEST(TokenizerFiles, MergesOnlyUseEarlierSymbols) {
   // The greedy lowest-rank-pair BPE in bpe.cpp equals HF's merge-all-occurrences rounds only when
   // every merge's parts are single byte symbols or results of earlier merges. OPT's files qualify.
   std::unordered_set<std::string> known(byte_symbols_utf8().begin(), byte_symbols_utf8().end());
-  std::istringstream in(slurp(kDataDir + "/merges.txt"));
+  std::istringstream in(read_text_file(kDataDir + "/merges.txt"));
   std::string line;
   std::getline(in, line);
   ASSERT_TRUE(line.starts_with("#version"));
@@ -216,11 +200,11 @@ TEST(TokenizerStream, NeverEmitsPartialUtf8) {
     std::string all;
     for (int32_t id : ids) {
       std::string chunk = dec.push(id);
-      EXPECT_TRUE(is_valid_utf8(chunk));
+      EXPECT_TRUE(utf8_valid(chunk));
       all += chunk;
     }
     std::string tail = dec.finish();
-    EXPECT_TRUE(is_valid_utf8(tail));
+    EXPECT_TRUE(utf8_valid(tail));
     EXPECT_EQ(all + tail, tok.decode_text(ids));
   }
   // A 4-byte emoji split over byte tokens comes out whole, only with its last byte.

@@ -172,6 +172,23 @@ def test_plain_json_and_server_text_are_the_same_bytes(crafted, reference):
     assert [c["text"] for c in echoed_json["choices"]] == [reference["prompt_text"] + text] * 2
 
 
+def test_score_names_each_id_once_with_transformers_logprobs(crafted, reference, tmp_path):
+    """`score --json` names tokens by the same rule: pieces of a character, ids without bytes and
+    </s> each get their own name; the logprobs are transformers' log_softmax."""
+    model, path = crafted
+    ids = reference["ids"] + [50265, 49585, 50266, 2]
+    with torch.no_grad():
+        lp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
+    (tmp_path / "ids.txt").write_text(json.dumps(ids) + "\n")
+    out = json.loads(run_optforge("score", path, tmp_path / "ids.txt", "--ids", "--json", "--threads", 2).stdout)
+    assert [t["id"] for t in out["tokens"]] == ids
+    assert [t["text"] for t in out["tokens"]] == [label(i, reference["table"]) for i in ids]
+    assert len({t["text"] for t in out["tokens"]}) == len(set(ids))
+    assert out["tokens"][0]["logprob"] is None
+    for i in range(1, len(ids)):
+        assert out["tokens"][i]["logprob"] == pytest.approx(float(lp[i - 1, ids[i]]), abs=TOL)
+
+
 @pytest.fixture(scope="module")
 def server(crafted):
     with serve(crafted[1]) as s:

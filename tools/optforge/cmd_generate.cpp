@@ -5,10 +5,12 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "kernels/cpu/threads.h"
 #include "model/generate.h"
 #include "model/runtime.h"
 #include "model_options.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/stream_decoder.h"
 #include "tokenizer/token_label.h"
 #include "tokenizer_options.h"
 #include "util/error.h"
@@ -18,10 +20,9 @@ namespace {
 
 struct Options {
   TokenizerOptions tokenizer;
-  std::string model, prompt, prompt_ids;
-  int64_t max_tokens = 16, n = 1, top_logprobs = -1, heads = 0;
-  int threads = 0;
-  std::string kv_dtype = "f16";
+  RuntimeOptions runtime;
+  std::string prompt, prompt_ids;
+  int64_t max_tokens = 16, n = 1, top_logprobs = -1;
   float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f;
   int64_t top_k = 0;
   uint64_t seed = 0;
@@ -54,16 +55,13 @@ std::vector<int32_t> parse_ids(std::string s) {
 // Text as the JSON output has it (valid UTF-8, HF's decode), NUL bytes included.
 void write_text(std::string_view text) { std::fwrite(text.data(), 1, text.size(), stdout); }
 
-nlohmann::json token_json(const GeneratedToken& t, const Tokenizer* tok) {
-  nlohmann::json j = {{"id", t.id}};
-  if (tok) j["text"] = token_label(*tok, t.id);
+nlohmann::json token_json(const GeneratedToken& t, const Tokenizer& tok) {
+  nlohmann::json j = {{"id", t.id}, {"text", token_label(tok, t.id)}};
   j["logprob"] = t.logprob ? nlohmann::json(*t.logprob) : nlohmann::json(nullptr);
   if (!t.top.empty()) {
     nlohmann::json top = nlohmann::json::array();
     for (const auto& a : t.top) {
-      nlohmann::json e = {{"id", a.id}, {"logprob", a.logprob}};
-      if (tok) e["text"] = token_label(*tok, a.id);
-      top.push_back(e);
+      top.push_back({{"id", a.id}, {"text", token_label(tok, a.id)}, {"logprob", a.logprob}});
     }
     j["top_logprobs"] = top;
   }
@@ -72,17 +70,16 @@ nlohmann::json token_json(const GeneratedToken& t, const Tokenizer* tok) {
 
 void run(const Options& o) {
   if (o.prompt.empty() == o.prompt_ids.empty()) throw Error("give exactly one of --prompt and --prompt-ids");
-  std::optional<Tokenizer> tok = load_tokenizer(o.tokenizer);
-  const std::vector<int32_t> prompt = o.prompt_ids.empty() ? tok->encode(o.prompt) : parse_ids(o.prompt_ids);
+  const Tokenizer tok = load_tokenizer(o.tokenizer);
+  const std::vector<int32_t> prompt = o.prompt_ids.empty() ? tok.encode(o.prompt) : parse_ids(o.prompt_ids);
 
-  auto rt = open_model(o.model, o.threads, o.heads, kv_dtype_of(o.kv_dtype));
+  auto rt = open_model(o.runtime);
   GenerateOptions g;
   g.sampling = {o.temperature, o.top_k, o.top_p, o.repetition_penalty, o.seed};
   g.max_tokens = o.max_tokens;
   g.n = o.n;
   g.stop = o.stop;
   g.stop_at_eos = !o.ignore_eos;
-  g.eos = int32_t(rt->model->config().eos_token_id);  // config.json's eos_token_id (</s> = 2 in OPT)
   g.echo = o.echo;
   g.top_logprobs = std::max<int64_t>(0, o.top_logprobs);
 
@@ -90,16 +87,14 @@ void run(const Options& o) {
   const bool stream = !o.json && o.n == 1;
   GenerateCallbacks cb;
   if (stream) {
-    if (o.echo) write_text(tok->decode_text(prompt));
+    if (o.echo) write_text(tok.decode_text(prompt));
     cb.on_text = [](int64_t, std::string_view text) {
       write_text(text);
       std::fflush(stdout);
     };
   }
   GenerateStats stats;
-  const Tokenizer& t = *tok;
-  auto completions = generate(
-      *rt->model, prompt, g, [&t](const std::vector<int32_t>& ids) { return t.decode(ids); }, cb, &stats);
+  auto completions = generate(*rt->model, prompt, g, text_bytes(tok), cb, &stats);
 
   if (!o.json) {
     if (stream) {
@@ -107,32 +102,38 @@ void run(const Options& o) {
     } else {
       for (size_t i = 0; i < completions.size(); ++i) {
         std::printf("--- sample %zu (%s)\n", i, completions[i].finish_reason.c_str());
-        write_text((o.echo ? tok->decode_text(prompt) : "") + completions[i].text + "\n");
+        write_text((o.echo ? tok.decode_text(prompt) : "") + completions[i].text + "\n");
       }
     }
     return;
   }
-  nlohmann::json out = {{"model", o.model}, {"prompt_ids", prompt}};
+  nlohmann::json out = {{"model", o.runtime.model}, {"prompt_ids", prompt}};
   nlohmann::json choices = nlohmann::json::array();
   for (size_t i = 0; i < completions.size(); ++i) {
     const Completion& c = completions[i];
     std::vector<int32_t> ids;
     nlohmann::json tokens = nlohmann::json::array();
-    for (const auto& p : c.prompt) tokens.push_back(token_json(p, &t));
+    for (const auto& p : c.prompt) tokens.push_back(token_json(p, tok));
     for (const auto& g : c.tokens) {
       ids.push_back(g.id);
-      tokens.push_back(token_json(g, &t));
+      tokens.push_back(token_json(g, tok));
     }
     choices.push_back({{"index", i},
                        {"ids", ids},
-                       {"text", (o.echo ? t.decode_text(prompt) : "") + c.text},
+                       {"text", (o.echo ? tok.decode_text(prompt) : "") + c.text},
                        {"finish_reason", c.finish_reason},
                        {"tokens", tokens}});
   }
   out["choices"] = choices;
-  out["timing"] = {{"threads", rt->backend->name()},         {"prompt_tokens", stats.prompt_tokens},
-                   {"prompt_seconds", stats.prompt_seconds}, {"decode_steps", stats.decode_steps},
-                   {"decode_tokens", stats.decode_tokens},   {"decode_seconds", stats.decode_seconds}};
+  // threads: the worker count; kernels: the backend's description (oneDNN's ISA and the matmul
+  // implementations it chose), which bench/inference.sh prints.
+  out["timing"] = {{"threads", cpu::threads()},
+                   {"kernels", rt->backend->name()},
+                   {"prompt_tokens", stats.prompt_tokens},
+                   {"prompt_seconds", stats.prompt_seconds},
+                   {"decode_steps", stats.decode_steps},
+                   {"decode_tokens", stats.decode_tokens},
+                   {"decode_seconds", stats.decode_seconds}};
   // Texts and token labels are valid UTF-8 already; `replace` only guards the model's path.
   std::puts(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
 }
@@ -142,7 +143,7 @@ void run(const Options& o) {
 void register_generate(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("generate", "Generate text with an OPT checkpoint on the CPU");
-  add_model_argument(cmd, o->model);
+  add_model_argument(cmd, o->runtime);
   cmd->add_option("--prompt", o->prompt, "Prompt text (encoded with </s> first, as OPT was trained)");
   cmd->add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids, used as given: \"2,31414,232\"");
   cmd->add_option("--max-tokens", o->max_tokens, "Tokens to generate at most")->capture_default_str();
@@ -159,7 +160,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--top-logprobs", o->top_logprobs, "With --json: the K most likely alternatives per token");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep going past </s>");
   add_tokenizer_options(cmd, o->tokenizer);
-  add_runtime_options(cmd, o->threads, o->heads, o->kv_dtype);
+  add_runtime_options(cmd, o->runtime);
   cmd->callback([o] { run(*o); });
 }
 

@@ -14,6 +14,7 @@
 #include "model/sampling.h"
 #include "model_options.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/token_label.h"
 #include "tokenizer_options.h"
 #include "util/error.h"
 
@@ -22,11 +23,10 @@ namespace {
 
 struct Options {
   TokenizerOptions tokenizer;
-  std::string model, file, dump_logits;
+  RuntimeOptions runtime;
+  std::string file, dump_logits;
   bool json = false, ids = false, left_pad = false;
-  int64_t prefill = 0, heads = 0;
-  int threads = 0;
-  std::string kv_dtype = "f16";
+  int64_t prefill = 0;
 };
 
 std::string read_all(const std::string& path) {
@@ -78,7 +78,7 @@ void write_npy(const std::string& path, const std::vector<int64_t>& shape, const
 void run(const Options& o) {
   const Tokenizer tok = load_tokenizer(o.tokenizer);
   const auto seqs = read_sequences(o, tok);
-  auto rt = open_model(o.model, o.threads, o.heads, kv_dtype_of(o.kv_dtype));
+  auto rt = open_model(o.runtime);
   OptModel& model = *rt->model;
   const int64_t V = model.config().vocab, B = int64_t(seqs.size());
 
@@ -138,12 +138,14 @@ void run(const Options& o) {
       std::optional<float> lp;
       if (i > 0) lp = log_softmax(&logits[size_t(b)][(i - 1) * size_t(V)], V)[size_t(ids[i])];
       if (lp) total += *lp;
-      const std::string text(tok.token_bytes(ids[i]));
+      // The token's name as generate --json and the server's logprobs give it: distinct ids never
+      // print alike, a piece of a character shows its bytes (tokenizer/token_label.h).
+      const std::string label = token_label(tok, ids[i]);
       if (o.json)
-        tokens.push_back({{"id", ids[i]}, {"text", text}, {"logprob", lp ? nlohmann::json(*lp) : nlohmann::json()}});
+        tokens.push_back({{"id", ids[i]}, {"text", label}, {"logprob", lp ? nlohmann::json(*lp) : nlohmann::json()}});
       else
         std::printf("%6zu %7d %12s  %s\n", i, ids[i], lp ? std::to_string(*lp).c_str() : "-",
-                    nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+                    nlohmann::json(label).dump().c_str());
     }
     const size_t scored = ids.size() - 1;
     const double mean = scored ? total / double(scored) : 0.0;
@@ -166,12 +168,12 @@ void run(const Options& o) {
 void register_score(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("score", "Per-token logprobs and perplexity of a text under an OPT checkpoint");
-  add_model_argument(cmd, o->model);
+  add_model_argument(cmd, o->runtime);
   cmd->add_option("file", o->file, "Text file to score ('-' for stdin)")->required();
   cmd->add_flag("--json", o->json, "One JSON object per sequence");
   cmd->add_flag("--ids", o->ids, "FILE holds token ids: a JSON array per line, scored as one batch");
   add_tokenizer_options(cmd, o->tokenizer);
-  add_runtime_options(cmd, o->threads, o->heads, o->kv_dtype);
+  add_runtime_options(cmd, o->runtime);
   // For checking the engine against references; hidden from --help.
   cmd->add_option("--dump-logits", o->dump_logits, "Write every position's logits [B, T, V] as .npy")->group("");
   cmd->add_option("--prefill", o->prefill, "Run the first N tokens at once, then one per step (KV cache)")->group("");

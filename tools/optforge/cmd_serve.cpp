@@ -29,11 +29,11 @@ namespace {
 
 struct Options {
   TokenizerOptions tokenizer;
-  std::string model, host = "127.0.0.1", api_key, model_name, once;
-  int port = 8080, threads = 0;
-  std::string kv_dtype = "f16";
-  int64_t heads = 0, max_batch = 32, kv_cache_tokens = 0, max_tokens_limit = 0, max_body_bytes = 1 << 20,
-          max_connections = 64, max_connections_per_client = 48, max_queue = 1024, once_max_tokens = 32;
+  RuntimeOptions runtime;
+  std::string host = "127.0.0.1", api_key, model_name, once;
+  int port = 8080;
+  int64_t max_batch = 32, kv_cache_tokens = 0, max_tokens_limit = 0, max_body_bytes = 1 << 20, max_connections = 64,
+          max_connections_per_client = 48, max_queue = 1024, once_max_tokens = 32;
   double shutdown_grace = 10, request_timeout = 30, idle_timeout = 5, sse_keepalive = 15;
   std::vector<std::string> allowed_origins;
 };
@@ -70,7 +70,7 @@ void run(const Options& o) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const Tokenizer tok = load_tokenizer(o.tokenizer);
-  auto rt = open_model(o.model, o.threads, o.heads, kv_dtype_of(o.kv_dtype));
+  auto rt = open_model(o.runtime);
   const OptConfig& cfg = rt->model->config();
   serve::Metrics metrics;
   serve::SchedulerOptions so;
@@ -81,12 +81,11 @@ void run(const Options& o) {
 
   serve::ApiContext ctx;
   ctx.tok = &tok;
-  ctx.model_id = o.model_name.empty() ? default_model_name(o.model) : o.model_name;
+  ctx.model_id = o.model_name.empty() ? default_model_name(o.runtime.model) : o.model_name;
   ctx.vocab = cfg.vocab;
   ctx.context = cfg.max_positions;
   ctx.max_tokens_limit = o.max_tokens_limit > 0 ? o.max_tokens_limit : cfg.max_positions;
   ctx.max_n = o.max_batch;
-  ctx.eos = int32_t(cfg.eos_token_id);  // config.json's eos_token_id, as generate stops
   serve::ServeApp app(scheduler, metrics, ctx, o.api_key);
 
   serve::HttpServerOptions ho;
@@ -112,7 +111,7 @@ void run(const Options& o) {
     const uint64_t kv_bytes = uint64_t(scheduler.kv_budget()) * uint64_t(2 * cfg.layers * cfg.embed_dim) *
                               dtype_size(rt->backend->kv_dtype());
     std::fprintf(stderr, "optforge serve: %s (%s, %lld parameters) on %s; batch %lld, KV budget %lld tokens (%s)\n",
-                 ctx.model_id.c_str(), o.model.c_str(), static_cast<long long>(cfg.parameter_count()),
+                 ctx.model_id.c_str(), o.runtime.model.c_str(), static_cast<long long>(cfg.parameter_count()),
                  rt->backend->name().c_str(), static_cast<long long>(scheduler.max_batch()),
                  static_cast<long long>(scheduler.kv_budget()), human_bytes(kv_bytes).c_str());
     std::printf("optforge serve: listening on http://%s:%d/ (web page; OpenAI API under /v1)\n",
@@ -137,7 +136,7 @@ void register_serve(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd =
       app.add_subcommand("serve", "Serve an OPT checkpoint over HTTP (OpenAI and alpa APIs, web page, metrics)");
-  add_model_argument(cmd, o->model);
+  add_model_argument(cmd, o->runtime);
   cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "Port to listen on (0: any free port, printed at start)")->capture_default_str();
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (or alpa's api_key field)");
@@ -171,7 +170,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--max-queue", o->max_queue, "Prompts waiting for a batch slot (429 beyond)")->capture_default_str();
   cmd->add_option("--shutdown-grace", o->shutdown_grace, "Seconds running requests may take to finish on SIGTERM")
       ->capture_default_str();
-  add_runtime_options(cmd, o->threads, o->heads, o->kv_dtype);
+  add_runtime_options(cmd, o->runtime);
   add_tokenizer_options(cmd, o->tokenizer);
   cmd->add_option("--once", o->once,
                   "Serve on a free loopback port, send this prompt through HTTP, print the greedy completion, exit");

@@ -5,30 +5,43 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "model/runtime.h"
 #include "tensor/dtype.h"
 
 namespace optforge::cli {
 
-inline void add_model_argument(CLI::App* cmd, std::string& model) {
-  cmd->add_option("model", model,
+struct RuntimeOptions {
+  std::string model;                                  // the checkpoint's path
+  int threads = 0;                                    // 0: every hardware thread
+  int64_t heads = 0;                                  // 0: from the checkpoint's config
+  std::string kv_dtype{dtype_name(kDefaultKvDtype)};  // "f32", "f16" or "bf16" (CLI checks it)
+};
+
+// The positional MODEL argument (added first, before a command's other positionals).
+inline void add_model_argument(CLI::App* cmd, RuntimeOptions& o) {
+  cmd->add_option("model", o.model,
                   "Any checkpoint optforge reads: a sharded metaseq folder or prefix, a .pt/.bin/.safetensors "
                   "file, a Hugging Face or alpa folder")
       ->required();
 }
 
-// kv_dtype: "f32", "f16" or "bf16" (CLI checks it); kv_dtype_of turns it into a DType.
-inline void add_runtime_options(CLI::App* cmd, int& threads, int64_t& heads, std::string& kv_dtype) {
-  cmd->add_option("--threads", threads, "CPU threads for the model (default: all)");
-  cmd->add_option("--heads", heads, "Attention heads, if the checkpoint does not record them")
+// --threads, --heads, --kv-dtype.
+inline void add_runtime_options(CLI::App* cmd, RuntimeOptions& o) {
+  cmd->add_option("--threads", o.threads, "CPU threads for the model (default: all)");
+  cmd->add_option("--heads", o.heads, "Attention heads, if the checkpoint does not record them")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--kv-dtype", kv_dtype,
+  cmd->add_option("--kv-dtype", o.kv_dtype,
                   "KV cache dtype: f16 (half the memory of f32), bf16 or f32; attention accumulates in f32")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->capture_default_str();
 }
 
-inline DType kv_dtype_of(const std::string& name) { return *dtype_from_name(name); }
+// The model the options name, ready to run. Throws what open_model (model/runtime.h) throws.
+inline std::unique_ptr<ModelRuntime> open_model(const RuntimeOptions& o) {
+  return optforge::open_model(o.model, o.threads, o.heads, *dtype_from_name(o.kv_dtype));
+}
 
 }  // namespace optforge::cli
