@@ -3,12 +3,10 @@ script and OPTForCausalLM), numpy (alpa's layouts, with alpa's loading arithmeti
 torch (metaseq singletons), safetensors."""
 import json
 import os
-import zipfile
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file as st_load
 from transformers import OPTConfig, OPTForCausalLM
 from transformers.models.opt import convert_opt_original_pytorch_checkpoint_to_pytorch as hf_script
 
