@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tokens per second of `optforge tokenize` against Hugging Face's GPT2TokenizerFast (Rust) and
 # GPT2Tokenizer (Python) built from the same data/opt-tokenizer files, on the same generated text:
-# the mixed-script corpus of tests/python/test_tokenizer.py and plain English-like word text.
+# the mixed-script corpus of the tokenizer tests (tests/python/tokenizer_reference.py) and plain
+# English-like word text.
 # optforge is timed end to end (process start, loading the vocab, JSON lines in and out); the HF
 # tokenizers only for the encode call, on one thread (their batch encoder would use rayon).
 #
@@ -15,7 +16,7 @@ import json, os, random, subprocess, sys, tempfile, time, warnings
 warnings.filterwarnings("ignore")
 root, mb = sys.argv[1], float(sys.argv[2])
 sys.path.insert(0, os.path.join(root, "tests", "python"))
-from test_tokenizer import WORDS, as_input_lines, make_corpus  # the test corpus generator
+from tokenizer_reference import WORDS, as_input_lines, make_corpus  # the test corpus generator
 from transformers import GPT2Tokenizer, GPT2TokenizerFast
 
 vocab, merges = (os.path.join(root, "data", "opt-tokenizer", f) for f in ("vocab.json", "merges.txt"))

@@ -23,23 +23,24 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
+from conftest import sha256_file
+
 TEMP_RE = re.compile(r"^\.(?P<final>.+)\.tmp-optforge-(?P<pid>\d+)-\d+$")
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _has_temporary_of(folder, pid):
+    """Whether `folder` holds a temporary written by process `pid`."""
+    return any((m := TEMP_RE.match(e)) and int(m["pid"]) == pid for e in os.listdir(folder))
 
 
 def snapshot(path):
     """A file's hash, or a folder's {name: hash} (including hidden names, which must not be there)."""
     p = Path(path)
     if p.is_dir():
-        return {c.name: (snapshot(c) if c.is_dir() else sha256(c)) for c in sorted(p.iterdir())}
-    return sha256(p)
+        return {c.name: (snapshot(c) if c.is_dir() else sha256_file(c)) for c in sorted(p.iterdir())}
+    return sha256_file(p)
 
 
 def remove(path):
@@ -154,8 +155,8 @@ def kill_points(case, n, seed, figures):
         killed_pids.add(proc.pid)
         if point % 2:
             t0 = time.monotonic()
-            while time.monotonic() < t0 + 2 * case.duration + 1 and proc.poll() is None and not any(
-                    TEMP_RE.match(e) and int(TEMP_RE.match(e)["pid"]) == proc.pid for e in os.listdir(case.workdir)):
+            while time.monotonic() < t0 + 2 * case.duration + 1 and proc.poll() is None and not _has_temporary_of(
+                    case.workdir, proc.pid):
                 time.sleep(0.001)
             time.sleep(rng.uniform(0, max(case.duration - (time.monotonic() - t0), 0.005)))
         else:
@@ -202,3 +203,30 @@ def exercise(case, n, seed=0):
     if {str(i): snapshot(i) for i in case.inputs} != inputs_before:
         figures.problems.append("an input changed")
     return figures
+
+
+def signal_mid_write(argv, folder, sig, timeout=30):
+    """Starts `argv`, waits until a temporary of its own (TEMP_RE, its PID) appears in `folder`,
+    sends `sig` and waits for the command to end, which must be by that signal (its handler removes
+    the temporaries and re-raises it). Fails if the command ends, or `timeout` seconds pass, with
+    no temporary of its own seen (a command writing straight to its final name fails here); skips
+    the test only if the command finished (exit 0) between its temporary appearing and the signal.
+    Use an input large enough that writing takes a good fraction of a second."""
+    proc = subprocess.Popen(list(map(str, argv)))
+    try:
+        deadline = time.monotonic() + timeout
+        while not _has_temporary_of(folder, proc.pid):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no temporary of process {proc.pid} seen in {folder} "
+                                     f"(exit status {proc.poll()}, {timeout} s at most)")
+            time.sleep(0.001)
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if rc == 0:
+        pytest.skip("the command finished before the signal arrived")
+    assert rc == -sig, f"exit status {rc}, expected {-sig} (killed by signal {sig})"
+    return rc

@@ -2,7 +2,6 @@
 from the first line of stdout), bounded waits everywhere, and SIGTERM (then SIGKILL) on exit."""
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -22,10 +21,20 @@ def make_tiny_model(path, layers=2, embed_dim=64, heads=4):
 class Server:
     def __init__(self, proc, url, stderr_lines):
         self.proc, self.url, self._stderr = proc, url, stderr_lines
+        self._model_id = None
 
     @property
     def port(self):
         return int(self.url.rsplit(":", 1)[1].strip("/"))
+
+    @property
+    def model_id(self):
+        """The id the server gives its model (GET /v1/models), which requests must name."""
+        if self._model_id is None:
+            status, body = call("GET", self.url + "/v1/models")
+            assert status == 200, body
+            self._model_id = body["data"][0]["id"]
+        return self._model_id
 
     def stderr(self):
         return "".join(self._stderr)
@@ -41,34 +50,43 @@ class Server:
                 self.proc.wait(timeout=10)
         return self.proc.returncode
 
+    def kill(self):
+        """SIGKILL (what `kill -9` and the OOM killer send: no handler runs), then wait. Returns
+        the exit code."""
+        self.proc.kill()
+        return self.proc.wait(timeout=10)
+
 
 @contextlib.contextmanager
-def serve(model, *args, threads=2, start_timeout=60):
-    cmd = [optforge_path(), "serve", str(model), "--port", "0", "--threads", str(threads), *map(str, args)]
-    env = dict(os.environ)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+def serve(model, *args, port=0, threads=2, start_timeout=60):
+    """`optforge serve MODEL ARGS` on loopback `port` (0: a free one; the Server's url says
+    which), yielded once it listens; stopped (SIGTERM, then SIGKILL) on leaving."""
+    cmd = [optforge_path(), "serve", str(model), "--port", str(port), "--threads", str(threads), *map(str, args)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stderr_lines = []
     threading.Thread(target=lambda: stderr_lines.extend(iter(proc.stderr.readline, "")), daemon=True).start()
     url_box = []
     reader = threading.Thread(target=lambda: url_box.append(proc.stdout.readline()), daemon=True)
     reader.start()
     reader.join(start_timeout)
-    server = None
+    server = Server(proc, "", stderr_lines)
     try:
         line = url_box[0] if url_box else ""
         if "http://" not in line:
             raise AssertionError(f"optforge serve did not start: {line!r}\n{''.join(stderr_lines)}")
-        url = line[line.index("http://"):].split()[0].rstrip("/")
-        server = Server(proc, url, stderr_lines)
+        server.url = line[line.index("http://"):].split()[0].rstrip("/")
         yield server
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        server.stop()
+
+
+def complete(server, prompt, max_tokens=24, **fields):
+    """The text of one greedy completion (POST /v1/completions, temperature 0); asserts 200."""
+    status, body = call("POST", server.url + "/v1/completions",
+                        {"model": server.model_id, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+                         **fields})
+    assert status == 200, body
+    return body["choices"][0]["text"]
 
 
 def call(method, url, body=None, headers=None, timeout=60, raw=None):

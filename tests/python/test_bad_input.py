@@ -1,12 +1,10 @@
 """Bad input: every broken file is one clear error line and a non-zero exit, never a crash,
 never a side effect (inputs unchanged, no output left behind, nothing executed)."""
-import hashlib
 import io
 import os
 import pickle
 import random
 import struct
-import subprocess
 import zipfile
 from collections import OrderedDict
 
@@ -14,15 +12,12 @@ import pytest
 import torch
 from safetensors.torch import save_file as st_save
 
-from conftest import assert_clean_error, optforge_path
+from conftest import assert_clean_error, run_optforge, sha256_file
 
 
 def run(*args):
-    return subprocess.run([optforge_path(), *map(str, args)], capture_output=True, text=True, errors="replace", timeout=120)
-
-
-def digest(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    """optforge on a broken file: stderr may quote its bytes, so undecodable ones are replaced."""
+    return run_optforge(*args, check=False, errors="replace", timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +77,12 @@ def test_wrong_crc_is_reported_and_nothing_written(tmp_path, good_files):
     data[start + 3] ^= 0x40
     p = tmp_path / "badcrc.pt"
     p.write_bytes(bytes(data))
-    before = digest(p)
+    before = sha256_file(p)
     assert_clean_error(run("inspect", "--checksum", p), p, "CRC")
     for out in (tmp_path / "o.pt", tmp_path / "o.safetensors"):
         assert_clean_error(run("convert", p, out), p, "CRC")
         assert not out.exists()
-    assert digest(p) == before
+    assert sha256_file(p) == before
     assert sorted(os.listdir(tmp_path)) == ["badcrc.pt"]  # no temporary left either
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_optforge
+from conftest import assert_clean_error, run_optforge
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -158,14 +158,11 @@ def _copy_shards(src, dst):
 
 
 def _expect_failure(args, out, *needles):
-    p = run_optforge(*args, check=False)
-    assert p.returncode != 0, p.stdout
-    for n in needles:
-        assert n in p.stderr, p.stderr
+    line = assert_clean_error(run_optforge(*args, check=False), *needles)
     assert not Path(out).exists(), "partial output left behind"
     leftovers = [f for f in Path(out).parent.iterdir() if ".tmp-" in f.name]
     assert not leftovers, leftovers
-    return p.stderr
+    return line
 
 
 @pytest.mark.parametrize("missing", ["checkpoint_last-model_part-1-shard1.pt", "checkpoint_last-model_part-0-shard2.pt"])
@@ -221,4 +218,10 @@ def test_replicated_disagreement_is_reported(ckpt_mp2_fsdp3, tmp_path):
     assert key in p.stderr and "part 1" in p.stderr
     assert_same(load(out)["model"], reference(ckpt_mp2_fsdp3), "part 0 kept")  # metaseq semantics: part 0 wins
     out2 = tmp_path / "strict.pt"
-    _expect_failure(["consolidate", d, "-o", out2, "--strict-replicas"], out2, key)
+    # Refused, with each differing tensor listed on a line of its own before the error line (so
+    # not assert_clean_error's single line): exit 1, nothing written.
+    p = run_optforge("consolidate", d, "-o", out2, "--strict-replicas", check=False)
+    *listed, error = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(listed) == 1 and key in listed[0] and "part 1" in listed[0], p.stderr
+    assert error.startswith("optforge: error: ") and key in error and "--strict-replicas" in error, p.stderr
+    assert not out2.exists() and not [f for f in tmp_path.iterdir() if ".tmp-" in f.name]

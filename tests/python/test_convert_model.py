@@ -3,16 +3,14 @@ script and OPTForCausalLM), numpy (alpa's layouts, with alpa's loading arithmeti
 torch (metaseq singletons), safetensors."""
 import json
 import os
-import zipfile
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file as st_load
 from transformers import OPTConfig, OPTForCausalLM
 from transformers.models.opt import convert_opt_original_pytorch_checkpoint_to_pytorch as hf_script
 
-from conftest import optforge_path, run_optforge
+from conftest import assert_clean_error, run_optforge
 
 ARCHS = {
     # pre-LN (every size but 350m), and 350m's post-LN with project_in/project_out (odd input dim)
@@ -192,10 +190,8 @@ def test_inspect_names_every_layout(tmp_path):
 
 
 def failing(*args):
-    import subprocess
-    proc = subprocess.run([optforge_path(), *map(str, args)], capture_output=True, text=True)
-    assert proc.returncode == 1 and proc.stderr.startswith("optforge: error: "), proc.stderr
-    return proc.stderr
+    """The error line of a command that must be refused cleanly."""
+    return assert_clean_error(run_optforge(*args, check=False))
 
 
 def test_bad_inputs_are_clear_errors_and_leave_nothing(tmp_path):

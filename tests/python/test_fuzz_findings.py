@@ -4,18 +4,17 @@ numpy and transformers, then broken the way the fuzzer broke them."""
 import io
 import json
 import shutil
-import subprocess
 import zipfile
 
 import numpy as np
 import pytest
 import transformers
 
-from conftest import assert_clean_error, optforge_path
+from conftest import assert_clean_error, run_optforge
 
 
 def inspect(path):
-    return subprocess.run([optforge_path(), "inspect", str(path)], capture_output=True, text=True, errors="replace", timeout=120)
+    return run_optforge("inspect", path, check=False, errors="replace", timeout=120)
 
 
 def test_npz_member_whose_fortran_strides_overflow(tmp_path):

@@ -8,18 +8,16 @@ import concurrent.futures
 import os
 import signal
 import subprocess
-import threading
 import time
 import zipfile
 import zlib
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import optforge_path, run_optforge
-from hard_kill_util import TEMP_RE, Case, exercise
-from serve_util import call
+from conftest import assert_clean_error, optforge_path, run_optforge
+from hard_kill_util import Case, exercise, signal_mid_write
+from serve_util import complete, make_tiny_model, serve
 
 KILL_POINTS = 20
 # A 350m-shaped model (project_in/out, post-LN), small enough that a run takes a fraction of a second.
@@ -27,12 +25,16 @@ SHAPE = ["--shape", "350m", "--layers", "4", "--embed-dim", "512", "--heads", "8
          "--positions", "256"]
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("hard_kill_inputs")
+def make_inputs(d):
+    """The commands' inputs in folder `d`: SHAPE as MP 2 x FSDP 2 shards and as a singleton."""
     run_optforge("demo-model", *SHAPE, "--mp", 2, "--fsdp", 2, "-o", d / "sharded")
     run_optforge("demo-model", *SHAPE, "-o", d / "single.pt")
     return d
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return make_inputs(tmp_path_factory.mktemp("hard_kill_inputs"))
 
 
 def cases(inputs, root):
@@ -118,8 +120,7 @@ def test_folder_output_must_be_new_or_empty(inputs, tmp_path):
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    p = run_optforge("reshard", sharded, "-o", busy, "--fsdp", 2, check=False)
-    assert p.returncode == 1 and "not empty" in p.stderr and "notes.txt" in p.stderr
+    assert_clean_error(run_optforge("reshard", sharded, "-o", busy, "--fsdp", 2, check=False), "not empty", "notes.txt")
     assert os.listdir(busy) == ["notes.txt"] and sorted(os.listdir(tmp_path)) == ["busy"]
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -134,71 +135,58 @@ def test_folder_output_must_be_new_or_empty(inputs, tmp_path):
     assert os.listdir(old) == ["checkpoint_last-model_part-0-shard0.pt"]
 
 
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory):
+    """A model whose f32 HF conversion takes over a second (4x SHAPE's), so that a signal sent as
+    the output's temporary appears rarely comes after the run has finished."""
+    path = tmp_path_factory.mktemp("hard_kill_wide") / "wide.pt"
+    run_optforge("demo-model", "--shape", "350m", "--layers", 4, "--embed-dim", 1024, "--heads", 16, "--vocab", 8192,
+                 "--positions", 256, "-o", path)
+    return path
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_folder_output_leaves_nothing(inputs, tmp_path, sig):
+def test_interrupted_folder_output_leaves_nothing(wide_model, tmp_path, sig):
     """The signal handler removes a temporary folder too, not only temporary files."""
-    proc = subprocess.Popen([optforge_path(), "convert", inputs / "single.pt", "-o", tmp_path / "hf", "--to", "hf",
-                             "--dtype", "f32"])
-    deadline = time.time() + 30
-    while time.time() < deadline and not any(TEMP_RE.match(n) for n in os.listdir(tmp_path)):
-        time.sleep(0.001)
-    proc.send_signal(sig)
-    proc.wait(timeout=30)
-    if proc.returncode == 0:
-        pytest.skip("convert finished before the signal arrived")
-    assert proc.returncode == -sig
+    signal_mid_write([optforge_path(), "convert", wide_model, "-o", tmp_path / "hf", "--to", "hf", "--dtype", "f32"],
+                     tmp_path, sig)
     assert os.listdir(tmp_path) == []
 
 
 # ---- serve
 
-def _start(model, port):
-    """optforge serve on `port` (0: any); returns (process, port) once it listens."""
-    proc = subprocess.Popen([optforge_path(), "serve", model, "--port", str(port), "--threads", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = []
-    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(60)
-    if not line or "http://" not in line[0]:
-        proc.kill()
-        raise AssertionError(f"optforge serve did not start: {line}")
-    return proc, int(line[0].split("http://")[1].split()[0].rstrip("/").rsplit(":", 1)[1])
+def kill_under_load(server, prompts):
+    """SIGKILLs `server` while 16 long completions are in flight; returns whether they still were."""
+    pool = concurrent.futures.ThreadPoolExecutor(16)
+    futures = [pool.submit(complete, server, prompts[i % len(prompts)], 400) for i in range(16)]
+    time.sleep(0.5)
+    in_flight = not all(f.done() for f in futures)
+    server.kill()
+    concurrent.futures.wait(futures, timeout=60)
+    pool.shutdown()
+    return in_flight
 
 
-def _complete(port, prompt, max_tokens=24):
-    status, body = call("POST", f"http://127.0.0.1:{port}/v1/completions",
-                        {"model": "tiny", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}, timeout=60)
-    assert status == 200, body
-    return body["choices"][0]["text"]
+def answers(server, prompts):
+    """Greedy completions of `prompts`, sent at once."""
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda p: complete(server, p), prompts))
+
+
+PROMPTS = [f"Request number {i} says" for i in range(8)]
+
+
+def serve_model(root):
+    return make_tiny_model(root / "tiny.pt", embed_dim=256)
 
 
 def test_serve_sigkill_under_load_then_restart_on_same_port(tmp_path):
-    model = tmp_path / "tiny.pt"
-    run_optforge("demo-model", "-o", model, "--shape", "125m", "--layers", 2, "--embed-dim", 256, "--heads", 4)
-    prompts = [f"Request number {i} says" for i in range(8)]
-    proc, port = _start(model, 0)
-    try:
-        before = [_complete(port, p) for p in prompts]
+    model = serve_model(tmp_path)
+    with serve(model) as server:
+        before = [complete(server, p) for p in PROMPTS]
         # Load: many concurrent long completions in flight when the kill comes.
-        pool = concurrent.futures.ThreadPoolExecutor(16)
-        futures = [pool.submit(_complete, port, prompts[i % 8], 400) for i in range(16)]
-        time.sleep(0.5)
-        assert not all(f.done() for f in futures), "the load finished before the kill"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        concurrent.futures.wait(futures, timeout=60)
-        pool.shutdown()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    proc, port2 = _start(model, port)  # the same port, at once (connections of the killed one linger)
-    try:
-        assert port2 == port
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            after = list(pool.map(lambda p: _complete(port, p), prompts))
-        assert after == before
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        assert kill_under_load(server, PROMPTS), "the load finished before the kill"
+    # The same port, at once (connections of the killed one linger).
+    with serve(model, port=server.port) as again:
+        assert again.port == server.port
+        assert answers(again, PROMPTS) == before

@@ -285,7 +285,8 @@ def test_connection_caps_per_client_and_in_total(model):
             with connect(s, source="127.0.0.9") as last:
                 last.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
                 r, body = read_response(_Reader(last))
-                assert r.status == 429 and "(the limit is 6)" in json.loads(body)["error"]["message"]
+                assert r.status == 429
+                assert "too many concurrent connections (the limit is 6)" in json.loads(body)["error"]["message"]
         for h in held:
             h.close()
         assert wait_until(lambda: call("GET", s.url + "/health")[0] == 200, timeout=5)

@@ -16,15 +16,15 @@ each id once in alpa's /logprobs and in `generate --json --top-logprobs`, and by
 from plain `generate` (also with --n 2 and --echo), `generate --json` and the server.
 """
 import json
-import subprocess
 
 import openai
 import pytest
 import torch
 from transformers import GPT2Tokenizer, OPTConfig, OPTForCausalLM
 
-from conftest import ROOT, optforge_path, run_optforge
+from conftest import run_optforge
 from serve_util import call, serve
+from tokenizer_reference import MERGES, TOK_DIR, VOCAB
 
 TOL = 1e-4
 D = 16
@@ -41,7 +41,7 @@ def vocab_bytes():
     """id -> raw bytes, from the tokenizer files optforge embeds (GPT-2's byte-to-unicode map)."""
     from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
     u2b = {u: b for b, u in bytes_to_unicode().items()}
-    vocab = json.loads((ROOT / "data/opt-tokenizer/vocab.json").read_text(encoding="utf-8"))
+    vocab = json.loads((TOK_DIR / "vocab.json").read_text(encoding="utf-8"))
     return {i: bytes(u2b[c] for c in tok) for tok, i in vocab.items()}
 
 
@@ -114,7 +114,7 @@ def reference(crafted):
         lp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
     table = vocab_bytes()
     text = b"".join(table[i] for i in gen).decode("utf-8", errors="replace")
-    hf_tok = GPT2Tokenizer(str(ROOT / "data/opt-tokenizer/vocab.json"), str(ROOT / "data/opt-tokenizer/merges.txt"))
+    hf_tok = GPT2Tokenizer(VOCAB, MERGES)
     assert hf_tok.decode(gen, clean_up_tokenization_spaces=False) == text
     prompt_text = b"".join(table[i] for i in PROMPT[1:]).decode("utf-8", errors="replace")
     return {"ids": ids, "gen": gen, "text": text, "prompt_text": prompt_text, "lp": lp, "table": table}
@@ -131,18 +131,14 @@ def test_the_crafted_model_does_what_the_test_needs(reference):
         assert len({reference["table"].get(t, b"").decode("utf-8", "replace") for t in top}) == 2
 
 
-def generate(path, *args):
+def generate(path, *args, **kw):
     return run_optforge("generate", path, "--prompt-ids", ",".join(map(str, PROMPT)), "--max-tokens", MAX_TOKENS,
-                        "--temperature", 0, "--threads", 2, *args)
+                        "--temperature", 0, "--threads", 2, *args, **kw)
 
 
 def generate_bytes(path, *args):
     """Plain `generate`'s stdout as bytes: nothing decodes (or repairs) it on the way."""
-    cmd = [optforge_path(), "generate", path, "--prompt-ids", ",".join(map(str, PROMPT)), "--max-tokens",
-           str(MAX_TOKENS), "--temperature", "0", "--threads", "2", *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return generate(path, *args, text=False).stdout
 
 
 def test_cli_lists_each_id_once_with_transformers_logprobs(crafted, reference):

@@ -21,7 +21,7 @@ import torch
 from transformers import OPTConfig, OPTForCausalLM
 
 from conftest import run_optforge
-from hf_reference import check_greedy, hf_cached_logits, hf_logits, max_diff, our_logits, random_opt
+from hf_reference import check_greedy_prompts, hf_cached_logits, hf_logits, max_diff, our_logits, random_opt
 
 TOL = 1e-4
 VOCAB = 1003  # not a multiple of the kernels' tile sizes, so their tails run
@@ -105,10 +105,12 @@ def test_left_padded_batch_equals_one_by_one(models, arch, tmp_path):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_greedy_64_tokens_identical(models, arch):
     model, root = models[arch]
+    runs = []
     for prompt in sequences(3, [6, 1, 13], seed=4):
         proc = run_optforge("generate", root / "st", "--prompt-ids", ",".join(map(str, prompt)),
                             "--temperature", 0, "--max-tokens", 64, "--ignore-eos", "--json", "--kv-dtype", "f32")
-        check_greedy(model, prompt, json.loads(proc.stdout)["choices"][0]["ids"], 64, TOL)
+        runs.append((prompt, json.loads(proc.stdout)["choices"][0]["ids"]))
+    check_greedy_prompts(model, runs, 64, TOL)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

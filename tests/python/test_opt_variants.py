@@ -12,7 +12,6 @@ variant, and leave nothing behind.
 """
 import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -20,8 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import OPTConfig, OPTForCausalLM
 
-from conftest import optforge_path, run_optforge
-from hf_reference import check_greedy, hf_cached_logits, hf_logits, max_diff, our_logits, random_opt
+from conftest import assert_clean_error, run_optforge
+from hf_reference import check_greedy_prompts, hf_cached_logits, hf_logits, max_diff, our_logits, random_opt
 
 TOL = 1e-4
 HEADS = 4
@@ -74,9 +73,8 @@ def sequences(v, lengths, seed):
 
 
 def failing(*args):
-    proc = subprocess.run([optforge_path(), *map(str, args)], capture_output=True, text=True)
-    assert proc.returncode == 1 and proc.stderr.startswith("optforge: error: "), proc.stderr
-    return proc.stderr
+    """The error line of a command that must be refused cleanly."""
+    return assert_clean_error(run_optforge(*args, check=False))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -103,10 +101,12 @@ def test_32_cached_steps_match_transformers(models, variant, tmp_path):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_greedy_64_tokens_identical(models, variant):
     model, hf = models[variant]
+    runs = []
     for prompt in sequences(variant, [6, 13], seed=4):
         proc = run_optforge("generate", hf, "--prompt-ids", ",".join(map(str, prompt)), "--temperature", 0,
                             "--max-tokens", 64, "--ignore-eos", "--json", "--kv-dtype", "f32")
-        check_greedy(model, prompt, json.loads(proc.stdout)["choices"][0]["ids"], 64, TOL)
+        runs.append((prompt, json.loads(proc.stdout)["choices"][0]["ids"]))
+    check_greedy_prompts(model, runs, 64, TOL)
 
 
 def assert_same_hf_folder(a, b, ids_too=True):

@@ -1,16 +1,14 @@
 """metaseq's restored.pt carries an omegaconf DictConfig; outputs must survive Ctrl-C atomically."""
 import os
 import signal
-import subprocess
-import time
 import zipfile
-from argparse import Namespace
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import optforge_path, run_optforge
+from conftest import assert_clean_error, optforge_path, run_optforge
+from hard_kill_util import signal_mid_write
 
 
 def test_restored_pt_with_dictconfig_is_read_and_written_as_plain_data(tmp_path):
@@ -39,8 +37,7 @@ def test_restored_pt_with_dictconfig_is_read_and_written_as_plain_data(tmp_path)
 def test_unknown_classes_are_refused_unless_permissive(tmp_path):
     src = tmp_path / "odd.pt"
     torch.save({"w": torch.ones(2), "when": __import__("datetime").date(2022, 5, 3)}, src)
-    proc = subprocess.run([optforge_path(), "inspect", src], capture_output=True, text=True)
-    assert proc.returncode == 1 and "datetime.date" in proc.stderr
+    assert_clean_error(run_optforge("inspect", src, check=False), "datetime.date")
     out = run_optforge("inspect", "--permissive", src).stdout
     assert "datetime.date" in out and "w " in out
 
@@ -50,14 +47,5 @@ def test_interrupted_convert_leaves_no_output(tmp_path, sig):
     src, dst = tmp_path / "big.pt", tmp_path / "out.pt"
     run_optforge("demo-model", "--shape", "350m", "-o", src)
     before = sorted(os.listdir(tmp_path))
-    proc = subprocess.Popen([optforge_path(), "convert", src, dst, "--dtype", "f32"])
-    deadline = time.time() + 30
-    # wait until the temporary output exists, then interrupt mid-write
-    while time.time() < deadline and not any(n.startswith(".out.pt.tmp") for n in os.listdir(tmp_path)):
-        time.sleep(0.005)
-    proc.send_signal(sig)
-    proc.wait(timeout=30)
-    if proc.returncode == 0:
-        pytest.skip("convert finished before the signal arrived")
-    assert proc.returncode == -sig
+    signal_mid_write([optforge_path(), "convert", src, dst, "--dtype", "f32"], tmp_path, sig)
     assert sorted(os.listdir(tmp_path)) == before  # neither out.pt nor a temporary

@@ -328,17 +328,6 @@ def test_api_key(model):
         assert call("GET", s.url + "/health")[0] == 200  # health and the page stay open
 
 
-def test_connection_limit(model):
-    with serve(model, "--max-connections", 2) as s:
-        held = [socket.create_connection(("127.0.0.1", s.port), timeout=10) for _ in range(2)]
-        time.sleep(0.3)
-        status, body = call("GET", s.url + "/health")
-        assert status == 429 and "connections" in body["error"]["message"]
-        for h in held:
-            h.close()
-        assert wait_until(lambda: call("GET", s.url + "/health")[0] == 200, timeout=5)
-
-
 def test_sigterm_finishes_running_requests_and_exits_0(model):
     with serve(model) as s:
         conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)

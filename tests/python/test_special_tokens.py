@@ -4,16 +4,13 @@ and unk, "<pad>" pads, no lstrip/rstrip), slow and fast: on every path (`tokeniz
 `generate`, the server) optforge reads them as the ids 2 and 1 with the text around them
 encoded on its own, and with --no-parse-special as plain text (the raw `tokenizers` BPE)."""
 import json
-import random
 import shutil
 
 import pytest
 
-from conftest import ROOT, run_optforge
+from conftest import run_optforge
 from serve_util import call, make_tiny_model, serve
-from test_tokenizer import _fragment, as_input_lines, output_lines
-
-TOK_DIR = ROOT / "data" / "opt-tokenizer"
+from tokenizer_reference import TOK_DIR, encode_cli, opt_slow_tokenizer, raw_bpe, special_corpus
 
 
 def _opt_token(content):
@@ -55,39 +52,7 @@ def hf_fast(opt_dir):
 
 @pytest.fixture(scope="module")
 def hf_plain():
-    from tokenizers import ByteLevelBPETokenizer
-    return ByteLevelBPETokenizer.from_file(str(TOK_DIR / "vocab.json"), str(TOK_DIR / "merges.txt"))
-
-
-SPECIALS = ["</s>", "<pad>"]
-NEAR = ["</s", "<pad", "/s>", "pad>", "<s>", "<unk>", "<</s>>", "<<pad>>", "</s>>", "<</s", "</S>", "<PAD>"]
-AROUND = [" ", "  ", "\n", "\n\n", "\t", "\r\n", "\u00a0", "\u3000", "é", "你好", "🤗", "'s", "!", "1", ""]
-
-
-def special_corpus(n=3000, seed=5):
-    """Strings with "</s>" and "<pad>" anywhere: at the start and end, repeated, glued to words,
-    next to spaces, newlines, unicode, contractions and near-misses like "</s" or "<unk>"."""
-    rng = random.Random(seed)
-    out = ["a</s>b", "x <pad>", "</s>", "<pad>", "</s></s>", "<pad><pad>", " </s> ", "\n</s>\n", "a </s> b",
-           "</s>Hello", "Hello</s>", "<</s>>", "</s><pad></s>", "  <pad>  ", "é</s>é", "'s</s>'s"]
-    while len(out) < n:
-        parts = []
-        for _ in range(rng.randint(1, 8)):
-            r = rng.random()
-            if r < 0.35:
-                parts.append(rng.choice(AROUND) + rng.choice(SPECIALS) * rng.choice([1, 1, 2, 3]) + rng.choice(AROUND))
-            elif r < 0.45:
-                parts.append(rng.choice(NEAR))
-            else:
-                parts.append(_fragment(rng))
-        out.append(rng.choice(["", " "]).join(parts))
-    return out
-
-
-def encode_cli(texts, *args):
-    out = output_lines(run_optforge("tokenize", *args, input=as_input_lines(texts)).stdout)
-    assert len(out) == len(texts)
-    return [json.loads(line) for line in out]
+    return raw_bpe()
 
 
 def test_reference_reads_specials_without_stripping(hf_slow, hf_fast):
@@ -112,12 +77,23 @@ def test_corpus_matches_hf_fast_and_slow(hf_slow, hf_fast, opt_dir, optforge_bin
         assert not bad, f"{len(bad)} of {len(corpus)} differ from transformers ({args}), e.g. {bad[:3]}"
 
 
+# Special-token strings and near-misses (OPT's and other models'), as untrusted text might hold them.
+PLAIN_TEXTS = ["a </s> b", "<pad><pad>", "</s>", "<s>x<unk>", "<|endoftext|>"]
+
+
 def test_no_parse_special_is_plain_text(hf_plain, optforge_bin):
-    corpus = special_corpus(1000, seed=6)
+    # With --no-parse-special (for untrusted text) optforge encodes "</s>" as ordinary text, like
+    # metaseq and the raw `tokenizers` BPE, where HF's tokenizers turn it into id 2.
+    corpus = special_corpus(1000, seed=6) + PLAIN_TEXTS
     got = encode_cli(corpus, "--no-parse-special", "--no-bos")
     want = [e.ids for e in hf_plain.encode_batch(corpus)]
     assert got == want
     assert encode_cli(["a</s>b"], "--no-parse-special") == [[2, 102, 49138, 29, 15698, 428]]
+    # The BOS still goes first; the text's "</s>" is never the id 2, unlike in transformers'.
+    got = encode_cli(PLAIN_TEXTS, "--no-parse-special")
+    assert got == [[2] + e.ids for e in hf_plain.encode_batch(PLAIN_TEXTS)]
+    assert 2 not in got[0][1:]
+    assert opt_slow_tokenizer().encode("a </s> b")[1:] != got[0][1:]
 
 
 @pytest.fixture(scope="module")

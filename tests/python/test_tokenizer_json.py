@@ -7,22 +7,10 @@ import json
 import pytest
 from tokenizers import AddedToken, ByteLevelBPETokenizer, Tokenizer, models, pre_tokenizers
 
-from conftest import run_optforge
-from test_special_tokens import special_corpus
-from test_tokenizer import as_input_lines, make_corpus, output_lines
+from conftest import assert_clean_error, run_optforge
+from tokenizer_reference import corpus, encode_cli, special_corpus  # noqa: F401 (corpus: a fixture)
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
-
-
-def encode_cli(texts, *args):
-    out = output_lines(run_optforge("tokenize", *args, input=as_input_lines(texts)).stdout)
-    assert len(out) == len(texts)
-    return [json.loads(line) for line in out]
-
-
-@pytest.fixture(scope="module")
-def corpus():
-    return make_corpus()
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +81,13 @@ def test_other_model_types_are_refused_by_name(kind, tmp_path, optforge_bin):
     tok = Tokenizer(model)
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.save(str(tmp_path / "tokenizer.json"))
-    proc = run_optforge("tokenize", "--tokenizer", tmp_path, input="a b\n", check=False)
-    assert proc.returncode == 1, proc.stderr
-    assert kind in proc.stderr and "tokenizer.json" in proc.stderr and "BPE" in proc.stderr, proc.stderr
+    assert_clean_error(run_optforge("tokenize", "--tokenizer", tmp_path, input="a b\n", check=False),
+                       kind, "tokenizer.json", "BPE")
 
 
 def test_bpe_without_byte_level_is_refused(tmp_path, optforge_bin):
     tok = Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2}, [("a", "b")]))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.save(str(tmp_path / "tokenizer.json"))
-    proc = run_optforge("tokenize", "--tokenizer", tmp_path, input="ab\n", check=False)
-    assert proc.returncode == 1 and "Whitespace" in proc.stderr and "tokenizer.json" in proc.stderr, proc.stderr
+    assert_clean_error(run_optforge("tokenize", "--tokenizer", tmp_path, input="ab\n", check=False),
+                       "Whitespace", "tokenizer.json")

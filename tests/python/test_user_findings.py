@@ -3,26 +3,21 @@ an output never replaces an input (whatever command, path spelling or symlink); 
 positive count that agrees with a recorded one; the server stops where `generate` stops (the
 config's eos_token_id); errors name the reason that applies. References: the input bytes
 (sha256), transformers' own generation with the config's eos_token_id, and `tokenizers`."""
-import hashlib
 import json
 import os
+import shutil
 
 import pytest
 import torch
 from transformers import OPTConfig, OPTForCausalLM
 
-from conftest import run_optforge
+from conftest import assert_clean_error, assert_usage_error, run_optforge, sha256_file
 from serve_util import call, serve
 
 
-def digest(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
-
-
 def refused(*args, **kw):
-    proc = run_optforge(*args, check=False, **kw)
-    assert proc.returncode == 1 and proc.stderr.startswith("optforge: error: "), (args, proc.returncode, proc.stderr)
-    return proc.stderr
+    """The error line of a command that must be refused cleanly."""
+    return assert_clean_error(run_optforge(*args, check=False, **kw))
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +36,13 @@ def test_file_convert_never_replaces_its_input(model, tmp_path, form):
     _, root = model
     src = tmp_path / "x.safetensors"
     src.write_bytes((root / "hf" / "model.safetensors").read_bytes())
-    before = digest(src)
+    before = sha256_file(src)
     out = {"same": src, "dot": tmp_path / "." / "x.safetensors", "symlink": tmp_path / "link.safetensors"}[form]
     if form == "symlink":
         os.symlink(src, out)
     err = refused("convert", src, out, "--dtype", "f16")
     assert "would replace an input" in err
-    assert digest(src) == before
+    assert sha256_file(src) == before
     assert form != "symlink" or os.path.islink(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted({src.name, out.name})  # no temporary left
 
@@ -55,17 +50,19 @@ def test_file_convert_never_replaces_its_input(model, tmp_path, form):
 def test_model_convert_never_replaces_its_input(model, tmp_path):
     _, root = model
     run_optforge("convert", root / "hf", "-o", tmp_path / "m.pt", "--to", "metaseq")
-    before = digest(tmp_path / "m.pt")
+    before = sha256_file(tmp_path / "m.pt")
     assert "would replace an input" in refused("convert", tmp_path / "m.pt", "-o", tmp_path / "m.pt", "--to",
                                                "metaseq", "--dtype", "f16")
-    assert digest(tmp_path / "m.pt") == before
+    assert sha256_file(tmp_path / "m.pt") == before
 
 
 def test_heads_must_be_positive_and_agree_with_the_config(model, tmp_path):
     _, root = model
+    # A value that is not a positive count never reaches optforge: the argument parser (CLI11)
+    # refuses it with its own usage error naming --heads (see assert_usage_error).
     for bad in ["-1", "0"]:
-        proc = run_optforge("generate", root / "hf", "--prompt-ids", "2,5", "--heads", bad, check=False)
-        assert proc.returncode != 0 and "--heads" in proc.stderr, proc.stderr
+        assert_usage_error(run_optforge("generate", root / "hf", "--prompt-ids", "2,5", "--heads", bad, check=False),
+                           "--heads")
     assert "disagrees" in refused("generate", root / "hf", "--prompt-ids", "2,5,7", "--heads", "8")
     run_optforge("generate", root / "hf", "--prompt-ids", "2,5", "--heads", "4", "--max-tokens", "1")  # agrees
 
@@ -80,9 +77,7 @@ def test_server_stops_at_the_config_eos_like_generate(model, tmp_path):
     stop = next(i for i in range(1, len(free)) if free[i] not in free[:i])
     eos = free[stop]
     d = tmp_path / "hf_eos"
-    d.mkdir()
-    for f in (root / "hf").iterdir():
-        (d / f.name).write_bytes(f.read_bytes())
+    shutil.copytree(root / "hf", d)
     for name in ["config.json", "generation_config.json"]:
         cfg = json.loads((d / name).read_text())
         cfg["eos_token_id"] = eos
@@ -103,9 +98,7 @@ def test_server_stops_at_the_config_eos_like_generate(model, tmp_path):
 def test_a_final_norm_the_config_rules_out_is_named_as_such(model, tmp_path):
     _, root = model
     d = tmp_path / "postln"
-    d.mkdir()
-    for f in (root / "hf").iterdir():
-        (d / f.name).write_bytes(f.read_bytes())
+    shutil.copytree(root / "hf", d)
     cfg = json.loads((d / "config.json").read_text())
     cfg["do_layer_norm_before"] = False  # the weights still hold the final layer norm
     (d / "config.json").write_text(json.dumps(cfg))

@@ -14,36 +14,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-import test_hard_kill as t  # noqa: E402  (the cases, their reference checks and the serve helpers)
-from conftest import run_optforge  # noqa: E402
+import test_hard_kill as t  # noqa: E402  (the cases, their reference checks and the serve load)
 from hard_kill_util import exercise  # noqa: E402
+from serve_util import serve  # noqa: E402
 
 
 def serve_cycles(root, cycles):
     """Kill under load and restart on the same port `cycles` times; answers must stay the same."""
-    model = root / "tiny.pt"
-    run_optforge("demo-model", "-o", model, "--shape", "125m", "--layers", 2, "--embed-dim", 256, "--heads", 4)
-    prompts = [f"Request number {i} says" for i in range(8)]
-    proc, port = t._start(model, 0)
-    expected = [t._complete(port, p) for p in prompts]
+    model = t.serve_model(root)
     problems = 0
-    for _ in range(cycles):
-        import concurrent.futures
-        pool = concurrent.futures.ThreadPoolExecutor(16)
-        for i in range(16):
-            pool.submit(t._complete, port, prompts[i % 8], 400)
-        time.sleep(0.3)
-        proc.kill()
-        proc.wait()
-        pool.shutdown(wait=True)
-        proc, port2 = t._start(model, port)
-        with concurrent.futures.ThreadPoolExecutor(8) as p:
-            got = list(p.map(lambda s: t._complete(port, s), prompts))
-        problems += port2 != port or got != expected
-    proc.terminate()
-    proc.wait()
+    with serve(model) as server:
+        port = server.port
+        expected = t.answers(server, t.PROMPTS)
+        problems += not t.kill_under_load(server, t.PROMPTS)
+    for cycle in range(cycles):
+        with serve(model, port=port) as server:
+            problems += server.port != port or t.answers(server, t.PROMPTS) != expected
+            if cycle + 1 < cycles:
+                problems += not t.kill_under_load(server, t.PROMPTS)
     print(f"serve: {cycles} SIGKILLs under load, {cycles} restarts on port {port}, "
-          f"{cycles * len(prompts)} answers compared, {problems} cycles with a difference", flush=True)
+          f"{cycles * len(t.PROMPTS)} answers compared, {problems} problems (a different port or answer, or a load "
+          f"that had finished before the kill)", flush=True)
     return problems
 
 
@@ -57,8 +48,7 @@ def main():
         root = Path(tmp)
         inputs = root / "inputs"
         inputs.mkdir()
-        run_optforge("demo-model", *t.SHAPE, "--mp", 2, "--fsdp", 2, "-o", inputs / "sharded")
-        run_optforge("demo-model", *t.SHAPE, "-o", inputs / "single.pt")
+        t.make_inputs(inputs)
         work = root / "work"
         work.mkdir()
         for name, case in t.cases(inputs, work).items():
