@@ -19,12 +19,6 @@ namespace fs = std::filesystem;
 
 namespace optforge {
 
-const Tensor& OptTensors::get(const std::string& name) const {
-  for (const auto& [n, t] : tensors)
-    if (n == name) return t;
-  throw Error("model has no tensor '" + name + "'", layout);
-}
-
 const Tensor* OptTensors::find(Role role, int64_t layer) const {
   const std::string name = role_name(role_spec(role), Layout::Metaseq, layer);
   for (const auto& [n, t] : tensors)
@@ -32,7 +26,10 @@ const Tensor* OptTensors::find(Role role, int64_t layer) const {
   return nullptr;
 }
 
-DType OptTensors::dtype() const { return get(role_name(role_spec(Role::TokenEmbed), Layout::Metaseq)).dtype; }
+DType OptTensors::dtype() const {
+  if (tensors.empty()) throw Error("model has no tensors", layout);
+  return tensors.front().second.dtype;  // the token embedding: table order
+}
 
 namespace {
 
@@ -91,11 +88,9 @@ ByRole by_role(std::vector<std::pair<std::string, Tensor>> named, const std::str
     if (ref->role == Role::LmHead) {
       head = t;
     } else if (ref->role == Role::QkvWeight || ref->role == Role::QkvBias) {
-      const bool w = ref->role == Role::QkvWeight;
-      const Role kvq[] = {w ? Role::KWeight : Role::KBias, w ? Role::VWeight : Role::VBias,
-                          w ? Role::QWeight : Role::QBias};
+      const auto kvq = kvq_roles(ref->role);
       auto parts = chunk(t, 0, 3);
-      for (int j = 0; j < 3; ++j) add_role(m, {kvq[j], ref->layer}, name, parts[size_t(j)], source);
+      for (size_t j = 0; j < 3; ++j) add_role(m, {kvq[j], ref->layer}, name, parts[j], source);
     } else {
       add_role(m, *ref, name, t, source);
     }
@@ -154,20 +149,13 @@ OptConfig infer_config(const ByRole& m, const SourceConfig& sc, const std::strin
   return c;
 }
 
-std::string why_expected(const RoleSpec& r, const OptConfig& c) {
-  if (r.needs & kFinalNorm) return c.has_final_norm() ? " (the config says pre-LN with a final layer norm)" : "";
-  if (r.needs & kBias) return " (the config says enable_bias)";
-  if (r.needs & kAffine) return " (the config says layer_norm_elementwise_affine)";
-  return "";
-}
-
 // Exactly the tensors the config calls for, with their shapes and one dtype, in table order.
 void take_expected(OptTensors& out, const ByRole& m, const std::string& source) {
   const OptConfig& c = out.config;
   size_t found = 0;
-  for (const ParamSpec& p : metaseq_singleton_params(c)) {
+  for (const ParamSpec& p : layout_params(c, Layout::Metaseq)) {
     const Tensor* t = m.find(p.ref.role, p.ref.layer);
-    if (!t) throw Error("missing tensor '" + p.name + "'" + why_expected(role_spec(p.ref.role), c), source);
+    if (!t) throw Error("missing tensor '" + p.name + "'" + met_need(role_spec(p.ref.role), c), source);
     if (t->shape != p.shape)
       throw Error("shape " + t->shape_string() + ", expected " + Tensor{DType::F32, p.shape}.shape_string() +
                       " for this model (L=" + std::to_string(c.layers) + ", E=" + std::to_string(c.embed_dim) +
@@ -181,12 +169,8 @@ void take_expected(OptTensors& out, const ByRole& m, const std::string& source) 
     for (const auto& [key, v] : m.t) {
       const RoleSpec& r = role_spec(key.second);
       if (role_stored(r, c, Layout::Metaseq) && key.first < c.layers) continue;
-      const char* why = (r.needs & kBias) && !c.enable_bias   ? "enable_bias is false"
-                        : (r.needs & kAffine) && !c.ln_affine ? "layer_norm_elementwise_affine is false"
-                        : (r.needs & kFinalNorm) && !c.has_final_norm()
-                            ? "the config has no final layer norm (post-LN, or "
-                              "_remove_final_layer_norm)"
-                            : "not expected";
+      const char* unmet = unmet_need(r, c);
+      const char* why = unmet ? unmet : "not expected";
       throw Error("tensor '" + v.first + "' does not belong in this model (" + r.id + ": " + why + ")", source);
     }
   const DType dt = out.tensors.front().second.dtype;

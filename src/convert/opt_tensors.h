@@ -27,14 +27,14 @@ struct OptTensors {
   // config.heads is then a placeholder (1) that must not be used to run the model.
   bool heads_known = true;
 
-  const Tensor& get(const std::string& name) const;
   // The tensor of a role (layer ignored for model roles); nullptr if the model has none.
   const Tensor* find(Role role, int64_t layer = -1) const;
+  // The dtype of the weights (every tensor has the same one; checked when read).
   DType dtype() const;
   // The name of tensors[i] in another layout.
   std::string name_in(size_t i, Layout layout) const {
     return role_name(role_spec(roles[i].role), layout, roles[i].layer);
-  }  // the dtype of the weights (embed_tokens)
+  }
 };
 
 struct ReadModelOptions {

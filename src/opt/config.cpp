@@ -42,7 +42,7 @@ std::vector<std::string> published_opt_names() {
 
 int64_t OptConfig::parameter_count() const {
   int64_t n = 0;
-  for (const ParamSpec& p : metaseq_singleton_params(*this)) n += int64_t(numel_of(p.shape));
+  for (const ParamSpec& p : layout_params(*this, Layout::Metaseq)) n += int64_t(numel_of(p.shape));
   return n;
 }
 
