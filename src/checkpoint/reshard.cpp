@@ -308,9 +308,7 @@ void read_input(Plan& plan, const LoadedCheckpoint& ck, const ReshardOptions& o)
   const int64_t M = o.mp;
   if (M < 1) throw Error("--mp must be at least 1");
   if (o.fsdp < 1) throw Error("--fsdp must be at least 1");
-  if (!ck.first().root->get("cfg"))
-    throw Error("no 'cfg' in the checkpoint: resharding needs the model's config", ck.first().path);
-  const MetaseqCfg dims = input_dims(ck);
+  const MetaseqCfg dims = dims_from_cfg(ck.first().root, ck.first().path);  // throws without a cfg
   if (dims.config.heads % M != 0)
     throw Error("--mp " + std::to_string(M) + " does not divide the model's " + std::to_string(dims.config.heads) +
                     " attention heads (decoder_attention_heads; tensor " +
