@@ -331,7 +331,8 @@ Plan build(std::shared_ptr<LoadedCheckpoint> ck, const ReshardOptions& o) {
   const Reshard R{o, plan, p0, !p0.moments.empty() && !o.drop_optimizer_state};
   if (plan.parts.size() > 1) {  // replicated tensors are compared across input parts once
     for (size_t i = 0; i < p0.params.size(); ++i)
-      if (classify(p0.params[i].name) == TpSplit::Replicated) plan.replica_checks.push_back(across_parts(plan.parts, i));
+      if (classify(p0.params[i].name) == TpSplit::Replicated)
+        plan.replica_checks.push_back(across_parts(plan.parts, i));
     for (size_t i = 0; i < p0.buffers.size(); ++i) plan.replica_checks.push_back(buffers_across_parts(plan.parts, i));
   }
   const TorchFile& f0 = ck->first();

@@ -216,9 +216,9 @@ SourceConfig metaseq_source_config(const ckpt::CfgFields& f, const std::string& 
   if (f.activation_fn) {
     sc.activation = activation_from_name(*f.activation_fn);
     if (!sc.activation)
-      throw Error("cfg's activation_fn '" + *f.activation_fn +
-                      "' is not one OPT's decoder runs (relu, gelu, gelu_accurate)",
-                  source);
+      throw Error(
+          "cfg's activation_fn '" + *f.activation_fn + "' is not one OPT's decoder runs (relu, gelu, gelu_accurate)",
+          source);
   }
   // fairseq/metaseq: pre-LN models drop their final LN only with no_decoder_final_norm.
   if (f.no_decoder_final_norm.value_or(false) && f.decoder_normalize_before) {

@@ -104,8 +104,7 @@ struct NeedRule {
 constexpr NeedRule kNeedRules[] = {
     {kProjections, [](const OptConfig& c) { return c.has_projections(); },
      "word_embed_proj_dim equals hidden_size: no projections", " (word_embed_proj_dim differs from hidden_size)"},
-    {kBias, [](const OptConfig& c) { return c.enable_bias; }, "enable_bias is false",
-     " (the config says enable_bias)"},
+    {kBias, [](const OptConfig& c) { return c.enable_bias; }, "enable_bias is false", " (the config says enable_bias)"},
     {kAffine, [](const OptConfig& c) { return c.ln_affine; }, "layer_norm_elementwise_affine is false",
      " (the config says layer_norm_elementwise_affine)"},
     {kFinalNorm, [](const OptConfig& c) { return c.has_final_norm(); },

@@ -56,9 +56,7 @@ TEST(Roles, EveryNameRoundTripsInEveryLayout) {
         ASSERT_TRUE(ref) << name;
         EXPECT_EQ(ref->role, r.role) << name;
         EXPECT_EQ(ref->layer, r.scope == Scope::Layer ? layer : -1) << name;
-        if (r.scope == Scope::Layer) {
-          EXPECT_EQ(layer_of(l, name), layer) << name;
-        }
+        if (r.scope == Scope::Layer) { EXPECT_EQ(layer_of(l, name), layer) << name; }
       }
     }
 }
@@ -166,8 +164,10 @@ TEST(Roles, StatedSizesMustAgreeWithTheTensors) {
 
 TEST(Roles, SurgeryReadsACfgWhateverItsActivation) {
   auto model = Value::dict();
-  for (auto [k, v] : {std::pair<const char*, int64_t>{"decoder_layers", 2}, {"decoder_embed_dim", 16},
-                      {"decoder_attention_heads", 4}, {"max_target_positions", 10}})
+  for (auto [k, v] : {std::pair<const char*, int64_t>{"decoder_layers", 2},
+                      {"decoder_embed_dim", 16},
+                      {"decoder_attention_heads", 4},
+                      {"max_target_positions", 10}})
     model->set(k, Value::integer(v));
   model->set("activation_fn", Value::str("swiglu"));
   auto root = Value::dict();
