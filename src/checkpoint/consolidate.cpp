@@ -50,7 +50,6 @@ std::vector<size_t> restored_order(const std::vector<std::string>& names) {
   // Sort key: model roles before the layers (table order), the layers by number (file order
   // within a layer: glued k, v, q stay where qkv was), model roles after the layers, then names
   // outside the table in file order, decoder.version last.
-  const size_t first_layer_role = size_t(Role::KWeight);
   auto key = [&](const std::string& n) -> std::pair<int, int64_t> {
     if (n == "decoder.version") return {4, 0};
     auto ref = parse_role_name(Layout::Metaseq, n);
@@ -58,7 +57,7 @@ std::vector<size_t> restored_order(const std::vector<std::string>& names) {
       return {1, *layer};  // unknown layer names stay in their layer
     if (!ref || ref->role == Role::LmHead) return {3, 0};
     if (ref->layer >= 0) return {1, ref->layer};
-    return {size_t(ref->role) < first_layer_role ? 0 : 2, int64_t(ref->role)};
+    return {role_place(ref->role) == Place::BeforeLayers ? 0 : 2, int64_t(ref->role)};
   };
   std::vector<size_t> out(names.size());
   for (size_t i = 0; i < out.size(); ++i) out[i] = i;
@@ -105,8 +104,8 @@ Plan plan_consolidate(const ConsolidateOptions& o) {
     auto ts = across_parts(parts, i);
     const auto ref = parse_role_name(Layout::Metaseq, t.name);
     if (ref && ref->role == Role::LmHead) continue;  // tied to embed_tokens
-    Split s = classify(t.name);
-    if (s == Split::Qkv) {
+    const TpSplit s = classify(t.name);
+    if (s == TpSplit::FusedColumn) {
       auto kvq = glue_qkv(ts);
       const auto roles = kvq_roles(ref->role);
       for (size_t j = 0; j < 3; ++j) {
@@ -115,7 +114,7 @@ Plan plan_consolidate(const ConsolidateOptions& o) {
       }
       continue;
     }
-    if (s == Split::Replicated && P > 1) plan.replica_checks.push_back(ts);
+    if (s == TpSplit::Replicated && P > 1) plan.replica_checks.push_back(ts);
     Regrouped r = regroup(ts, 1, 0);
     names.push_back(t.name);
     values.push_back(make(t, r.bytes, r.shape));

@@ -194,7 +194,6 @@ std::vector<FlatLayout> layout_from_cfg(const MetaseqCfg& d, int64_t P, int64_t 
       const std::string full = role_name(*r, Layout::Metaseq, layer);
       fl.names.push_back(fl.fsdp_path.empty() ? full : full.substr(fl.fsdp_path.size() + 1));
       fl.shapes.push_back(role_shape(*r, c, P));
-      if (r->role == Role::TokenEmbed) fl.shapes.back()[0] = vocab_rows;
     }
     fl.shared_param_info = Value::list();
     return fl;

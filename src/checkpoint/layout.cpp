@@ -222,42 +222,65 @@ std::optional<int64_t> num_updates(const TorchFile& f) {
 
 }  // namespace
 
-MetaseqCfg dims_from_cfg(const ValuePtr& cfg, const std::string& file) {
-  if (!cfg) throw Error("no 'cfg' in the checkpoint: cannot tell the model's dimensions", file);
-  ValuePtr m = cfg->attr("model");
-  ValuePtr args = cfg;  // very old files: a flat args Namespace
-  if (!m || (m->kind != Value::Kind::Object && !m->is_dict())) m = args;
+std::optional<CfgFields> read_cfg_fields(const ValuePtr& root) {
+  if (!root || !root->is_dict()) return std::nullopt;
+  ValuePtr cfg = root->get("cfg");
+  ValuePtr m = cfg ? cfg->attr("model") : nullptr;
+  if (!m || (m->kind != Value::Kind::Object && !m->is_dict())) m = cfg;  // a flat cfg
+  if (!m) m = root->get("args");                                         // very old files
+  if (!m) return std::nullopt;
+  CfgFields f;
+  f.decoder_layers = int_field(m, "decoder_layers");
+  f.decoder_embed_dim = int_field(m, "decoder_embed_dim");
+  f.decoder_attention_heads = int_field(m, "decoder_attention_heads");
+  f.decoder_ffn_embed_dim = int_field(m, "decoder_ffn_embed_dim");
+  f.decoder_input_dim = int_field(m, "decoder_input_dim");
+  f.max_target_positions = int_field(m, "max_target_positions");
+  f.tokens_per_sample = int_field(m, "tokens_per_sample");
+  f.decoder_normalize_before = bool_field(m, "decoder_normalize_before");
+  f.no_decoder_final_norm = bool_field(m, "no_decoder_final_norm");
+  if (auto a = m->attr("activation_fn"); a && a->is_str()) f.activation_fn = a->s;
+  auto real = [&](const char* key) -> std::optional<double> {
+    auto v = m->attr(key);
+    if (v && v->kind == Value::Kind::Float) return v->f;
+    return std::nullopt;
+  };
+  f.dropout = real("dropout");
+  f.attention_dropout = real("attention_dropout");
+  auto arch = m->attr("arch");
+  if (!arch || !arch->is_str()) arch = m->attr("_name");
+  f.arch = arch && arch->is_str() ? arch->s : "";
+  f.model_parallel_size = int_field(m, "model_parallel_size");
+  if (!f.model_parallel_size && cfg) f.model_parallel_size = int_field(cfg->attr("common"), "model_parallel_size");
+  if (cfg) f.distributed_world_size = int_field(cfg->attr("distributed_training"), "distributed_world_size");
+  if (!f.distributed_world_size) f.distributed_world_size = int_field(m, "distributed_world_size");
+  return f;
+}
+
+MetaseqCfg dims_from_cfg(const ValuePtr& root, const std::string& file) {
+  const auto f = read_cfg_fields(root);
+  if (!f) throw Error("no 'cfg' in the checkpoint: cannot tell the model's dimensions", file);
   MetaseqCfg d;
   OptConfig& c = d.config;
-  auto need = [&](const char* k) {
-    auto v = int_field(m, k);
+  auto need = [&](const std::optional<int64_t>& v, const char* k) {
     if (!v) throw Error(std::string("cfg['model'] has no '") + k + "'", file);
     return *v;
   };
   c.name = "custom";
-  c.layers = need("decoder_layers");
-  c.embed_dim = need("decoder_embed_dim");
-  c.heads = need("decoder_attention_heads");
-  c.ffn_dim = int_field(m, "decoder_ffn_embed_dim").value_or(4 * c.embed_dim);
-  c.input_dim = int_field(m, "decoder_input_dim").value_or(c.embed_dim);
-  auto t = int_field(m, "max_target_positions");
-  if (!t) t = int_field(m, "tokens_per_sample");
+  c.layers = need(f->decoder_layers, "decoder_layers");
+  c.embed_dim = need(f->decoder_embed_dim, "decoder_embed_dim");
+  c.heads = need(f->decoder_attention_heads, "decoder_attention_heads");
+  c.ffn_dim = f->decoder_ffn_embed_dim.value_or(4 * c.embed_dim);
+  c.input_dim = f->decoder_input_dim.value_or(c.embed_dim);
+  auto t = f->max_target_positions ? f->max_target_positions : f->tokens_per_sample;
   if (!t) throw Error("cfg['model'] has neither max_target_positions nor tokens_per_sample", file);
   c.max_positions = *t;
-  c.pre_ln = bool_field(m, "decoder_normalize_before").value_or(true);
-  c.remove_final_norm = c.pre_ln && bool_field(m, "no_decoder_final_norm").value_or(false);
-  // Surgery moves tensors whatever the activation; running or converting the model checks it
-  // (convert/opt_tensors.cpp), so an activation optforge cannot run does not block consolidate.
-  if (auto act = m->attr("activation_fn"); act && act->is_str())
-    if (auto a = activation_from_name(act->s)) c.activation = *a;
-  auto arch = m->attr("arch");
-  if (!arch || !arch->is_str()) arch = m->attr("_name");
-  d.arch = arch && arch->is_str() ? arch->s : "";
+  c.pre_ln = f->decoder_normalize_before.value_or(true);
+  c.remove_final_norm = c.pre_ln && f->no_decoder_final_norm.value_or(false);
+  d.arch = f->arch;
   d.fused_qkv = d.arch != "transformer_lm_gpt" && d.arch != "transformer_lm";
-  d.model_parallel_size = int_field(m, "model_parallel_size");
-  if (!d.model_parallel_size) d.model_parallel_size = int_field(cfg->attr("common"), "model_parallel_size");
-  d.world_size = int_field(cfg->attr("distributed_training"), "distributed_world_size");
-  if (!d.world_size) d.world_size = int_field(m, "distributed_world_size");
+  d.model_parallel_size = f->model_parallel_size;
+  d.world_size = f->distributed_world_size;
   return d;
 }
 
@@ -296,7 +319,7 @@ LoadedCheckpoint load_checkpoint(const CheckpointFiles& files, int threads) {
                     f->path);
     }
   if (cfg0) {
-    MetaseqCfg d = dims_from_cfg(cfg0, f0.path);
+    MetaseqCfg d = dims_from_cfg(f0.root, f0.path);
     const int64_t P = files.parts(), W = files.shards();
     if (d.model_parallel_size && *d.model_parallel_size != P && !(P == 1 && !files.part_suffix))
       throw Error("found " + std::to_string(P) + " model part(s) but cfg says model_parallel_size = " +

@@ -39,16 +39,36 @@ struct CheckpointFiles {
 // shard, a part without shards, or different shard counts across parts.
 CheckpointFiles find_checkpoint(const std::string& in);
 
-// What a metaseq cfg states (cfg['model'], a Namespace or dict; docs/spec-checkpoints.md §cfg fields read): the
-// model's config (its vocab is not in cfg: the embedding says), and how the run stored it.
+// The fields of a metaseq cfg optforge reads, as stated: nullopt when absent or of another type
+// (an int field also takes a bool, a bool field an int, as Python would). The one reader of
+// cfg (docs/spec-checkpoints.md §cfg fields read): surgery, the model readers and the HF writer.
+struct CfgFields {
+  std::optional<int64_t> decoder_layers, decoder_embed_dim, decoder_attention_heads, decoder_ffn_embed_dim,
+      decoder_input_dim, max_target_positions, tokens_per_sample;
+  std::optional<bool> decoder_normalize_before, no_decoder_final_norm;
+  // As written: only what runs or converts the model needs it to be one optforge implements.
+  std::optional<std::string> activation_fn;
+  std::optional<double> dropout, attention_dropout;
+  std::optional<int64_t> model_parallel_size;     // cfg.model, else cfg.common
+  std::optional<int64_t> distributed_world_size;  // cfg.distributed_training, else cfg.model
+  std::string arch;                               // cfg.model.arch, else its _name; "" if neither
+};
+// The model fields come from cfg['model'] (a Namespace or dict); without one, from a flat cfg
+// Namespace, else from very old files' top-level 'args' Namespace. nullopt when the checkpoint's
+// top-level dict (`root`) has neither cfg nor args.
+std::optional<CfgFields> read_cfg_fields(const ValuePtr& root);
+
+// What a metaseq cfg states about the model (its vocab is not in cfg: the embedding says), and
+// how the run stored it.
 struct MetaseqCfg {
-  OptConfig config;       // layers, dims, heads, positions, pre-LN, final LN, activation (if one we run)
+  OptConfig config;       // layers, dims, heads, positions, pre-LN, final LN (not the activation)
   bool fused_qkv = true;  // Megatron model (qkv_proj); transformer_lm_gpt has k/v/q_proj
   std::optional<int64_t> model_parallel_size, world_size;
   std::string arch;
 };
-// Throws (naming `file`) if cfg lacks the dimensions.
-MetaseqCfg dims_from_cfg(const ValuePtr& cfg, const std::string& file);
+// `root`: a checkpoint file's top-level dict. Throws (naming `file`) if it has no cfg or the cfg
+// lacks the dimensions. The activation is not read: surgery moves tensors whatever it is.
+MetaseqCfg dims_from_cfg(const ValuePtr& root, const std::string& file);
 
 // Every file of a checkpoint, loaded (pickles parsed, tensors viewing the mmapped data).
 struct LoadedCheckpoint {

@@ -53,20 +53,12 @@ void need_divisible(const PartTensor& t, uint64_t full, int64_t M, const char* w
 
 }  // namespace
 
-Split classify(const std::string& k) {
-  if (const RoleSpec* r = role_by_module(k)) {
-    switch (r->split) {
-      case TpSplit::FusedColumn: return Split::Qkv;
-      case TpSplit::Vocab:
-      case TpSplit::Column: return Split::Dim0;
-      case TpSplit::Row: return Split::Dim1;
-      case TpSplit::Replicated: return Split::Replicated;
-    }
-  }
+TpSplit classify(const std::string& k) {
+  if (const RoleSpec* r = role_by_module(k)) return r->split;
   // Names outside OPT's table: metaseq's glue rule for NormFormer's ffn_layernorm (split like
   // fc1's output), and everything else (decoder.version, ...) replicated: kept, never dropped.
-  if (has(k, "ffn_layernorm")) return Split::Dim0;
-  return Split::Replicated;
+  if (has(k, "ffn_layernorm")) return TpSplit::Column;
+  return TpSplit::Replicated;
 }
 
 Regrouped regroup(const std::vector<const PartTensor*>& parts, int64_t M, int64_t m) {
@@ -75,13 +67,14 @@ Regrouped regroup(const std::vector<const PartTensor*>& parts, int64_t M, int64_
   const uint64_t P = parts.size();
   std::vector<ProducerPtr> srcs;
   for (const auto* p : parts) srcs.push_back(p->bytes);
-  Split s = classify(t0.name);
-  if (s != Split::Replicated && t0.shape.empty()) s = Split::Replicated;
-  if (s == Split::Dim1 && t0.shape.size() < 2) s = Split::Dim0;
+  TpSplit s = classify(t0.name);
+  if (s != TpSplit::Replicated && t0.shape.empty()) s = TpSplit::Replicated;
+  if (s == TpSplit::Row && t0.shape.size() < 2) s = TpSplit::Column;
   const uint64_t rows = uint64_t(t0.shape.empty() ? 1 : t0.shape[0]), rb = row_bytes(t0.shape, t0.dtype);
   switch (s) {
-    case Split::Replicated: return {t0.shape, t0.bytes};
-    case Split::Dim0: {
+    case TpSplit::Replicated: return {t0.shape, t0.bytes};
+    case TpSplit::Vocab:
+    case TpSplit::Column: {
       const uint64_t full = rows * P;
       need_divisible(t0, full, M, "dim 0");
       const uint64_t per = full / uint64_t(M);
@@ -89,7 +82,7 @@ Regrouped regroup(const std::vector<const PartTensor*>& parts, int64_t M, int64_
       sh[0] = int64_t(per);
       return {sh, rows_of(srcs, rows, rb, uint64_t(m) * per, uint64_t(m + 1) * per)};
     }
-    case Split::Dim1: {
+    case TpSplit::Row: {
       const uint64_t cols = uint64_t(t0.shape[1]), full = cols * P, es = rb / cols;
       need_divisible(t0, full, M, "dim 1");
       const uint64_t per = full / uint64_t(M), lo = uint64_t(m) * per, hi = lo + per;
@@ -102,7 +95,7 @@ Regrouped regroup(const std::vector<const PartTensor*>& parts, int64_t M, int64_
       sh[1] = int64_t(per);
       return {sh, interleave(rows, std::move(pieces))};
     }
-    case Split::Qkv: {
+    case TpSplit::FusedColumn: {
       if (rows % 3 != 0)
         throw Error("'" + t0.name + "' has " + std::to_string(rows) + " rows, not three equal K, V, Q blocks",
                     t0.origin);

@@ -16,14 +16,17 @@
 #include <vector>
 
 #include "checkpoint/fsdp.h"
+#include "opt/roles.h"
 
 namespace optforge::ckpt {
 
-enum class Split { Qkv, Dim0, Dim1, Replicated };
-Split classify(const std::string& name);
+// How a metaseq tensor is split across model parts: the role table's rule (Vocab and Column:
+// dim 0; Row: dim 1; FusedColumn: per K, V, Q block), else ffn_layernorm Column and anything
+// else Replicated.
+TpSplit classify(const std::string& name);
 
 // Tensor `name` of part m of M, from its P part tensors (all of the same shape; checked).
-// For Qkv the result keeps the fused [K_m; V_m; Q_m] layout. Throws (naming the tensor) if M
+// For FusedColumn (qkv) the result keeps the fused [K_m; V_m; Q_m] layout. Throws (naming the tensor) if M
 // does not divide the split dimension.
 struct Regrouped {
   Shape shape;

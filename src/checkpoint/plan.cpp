@@ -34,9 +34,8 @@ std::shared_ptr<LoadedCheckpoint> open_input(const std::string& in, int threads)
 }
 
 MetaseqCfg input_dims(const LoadedCheckpoint& ck) {
-  ValuePtr cfg = ck.first().root->get("cfg");
-  if (!cfg) return {};
-  return dims_from_cfg(cfg, ck.first().path);
+  if (!ck.first().root->get("cfg")) return {};
+  return dims_from_cfg(ck.first().root, ck.first().path);
 }
 
 std::vector<std::shared_ptr<PartModel>> read_parts(const LoadedCheckpoint& ck, const MetaseqCfg& d, bool optimizer,

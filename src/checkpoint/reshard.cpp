@@ -308,9 +308,7 @@ void read_input(Plan& plan, const LoadedCheckpoint& ck, const ReshardOptions& o)
   const int64_t M = o.mp;
   if (M < 1) throw Error("--mp must be at least 1");
   if (o.fsdp < 1) throw Error("--fsdp must be at least 1");
-  if (!ck.first().root->get("cfg"))
-    throw Error("no 'cfg' in the checkpoint: resharding needs the model's config", ck.first().path);
-  const MetaseqCfg dims = input_dims(ck);
+  const MetaseqCfg dims = dims_from_cfg(ck.first().root, ck.first().path);  // throws without a cfg
   if (dims.config.heads % M != 0)
     throw Error("--mp " + std::to_string(M) + " does not divide the model's " + std::to_string(dims.config.heads) +
                     " attention heads (decoder_attention_heads; tensor " +
@@ -333,7 +331,8 @@ Plan build(std::shared_ptr<LoadedCheckpoint> ck, const ReshardOptions& o) {
   const Reshard R{o, plan, p0, !p0.moments.empty() && !o.drop_optimizer_state};
   if (plan.parts.size() > 1) {  // replicated tensors are compared across input parts once
     for (size_t i = 0; i < p0.params.size(); ++i)
-      if (classify(p0.params[i].name) == Split::Replicated) plan.replica_checks.push_back(across_parts(plan.parts, i));
+      if (classify(p0.params[i].name) == TpSplit::Replicated)
+        plan.replica_checks.push_back(across_parts(plan.parts, i));
     for (size_t i = 0; i < p0.buffers.size(); ++i) plan.replica_checks.push_back(buffers_across_parts(plan.parts, i));
   }
   const TorchFile& f0 = ck->first();

@@ -3,11 +3,11 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <system_error>
 
 #include "checkpoint/consolidate.h"
+#include "checkpoint/layout.h"
 #include "formats/any_file.h"
 #include "formats/npy.h"
 #include "io/json_file.h"
@@ -19,12 +19,6 @@ namespace fs = std::filesystem;
 
 namespace optforge {
 
-const Tensor& OptTensors::get(const std::string& name) const {
-  for (const auto& [n, t] : tensors)
-    if (n == name) return t;
-  throw Error("model has no tensor '" + name + "'", layout);
-}
-
 const Tensor* OptTensors::find(Role role, int64_t layer) const {
   const std::string name = role_name(role_spec(role), Layout::Metaseq, layer);
   for (const auto& [n, t] : tensors)
@@ -32,30 +26,12 @@ const Tensor* OptTensors::find(Role role, int64_t layer) const {
   return nullptr;
 }
 
-DType OptTensors::dtype() const { return get(role_name(role_spec(Role::TokenEmbed), Layout::Metaseq)).dtype; }
+DType OptTensors::dtype() const {
+  if (tensors.empty()) throw Error("model has no tensors", layout);
+  return tensors.front().second.dtype;  // the token embedding: table order
+}
 
 namespace {
-
-// The head count of a checkpoint that does not record it. The tensors' shapes do not tell it,
-// so only a published OPT model of exactly this shape (every dimension equal) names it: a hidden
-// size alone is no evidence. Otherwise 0 when `may_be_unknown`, else the one error every command
-// (convert, generate, score, serve) gives.
-int64_t heads_for(const OptConfig& c, bool may_be_unknown, const std::string& source) {
-  for (const auto& n : published_opt_names()) {
-    auto p = published_opt_config(n);
-    if (p->layers == c.layers && p->embed_dim == c.embed_dim && p->ffn_dim == c.ffn_dim &&
-        p->input_dim == c.input_dim && p->pre_ln == c.pre_ln && p->vocab == c.vocab &&
-        p->max_positions == c.max_positions && c.plain())
-      return p->heads;
-  }
-  if (may_be_unknown) return 0;
-  throw Error(
-      "cannot tell the number of attention heads: the checkpoint does not record it (no metaseq cfg, "
-      "no config.json) and its shape (" +
-          std::to_string(c.layers) + " layers, hidden size " + std::to_string(c.embed_dim) +
-          ") is not a published OPT model's; pass --heads",
-      source);
-}
 
 // The input's tensors by role: fused qkv split into K, V, Q (metaseq's row order), the tied
 // head checked against the embedding and dropped, metaseq's version buffer dropped.
@@ -91,11 +67,9 @@ ByRole by_role(std::vector<std::pair<std::string, Tensor>> named, const std::str
     if (ref->role == Role::LmHead) {
       head = t;
     } else if (ref->role == Role::QkvWeight || ref->role == Role::QkvBias) {
-      const bool w = ref->role == Role::QkvWeight;
-      const Role kvq[] = {w ? Role::KWeight : Role::KBias, w ? Role::VWeight : Role::VBias,
-                          w ? Role::QWeight : Role::QBias};
+      const auto kvq = kvq_roles(ref->role);
       auto parts = chunk(t, 0, 3);
-      for (int j = 0; j < 3; ++j) add_role(m, {kvq[j], ref->layer}, name, parts[size_t(j)], source);
+      for (size_t j = 0; j < 3; ++j) add_role(m, {kvq[j], ref->layer}, name, parts[j], source);
     } else {
       add_role(m, *ref, name, t, source);
     }
@@ -140,34 +114,58 @@ OptConfig infer_config(const ByRole& m, const SourceConfig& sc, const std::strin
   c.pad_token_id = sc.pad_token_id.value_or(c.pad_token_id);
   c.bos_token_id = sc.bos_token_id.value_or(c.bos_token_id);
   c.eos_token_id = sc.eos_token_id.value_or(c.eos_token_id);
-  c.heads = sc.heads > 0 ? sc.heads : heads_for(c, sc.heads < 0, source);
-  if (c.heads == 0) c.heads = 1;  // unknown (sc.heads = -1): a placeholder that validates; see heads_known
-  for (const auto& n : published_opt_names()) {
-    auto p = published_opt_config(n);
-    if (p->layers == c.layers && p->embed_dim == c.embed_dim && p->input_dim == c.input_dim && p->heads == c.heads &&
-        p->pre_ln == c.pre_ln && p->vocab == c.vocab && p->max_positions == c.max_positions && c.plain())
-      c.name = n;
-  }
-  try {
-    c.validate();
-  } catch (const Error& e) { throw e.with_file(source); }
+  c.heads = sc.heads.value_or(0);  // 0 until decided (decide_heads)
   return c;
 }
 
-std::string why_expected(const RoleSpec& r, const OptConfig& c) {
-  if (r.needs & kFinalNorm) return c.has_final_norm() ? " (the config says pre-LN with a final layer norm)" : "";
-  if (r.needs & kBias) return " (the config says enable_bias)";
-  if (r.needs & kAffine) return " (the config says layer_norm_elementwise_affine)";
-  return "";
+// The sizes the source's config states against those the tensors have.
+void check_stated_sizes(const OptConfig& c, const SourceConfig& sc, const std::string& source) {
+  auto check = [&](const char* key, const std::optional<int64_t>& stated, int64_t have) {
+    if (stated && *stated != have)
+      throw Error(std::string("config says ") + key + " = " + std::to_string(*stated) + " but the weights have " +
+                      std::to_string(have),
+                  sc.file.empty() ? source : sc.file);
+  };
+  check("hidden_size", sc.embed_dim, c.embed_dim);
+  check("num_hidden_layers", sc.layers, c.layers);
+  check("ffn_dim", sc.ffn_dim, c.ffn_dim);
+  check("vocab_size", sc.vocab, c.vocab);
+  check("word_embed_proj_dim", sc.input_dim, c.input_dim);
+  check("max_position_embeddings", sc.max_positions, c.max_positions);
+}
+
+// The head count and name, from one published-shape match (every dimension, heads when stated).
+// The tensors' shapes do not tell the head count, so only a published OPT model of exactly this
+// shape names an unstated one: a hidden size alone is no evidence. Returns whether it is known.
+bool decide_heads(OptConfig& c, bool stated, bool may_be_unknown, const std::string& source) {
+  const auto match = published_match(c);
+  c.name = match.value_or("custom");
+  bool known = stated;  // validate() refuses a stated count that is not positive
+  if (!known && match) {
+    c.heads = published_opt_config(*match)->heads;
+    known = true;
+  }
+  if (!known && !may_be_unknown)
+    throw Error(
+        "cannot tell the number of attention heads: the checkpoint does not record it (no metaseq cfg, "
+        "no config.json) and its shape (" +
+            std::to_string(c.layers) + " layers, hidden size " + std::to_string(c.embed_dim) +
+            ") is not a published OPT model's; pass --heads",
+        source);
+  if (!known) c.heads = 1;  // a placeholder that validates; OptTensors::heads_known says it is not real
+  try {
+    c.validate();
+  } catch (const Error& e) { throw e.with_file(source); }
+  return known;
 }
 
 // Exactly the tensors the config calls for, with their shapes and one dtype, in table order.
 void take_expected(OptTensors& out, const ByRole& m, const std::string& source) {
   const OptConfig& c = out.config;
   size_t found = 0;
-  for (const ParamSpec& p : metaseq_singleton_params(c)) {
+  for (const ParamSpec& p : layout_params(c, Layout::Metaseq)) {
     const Tensor* t = m.find(p.ref.role, p.ref.layer);
-    if (!t) throw Error("missing tensor '" + p.name + "'" + why_expected(role_spec(p.ref.role), c), source);
+    if (!t) throw Error("missing tensor '" + p.name + "'" + met_need(role_spec(p.ref.role), c), source);
     if (t->shape != p.shape)
       throw Error("shape " + t->shape_string() + ", expected " + Tensor{DType::F32, p.shape}.shape_string() +
                       " for this model (L=" + std::to_string(c.layers) + ", E=" + std::to_string(c.embed_dim) +
@@ -181,12 +179,8 @@ void take_expected(OptTensors& out, const ByRole& m, const std::string& source) 
     for (const auto& [key, v] : m.t) {
       const RoleSpec& r = role_spec(key.second);
       if (role_stored(r, c, Layout::Metaseq) && key.first < c.layers) continue;
-      const char* why = (r.needs & kBias) && !c.enable_bias   ? "enable_bias is false"
-                        : (r.needs & kAffine) && !c.ln_affine ? "layer_norm_elementwise_affine is false"
-                        : (r.needs & kFinalNorm) && !c.has_final_norm()
-                            ? "the config has no final layer norm (post-LN, or "
-                              "_remove_final_layer_norm)"
-                            : "not expected";
+      const char* unmet = unmet_need(r, c);
+      const char* why = unmet ? unmet : "not expected";
       throw Error("tensor '" + v.first + "' does not belong in this model (" + r.id + ": " + why + ")", source);
     }
   const DType dt = out.tensors.front().second.dtype;
@@ -200,11 +194,12 @@ void take_expected(OptTensors& out, const ByRole& m, const std::string& source) 
 }  // namespace
 
 OptTensors opt_model_from_named(std::vector<std::pair<std::string, Tensor>> named, const SourceConfig& sc,
-                                const std::string& source) {
+                                const std::string& source, bool heads_may_be_unknown) {
   const ByRole m = by_role(std::move(named), source);
   OptTensors out;
   out.config = infer_config(m, sc, source);
-  out.heads_known = sc.heads > 0 || heads_for(out.config, true, source) > 0;
+  check_stated_sizes(out.config, sc, source);
+  out.heads_known = decide_heads(out.config, sc.heads.has_value(), heads_may_be_unknown, source);
   out.layout = source;
   take_expected(out, m, source);
   return out;
@@ -212,32 +207,23 @@ OptTensors opt_model_from_named(std::vector<std::pair<std::string, Tensor>> name
 
 namespace {
 
-ValuePtr cfg_model(const ValuePtr& root) {
-  if (!root || !root->is_dict()) return nullptr;
-  auto cfg = root->get("cfg");
-  ValuePtr model = cfg ? cfg->attr("model") : nullptr;
-  if (!model) model = root->get("args");  // very old files: a flat args Namespace
-  return model;
-}
-
 // What a metaseq cfg says about the architecture (fields absent: inferred from the tensors).
-SourceConfig metaseq_source_config(const ValuePtr& root, const std::string& source) {
+// Throws for an activation_fn optforge does not run: the model must not run as relu.
+SourceConfig metaseq_source_config(const ckpt::CfgFields& f, const std::string& source) {
   SourceConfig sc;
-  ValuePtr m = cfg_model(root);
-  if (!m) return sc;
-  ValuePtr h = m->attr("decoder_attention_heads");
-  if (h && h->kind == Value::Kind::Int) sc.heads = h->i;
-  if (ValuePtr a = m->attr("activation_fn"); a && a->is_str()) {
-    sc.activation = activation_from_name(a->s);
+  sc.file = source;
+  sc.heads = f.decoder_attention_heads;
+  if (f.activation_fn) {
+    sc.activation = activation_from_name(*f.activation_fn);
     if (!sc.activation)
-      throw Error("cfg's activation_fn '" + a->s + "' is not one OPT's decoder runs (relu, gelu, gelu_accurate)",
-                  source);
+      throw Error(
+          "cfg's activation_fn '" + *f.activation_fn + "' is not one OPT's decoder runs (relu, gelu, gelu_accurate)",
+          source);
   }
-  ValuePtr before = m->attr("decoder_normalize_before"), no_final = m->attr("no_decoder_final_norm");
   // fairseq/metaseq: pre-LN models drop their final LN only with no_decoder_final_norm.
-  if (no_final && no_final->kind == Value::Kind::Bool && no_final->b && before && before->kind == Value::Kind::Bool) {
-    sc.pre_ln = before->b;
-    sc.remove_final_norm = before->b;
+  if (f.no_decoder_final_norm.value_or(false) && f.decoder_normalize_before) {
+    sc.pre_ln = *f.decoder_normalize_before;
+    sc.remove_final_norm = *f.decoder_normalize_before;
   }
   return sc;
 }
@@ -263,21 +249,30 @@ std::vector<std::string> index_files(const fs::path& path) {
   return {uniq.begin(), uniq.end()};
 }
 
-// config.json -> what it states. Keys absent take OPTConfig's defaults, as transformers does.
-SourceConfig hf_source_config(const nlohmann::json& cfg, const std::string& file) {
+// An HF config (config.json, or optforge's own safetensors __metadata__ opt_config, parsed with
+// parse_json_object) -> what it states. It must say model_type "opt"; keys absent take
+// transformers' OPTConfig defaults (num_attention_heads 12, relu, biases, ...), as transformers
+// would load it, except the sizes, which the tensors tell and a stated one is checked against.
+SourceConfig hf_source_config_from(const nlohmann::json& cfg, const std::string& file) {
+  const auto model_type = cfg.find("model_type");
+  if (model_type == cfg.end() || *model_type != "opt")
+    throw Error("model_type is " + (model_type == cfg.end() ? std::string("missing") : model_type->dump()) +
+                    ", expected \"opt\"",
+                file);
   SourceConfig sc;
+  sc.file = file;
   auto flag = [&](const char* key, bool def) {
     if (!cfg.contains(key)) return def;
     if (!cfg[key].is_boolean()) throw Error(std::string(key) + " must be true or false", file);
     return cfg[key].get<bool>();
   };
-  auto id = [&](const char* key, int64_t def) -> int64_t {
-    if (!cfg.contains(key) || cfg[key].is_null()) return def;
+  auto integer = [&](const char* key) -> std::optional<int64_t> {
+    if (!cfg.contains(key) || cfg[key].is_null()) return std::nullopt;
     if (!cfg[key].is_number_integer()) throw Error(std::string(key) + " must be an integer", file);
     return cfg[key].get<int64_t>();
   };
-  sc.heads = id("num_attention_heads", 0);
-  if (cfg.contains("num_attention_heads") && (sc.heads < 1 || sc.heads > (int64_t(1) << 30)))
+  sc.heads = integer("num_attention_heads").value_or(12);
+  if (*sc.heads < 1 || *sc.heads > (int64_t(1) << 30))
     throw Error("num_attention_heads is " + cfg["num_attention_heads"].dump() + ", expected a positive integer", file);
   if (!flag("tie_word_embeddings", true))
     throw Error(
@@ -294,9 +289,15 @@ SourceConfig hf_source_config(const nlohmann::json& cfg, const std::string& file
   sc.ln_affine = flag("layer_norm_elementwise_affine", true);
   sc.pre_ln = flag("do_layer_norm_before", true);
   sc.remove_final_norm = *sc.pre_ln && flag("_remove_final_layer_norm", false);
-  sc.pad_token_id = id("pad_token_id", 1);
-  sc.bos_token_id = id("bos_token_id", 2);
-  sc.eos_token_id = id("eos_token_id", 2);
+  sc.pad_token_id = integer("pad_token_id").value_or(1);
+  sc.bos_token_id = integer("bos_token_id").value_or(2);
+  sc.eos_token_id = integer("eos_token_id").value_or(2);
+  sc.layers = integer("num_hidden_layers");
+  sc.embed_dim = integer("hidden_size");
+  sc.ffn_dim = integer("ffn_dim");
+  sc.vocab = integer("vocab_size");
+  sc.input_dim = integer("word_embed_proj_dim");
+  sc.max_positions = integer("max_position_embeddings");
   return sc;
 }
 
@@ -313,28 +314,21 @@ std::vector<std::string> hf_weight_files(const fs::path& dir) {
 }
 
 // --heads against what the input records: they agree, or the option fills what is absent;
-// never one silently over the other.
+// never one silently over the other. (read_opt_model has refused a negative one.)
 void apply_heads_option(SourceConfig& sc, int64_t heads, const std::string& source) {
   if (heads == 0) return;
-  if (heads < 0) throw Error("--heads " + std::to_string(heads) + " is not a head count", source);
-  if (sc.heads > 0 && sc.heads != heads)
+  if (sc.heads && *sc.heads != heads)
     throw Error("--heads " + std::to_string(heads) + " disagrees with the checkpoint's config (" +
-                    std::to_string(sc.heads) + " attention heads)",
+                    std::to_string(*sc.heads) + " attention heads)",
                 source);
   sc.heads = heads;
 }
 
-OptTensors read_hf_folder(const fs::path& dir, int64_t heads_option) {
+OptTensors read_hf_folder(const fs::path& dir, const ReadModelOptions& opts) {
   const std::string src = dir.string();
-  const fs::path cfg_path = dir / "config.json";
-  const nlohmann::json cfg = read_json_object(cfg_path.string());
-  const auto model_type = cfg.find("model_type");
-  if (model_type == cfg.end() || *model_type != "opt")
-    throw Error("model_type is " + (model_type == cfg.end() ? std::string("missing") : model_type->dump()) +
-                    ", expected \"opt\"",
-                cfg_path.string());
-  SourceConfig sc = hf_source_config(cfg, cfg_path.string());
-  apply_heads_option(sc, heads_option, cfg_path.string());
+  const std::string cfg_path = (dir / "config.json").string();
+  SourceConfig sc = hf_source_config_from(read_json_object(cfg_path), cfg_path);
+  apply_heads_option(sc, opts.heads, cfg_path);
   std::vector<std::pair<std::string, Tensor>> sd;
   for (const auto& f : hf_weight_files(dir)) {
     std::error_code ec;  // e.g. a name longer than the file system allows
@@ -345,24 +339,12 @@ OptTensors read_hf_folder(const fs::path& dir, int64_t heads_option) {
     auto part = state_dict(open_any((dir / f).string()));
     sd.insert(sd.end(), part.begin(), part.end());
   }
-  OptTensors m = opt_model_from_named(std::move(sd), sc, src);
-  auto check = [&](const char* key, int64_t have) {
-    if (cfg.contains(key) && cfg[key].is_number_integer() && cfg[key].get<int64_t>() != have)
-      throw Error(std::string("config.json says ") + key + " = " + std::to_string(cfg[key].get<int64_t>()) +
-                      " but the weights have " + std::to_string(have),
-                  cfg_path.string());
-  };
-  check("hidden_size", m.config.embed_dim);
-  check("num_hidden_layers", m.config.layers);
-  check("ffn_dim", m.config.ffn_dim);
-  check("vocab_size", m.config.vocab);
-  check("word_embed_proj_dim", m.config.input_dim);
-  check("max_position_embeddings", m.config.max_positions);
+  OptTensors m = opt_model_from_named(std::move(sd), sc, src, opts.heads_may_be_unknown);
   m.layout = "Hugging Face folder";
   return m;
 }
 
-OptTensors read_alpa_folder(const fs::path& dir, int64_t heads) {
+OptTensors read_alpa_folder(const fs::path& dir, const ReadModelOptions& opts) {
   std::vector<std::pair<std::string, Tensor>> named;
   for (const auto& e : fs::directory_iterator(dir)) {
     if (!e.is_regular_file()) continue;
@@ -371,9 +353,9 @@ OptTensors read_alpa_folder(const fs::path& dir, int64_t heads) {
     if (!parse_any_role_name(n)) throw Error("unknown tensor file in an alpa folder", e.path().string());
     named.emplace_back(n, load_npy(e.path().string()));
   }
-  SourceConfig sc;
-  sc.heads = heads;
-  OptTensors m = opt_model_from_named(std::move(named), sc, dir.string());
+  SourceConfig sc;  // alpa's files carry no config
+  apply_heads_option(sc, opts.heads, dir.string());
+  OptTensors m = opt_model_from_named(std::move(named), sc, dir.string(), opts.heads_may_be_unknown);
   m.layout = "alpa numpy folder";
   return m;
 }
@@ -395,9 +377,10 @@ OptTensors read_sharded_metaseq(const std::string& path, const ReadModelOptions&
   std::vector<std::pair<std::string, Tensor>> named;
   for (const auto& [k, v] : root->get("model")->entries)
     if (v->is_tensor()) named.emplace_back(k->s, *v->tensor);
-  SourceConfig sc = metaseq_source_config(root, path);
+  const auto fields = ckpt::read_cfg_fields(root);
+  SourceConfig sc = fields ? metaseq_source_config(*fields, path) : SourceConfig{};
   apply_heads_option(sc, opts.heads, path);
-  OptTensors m = opt_model_from_named(std::move(named), sc, path);
+  OptTensors m = opt_model_from_named(std::move(named), sc, path, opts.heads_may_be_unknown);
   m.metaseq_root = root;
   m.layout = "sharded metaseq checkpoint (" + std::to_string(plan->input->files.parts()) + " MP parts x " +
              std::to_string(plan->input->files.shards()) + " FSDP shards, consolidated on the fly)";
@@ -407,26 +390,30 @@ OptTensors read_sharded_metaseq(const std::string& path, const ReadModelOptions&
 
 namespace {
 
-// A single file: a metaseq singleton, or a state dict (HF names or metaseq names).
+// A single file: a metaseq singleton, or a state dict (HF names or metaseq names). Its config:
+// a metaseq cfg in the file, else optforge's own __metadata__ opt_config (safetensors it
+// wrote), else a config.json beside it (the file is then an HF folder's weights). That
+// config.json must be an OPT config: invalid JSON or another model_type is an error, never a
+// file silently passed over.
 OptTensors read_single_file(const std::string& path, const AnyFile& f, const ReadModelOptions& opts) {
   const fs::path p(path);
-  SourceConfig sc = metaseq_source_config(f.root, path);
-  bool have_config = cfg_model(f.root) != nullptr;
+  SourceConfig sc;
+  bool have_config = false;
+  if (const auto fields = ckpt::read_cfg_fields(f.root)) {
+    sc = metaseq_source_config(*fields, path);
+    have_config = true;
+  }
   for (const auto& [key, text] : f.metadata)
     if (key == "opt_config") {  // written by write_safetensors_state: an HF config.json
-      auto j = nlohmann::json::parse(text, nullptr, false);
-      if (!j.is_object()) throw Error("__metadata__ opt_config is not a JSON object", path);
-      sc = hf_source_config(j, path + " (__metadata__ opt_config)");
+      const std::string where = path + " (__metadata__ opt_config)";
+      sc = hf_source_config_from(parse_json_object(text, where), where);
       have_config = true;
     }
-  const fs::path sibling_config = p.parent_path() / "config.json";  // a weights file of an HF folder
-  if (!have_config && fs::exists(sibling_config)) {
-    auto j = nlohmann::json::parse(read_text_file(sibling_config.string()), nullptr, false);
-    if (j.is_object() && j.value("model_type", "") == "opt") sc = hf_source_config(j, sibling_config.string());
-  }
+  const fs::path sibling_config = p.parent_path() / "config.json";
+  if (!have_config && fs::exists(sibling_config))
+    sc = hf_source_config_from(read_json_object(sibling_config.string()), sibling_config.string());
   apply_heads_option(sc, opts.heads, path);
-  if (!sc.heads && opts.heads_may_be_unknown) sc.heads = -1;
-  OptTensors m = opt_model_from_named(state_dict(f), sc, path);
+  OptTensors m = opt_model_from_named(state_dict(f), sc, path, opts.heads_may_be_unknown);
   if (f.root->get("model")) {
     m.metaseq_root = f.root;
     m.layout = "metaseq singleton";
@@ -442,9 +429,8 @@ OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts)
   if (opts.heads < 0) throw Error("--heads " + std::to_string(opts.heads) + " is not a head count", path);
   fs::path p(path);
   if (fs::is_directory(p)) {
-    if (fs::exists(p / "config.json")) return read_hf_folder(p, opts.heads);
-    if (fs::exists(p / role_name(role_spec(Role::TokenEmbed), Layout::AlpaFile)))
-      return read_alpa_folder(p, opts.heads ? opts.heads : (opts.heads_may_be_unknown ? -1 : 0));
+    if (fs::exists(p / "config.json")) return read_hf_folder(p, opts);
+    if (fs::exists(p / role_name(role_spec(Role::TokenEmbed), Layout::AlpaFile))) return read_alpa_folder(p, opts);
     return read_sharded_metaseq(path, opts);  // or a clear error naming what was expected
   }
   if (!fs::exists(p)) return read_sharded_metaseq(path, opts);  // a prefix: DIR/checkpoint_last

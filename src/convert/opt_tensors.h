@@ -27,14 +27,14 @@ struct OptTensors {
   // config.heads is then a placeholder (1) that must not be used to run the model.
   bool heads_known = true;
 
-  const Tensor& get(const std::string& name) const;
   // The tensor of a role (layer ignored for model roles); nullptr if the model has none.
   const Tensor* find(Role role, int64_t layer = -1) const;
+  // The dtype of the weights (every tensor has the same one; checked when read).
   DType dtype() const;
   // The name of tensors[i] in another layout.
   std::string name_in(size_t i, Layout layout) const {
     return role_name(role_spec(roles[i].role), layout, roles[i].layer);
-  }  // the dtype of the weights (embed_tokens)
+  }
 };
 
 struct ReadModelOptions {
@@ -55,19 +55,24 @@ OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts 
 // What an input's own config states (config.json, a metaseq cfg). Anything unset is read off
 // the tensors present (biases, LN weights, the final LN), or is the released models' value.
 struct SourceConfig {
-  // 0: the published OPT model of exactly this shape, else an Error asking for --heads;
-  // -1: the same, but an unknown count leaves OptTensors::heads_known false instead.
-  int64_t heads = 0;
+  std::string file;              // what states it, named in errors about it ("" if nothing does)
+  std::optional<int64_t> heads;  // unset: only a published OPT model of exactly this shape tells
   std::optional<Activation> activation;
   std::optional<bool> enable_bias, ln_affine, pre_ln, remove_final_norm;
   std::optional<int64_t> pad_token_id, bos_token_id, eos_token_id;
+  // Sizes it states (config.json's num_hidden_layers, hidden_size, ffn_dim, vocab_size,
+  // word_embed_proj_dim, max_position_embeddings): the tensors must agree.
+  std::optional<int64_t> layers, embed_dim, ffn_dim, vocab, input_dim, max_positions;
 };
 
 // Builds an OptTensors from named tensors in any spelling opt/roles.h knows (metaseq with
 // separate or fused qkv, HF with or without "model.", alpa file names), inferring the shape from
-// the tensors. Checks that exactly the tensors the config calls for are there, with their
-// shapes and one dtype; throws naming `source` and the tensor otherwise.
+// the tensors. Checks that the sizes `sc` states agree with the tensors, and that exactly the
+// tensors the config calls for are there, with their shapes and one dtype; throws naming
+// `source` (or sc.file) and the tensor otherwise. An unstated head count is the published
+// model's of exactly this shape; failing that, an Error asking for --heads, or with
+// `heads_may_be_unknown` a placeholder and OptTensors::heads_known false.
 OptTensors opt_model_from_named(std::vector<std::pair<std::string, Tensor>> named, const SourceConfig& sc,
-                                const std::string& source);
+                                const std::string& source, bool heads_may_be_unknown = false);
 
 }  // namespace optforge

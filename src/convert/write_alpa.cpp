@@ -45,20 +45,19 @@ Tensor qkv_combined(const Tensor& q, const Tensor& k, const Tensor& v) {
 // alpa's files hold tensors only and its model (opt_model.py) assumes the released switches; a
 // model that needs another one cannot be written without changing what it computes.
 void check_alpa_can_express(const OptConfig& c, const std::string& out) {
+  if (c.plain()) return;
   std::string why;
-  if (c.activation != Activation::Relu)
-    why = std::string("activation_function ") + hf_activation_name(c.activation);
-  else if (!c.enable_bias)
-    why = "enable_bias false";
-  else if (!c.ln_affine)
-    why = "layer_norm_elementwise_affine false";
-  else if (c.remove_final_norm)
-    why = "_remove_final_layer_norm";
-  if (!why.empty())
-    throw Error("alpa's layouts cannot express this model (" + why +
-                    "; alpa's files carry no config and its OPT "
-                    "model assumes relu, biases, affine layer norms and a final layer norm); nothing was written",
-                out);
+  if (c.activation != Activation::Relu) why = std::string("activation_function ") + hf_activation_name(c.activation);
+  OptConfig released = c;  // the same shape with the released switches
+  released.activation = Activation::Relu;
+  released.enable_bias = released.ln_affine = true;
+  released.remove_final_norm = false;
+  for (const ParamSpec& p : layout_params(released, Layout::AlpaFile))
+    if (const char* unmet = unmet_need(role_spec(p.ref.role), c); unmet && why.empty()) why = unmet;
+  throw Error("alpa's layouts cannot express this model (" + why +
+                  "; alpa's files carry no config and its OPT "
+                  "model assumes relu, biases, affine layer norms and a final layer norm); nothing was written",
+              out);
 }
 
 // One tensor of alpa's tree from the model's tensors of the same role.

@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/layout.h"
 #include "convert/model_writers.h"
 #include "formats/safetensors.h"
 #include "formats/torch_file.h"
@@ -24,27 +25,19 @@ void write_text(const std::string& path, const std::string& text) {
   f.commit();
 }
 
-double cfg_real(const OptTensors& m, const char* key, double fallback) {
-  if (!m.metaseq_root) return fallback;
-  auto cfg = m.metaseq_root->get("cfg");
-  auto model = cfg ? cfg->attr("model") : nullptr;
-  auto v = model ? model->attr(key) : nullptr;
-  if (v && v->kind == Value::Kind::Float) return v->f;
-  return fallback;
-}
-
 ojson hf_config(const OptTensors& m) {
   const OptConfig& c = m.config;
+  const auto cfg = ckpt::read_cfg_fields(m.metaseq_root);  // a metaseq input's dropout rates
   // Field set and order as transformers' OPTConfig.save_pretrained writes them.
   return ojson{
       {"_remove_final_layer_norm", c.remove_final_norm},
       {"activation_dropout", 0.0},
       {"activation_function", hf_activation_name(c.activation)},
       {"architectures", {"OPTForCausalLM"}},
-      {"attention_dropout", cfg_real(m, "attention_dropout", 0.0)},
+      {"attention_dropout", cfg && cfg->attention_dropout ? *cfg->attention_dropout : 0.0},
       {"bos_token_id", c.bos_token_id},
       {"do_layer_norm_before", c.pre_ln},
-      {"dropout", cfg_real(m, "dropout", 0.1)},
+      {"dropout", cfg && cfg->dropout ? *cfg->dropout : 0.1},
       {"enable_bias", c.enable_bias},
       {"eos_token_id", c.eos_token_id},
       {"ffn_dim", c.ffn_dim},

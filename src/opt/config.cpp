@@ -40,9 +40,20 @@ std::vector<std::string> published_opt_names() {
   return v;
 }
 
+std::optional<std::string> published_match(const OptConfig& c) {
+  for (const auto& r : kPublished) {
+    const OptConfig p = *published_opt_config(r.name);
+    if (p.layers == c.layers && p.embed_dim == c.embed_dim && p.ffn_dim == c.ffn_dim && p.input_dim == c.input_dim &&
+        p.vocab == c.vocab && p.max_positions == c.max_positions && p.pre_ln == c.pre_ln && c.plain() &&
+        (c.heads <= 0 || c.heads == p.heads))
+      return p.name;
+  }
+  return std::nullopt;
+}
+
 int64_t OptConfig::parameter_count() const {
   int64_t n = 0;
-  for (const ParamSpec& p : metaseq_singleton_params(*this)) n += int64_t(numel_of(p.shape));
+  for (const ParamSpec& p : layout_params(*this, Layout::Metaseq)) n += int64_t(numel_of(p.shape));
   return n;
 }
 

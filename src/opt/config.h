@@ -60,5 +60,9 @@ struct OptConfig {
 // The released family (metaseq/launcher/opt_job_constants.py); nullopt for unknown names.
 std::optional<OptConfig> published_opt_config(const std::string& name);
 std::vector<std::string> published_opt_names();
+// The published model `c` is ("125m", ...): every dimension (L, E, F, Ein, V, T), pre-LN and
+// the released switches (plain()) equal, and the head count too when `c.heads` > 0 (0: not
+// known, as in checkpoints that do not record it). nullopt for any other model.
+std::optional<std::string> published_match(const OptConfig& c);
 
 }  // namespace optforge

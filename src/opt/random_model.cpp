@@ -99,7 +99,7 @@ ValuePtr random_opt_checkpoint(const OptConfig& c, DType dtype, uint64_t seed) {
   if (!is_floating(dtype) || dtype == DType::F64) throw Error("demo models are f32, f16 or bf16");
   auto model = Value::dict();
   uint64_t tid = 0;
-  for (const ParamSpec& p : metaseq_singleton_params(c)) {
+  for (const ParamSpec& p : layout_params(c, Layout::Metaseq)) {
     auto s = std::make_shared<Storage>();
     s->dtype = dtype;
     int64_t numel = 1;

@@ -81,30 +81,79 @@ int64_t dim_size(Dim d, const OptConfig& c) {
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
-}  // namespace
-
-const char* layout_label(Layout l) {
-  switch (l) {
-    case Layout::Metaseq: return "metaseq";
-    case Layout::MetaseqFused: return "metaseq MP part";
-    case Layout::Hf: return "Hugging Face";
-    case Layout::AlpaFile: return "alpa numpy folder";
-    case Layout::AlpaTree: return "alpa parameter tree";
-  }
-  return "?";
+// The last two dotted components of a name ("module.param").
+std::string module_param(const std::string& name) {
+  const auto dot = name.rfind('.');
+  if (dot == std::string::npos || dot == 0) return name;
+  const auto dot2 = name.rfind('.', dot - 1);
+  return dot2 == std::string::npos ? name : name.substr(dot2 + 1);
 }
 
-const std::array<RoleSpec, kRoleCount>& role_table() { return kRoles; }
+}  // namespace
+
 const RoleSpec& role_spec(Role r) { return kRoles[size_t(r)]; }
 
+namespace {
+// Each Need bit: the switch it depends on, and what to say when it is unmet / met. In checking
+// order: the first unmet one is the reason given.
+struct NeedRule {
+  Need bit;
+  bool (*met)(const OptConfig&);
+  const char *unmet_text, *met_text;
+};
+constexpr NeedRule kNeedRules[] = {
+    {kProjections, [](const OptConfig& c) { return c.has_projections(); },
+     "word_embed_proj_dim equals hidden_size: no projections", " (word_embed_proj_dim differs from hidden_size)"},
+    {kBias, [](const OptConfig& c) { return c.enable_bias; }, "enable_bias is false", " (the config says enable_bias)"},
+    {kAffine, [](const OptConfig& c) { return c.ln_affine; }, "layer_norm_elementwise_affine is false",
+     " (the config says layer_norm_elementwise_affine)"},
+    {kFinalNorm, [](const OptConfig& c) { return c.has_final_norm(); },
+     "the config has no final layer norm (post-LN, or _remove_final_layer_norm)",
+     " (the config says pre-LN with a final layer norm)"},
+    {kTied, [](const OptConfig&) { return false; }, "tied to the token embedding: never stored apart", ""},
+};
+}  // namespace
+
+const char* unmet_need(const RoleSpec& r, const OptConfig& c) {
+  for (const NeedRule& n : kNeedRules)
+    if ((r.needs & n.bit) && !n.met(c)) return n.unmet_text;
+  return nullptr;
+}
+
+const char* met_need(const RoleSpec& r, const OptConfig& c) {
+  const char* text = "";
+  for (const NeedRule& n : kNeedRules)  // the last (most specific) one that holds
+    if ((r.needs & n.bit) && n.met(c)) text = n.met_text;
+  return text;
+}
+
 bool role_stored(const RoleSpec& r, const OptConfig& c, Layout layout) {
-  if (!column(r, layout) || (r.needs & kTied)) return false;
+  if (!column(r, layout)) return false;
   if (r.qkv != QkvForm::Any && (r.qkv == QkvForm::Fused) != fused_layout(layout)) return false;
-  if ((r.needs & kProjections) && !c.has_projections()) return false;
-  if ((r.needs & kBias) && !c.enable_bias) return false;
-  if ((r.needs & kAffine) && !c.ln_affine) return false;
-  if ((r.needs & kFinalNorm) && !c.has_final_norm()) return false;
+  return unmet_need(r, c) == nullptr;
+}
+
+namespace {
+constexpr size_t first_layer_record() {
+  for (size_t i = 0; i < kRoles.size(); ++i)
+    if (kRoles[i].scope == Scope::Layer) return i;
+  return kRoles.size();
+}
+constexpr bool layer_records_contiguous() {
+  bool seen = false, ended = false;
+  for (const RoleSpec& r : kRoles) {
+    if (r.scope == Scope::Layer && ended) return false;
+    if (r.scope == Scope::Layer) seen = true;
+    if (r.scope == Scope::Model && seen) ended = true;
+  }
   return true;
+}
+static_assert(layer_records_contiguous(), "kRoles must list the layer roles as one block (restored.pt order)");
+}  // namespace
+
+Place role_place(Role r) {
+  if (role_spec(r).scope == Scope::Layer) return Place::InLayer;
+  return size_t(r) < first_layer_record() ? Place::BeforeLayers : Place::AfterLayers;
 }
 
 Shape role_shape(const RoleSpec& r, const OptConfig& c, int64_t parts) {
@@ -154,13 +203,6 @@ std::optional<RoleRef> parse_role_name(Layout layout, const std::string& name) {
   return std::nullopt;
 }
 
-std::string module_param(const std::string& name) {
-  const auto dot = name.rfind('.');
-  if (dot == std::string::npos || dot == 0) return name;
-  const auto dot2 = name.rfind('.', dot - 1);
-  return dot2 == std::string::npos ? name : name.substr(dot2 + 1);
-}
-
 const RoleSpec* role_by_module(const std::string& name) {
   const std::string mp = module_param(name);
   for (const RoleSpec& r : kRoles)
@@ -185,17 +227,13 @@ std::vector<ParamSpec> layout_params(const OptConfig& c, Layout layout) {
   auto add = [&](const RoleSpec& r, int64_t layer) {
     if (role_stored(r, c, layout)) out.push_back({role_name(r, layout, layer), role_shape(r, c), {r.role, layer}});
   };
-  bool layers_done = false;
-  for (const RoleSpec& r : kRoles) {
-    if (r.scope == Scope::Model) {
-      add(r, -1);
-    } else if (!layers_done) {
-      layers_done = true;
-      for (int64_t l = 0; l < c.layers; ++l)
-        for (const RoleSpec& lr : kRoles)
-          if (lr.scope == Scope::Layer) add(lr, l);
-    }
-  }
+  for (const RoleSpec& r : kRoles)
+    if (role_place(r.role) == Place::BeforeLayers) add(r, -1);
+  for (int64_t l = 0; l < c.layers; ++l)
+    for (const RoleSpec& r : kRoles)
+      if (r.scope == Scope::Layer) add(r, l);
+  for (const RoleSpec& r : kRoles)
+    if (role_place(r.role) == Place::AfterLayers) add(r, -1);
   return out;
 }
 
@@ -208,7 +246,5 @@ std::vector<const RoleSpec*> fsdp_roles(Scope scope, const OptConfig& c, bool fu
                    [](const RoleSpec* a, const RoleSpec* b) { return a->fsdp_order < b->fsdp_order; });
   return out;
 }
-
-std::vector<ParamSpec> metaseq_singleton_params(const OptConfig& c) { return layout_params(c, Layout::Metaseq); }
 
 }  // namespace optforge

@@ -18,8 +18,8 @@
 //   - when it exists (projections, biases, LN affine, final LN: OptConfig switches);
 //   - whether the separate q/k/v or the fused qkv form holds it (metaseq MP parts and alpa's tree
 //     are fused; every other layout is separate);
-//   - its kind; Kind::Matrix marks the matmul weights, which quantization and tensor
-//     parallelism act on.
+//   - its kind; Kind::Matrix marks the matmul weights (what weight quantization and tensor
+//     parallelism would act on).
 //
 // Adding a layout = one name column here + its reader/writer; adding a role = one record here
 // (+ its use in the forward pass if it computes something new).
@@ -72,7 +72,6 @@ enum class Layout : uint8_t {
   AlpaFile,
   AlpaTree,  // fused qkv_combined (alpa's own interleaving), kernels [in, out]
 };
-const char* layout_label(Layout l);
 
 enum class Scope : uint8_t { Model, Layer };
 enum class Kind : uint8_t { Embedding, Matrix, Bias, NormWeight, NormBias };
@@ -100,11 +99,20 @@ struct RoleSpec {
   bool is_matmul() const { return kind == Kind::Matrix; }
 };
 
-const std::array<RoleSpec, kRoleCount>& role_table();
 const RoleSpec& role_spec(Role r);
 
+// Why config `c`'s switches leave role `r` out of the model ("enable_bias is false", ...);
+// nullptr when they call for it. Layouts (names, q/k/v form) are role_stored's business.
+const char* unmet_need(const RoleSpec& r, const OptConfig& c);
+// For a role `c` does call for: which switch does ("the config says enable_bias"); "" for roles
+// every model has.
+const char* met_need(const RoleSpec& r, const OptConfig& c);
 // Whether the role is stored in `layout` for a model with config `c`.
 bool role_stored(const RoleSpec& r, const OptConfig& c, Layout layout);
+// Where a role sits in metaseq singleton (restored.pt) order, i.e. in the table's record order:
+// model roles before the layers (embeddings), the layers' roles, model roles after the layers.
+enum class Place : uint8_t { BeforeLayers, InLayer, AfterLayers };
+Place role_place(Role r);
 // Its shape; with `parts` > 1, one Megatron part's (the split dimension divided by parts).
 Shape role_shape(const RoleSpec& r, const OptConfig& c, int64_t parts = 1);
 // "decoder.layers.3." / "model.decoder.layers.3." / "params.transformers.encoder.3."
@@ -122,8 +130,6 @@ std::optional<RoleRef> parse_role_name(Layout layout, const std::string& name);
 // "fc2.weight"): what a tensor is, whatever FSDP wrapper or layer prefix surrounds it. nullptr if
 // none.
 const RoleSpec* role_by_module(const std::string& name);
-// The last two dotted components of a name ("module.param").
-std::string module_param(const std::string& name);
 // The layer number of a name under the layout's layer prefix, whatever follows it.
 std::optional<int64_t> layer_of(Layout layout, const std::string& name);
 // The separate roles a fused qkv role holds, in metaseq's row order (K, V, Q).
@@ -142,8 +148,5 @@ struct ParamSpec {
 std::vector<ParamSpec> layout_params(const OptConfig& c, Layout layout);
 // The roles of one FSDP instance (model root, or one layer) in flatten order.
 std::vector<const RoleSpec*> fsdp_roles(Scope scope, const OptConfig& c, bool fused_qkv);
-
-// The metaseq singleton names of a model, in restored.pt order (no decoder.version).
-std::vector<ParamSpec> metaseq_singleton_params(const OptConfig& c);
 
 }  // namespace optforge

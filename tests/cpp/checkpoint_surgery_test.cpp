@@ -139,15 +139,15 @@ TEST(CheckpointProducer, ConcatSliceInterleaveCast) {
 }
 
 TEST(CheckpointMegatron, RulesInMetaseqOrder) {
-  EXPECT_EQ(classify("decoder.layers.0.self_attn.qkv_proj.weight"), Split::Qkv);
-  EXPECT_EQ(classify("decoder.layers.0.self_attn.out_proj.weight"), Split::Dim1);
-  EXPECT_EQ(classify("decoder.layers.0.self_attn.out_proj.bias"), Split::Replicated);
-  EXPECT_EQ(classify("decoder.layers.0.fc1.bias"), Split::Dim0);
-  EXPECT_EQ(classify("decoder.layers.0.fc2.weight"), Split::Dim1);
-  EXPECT_EQ(classify("decoder.layers.0.final_layer_norm.weight"), Split::Replicated);
-  EXPECT_EQ(classify("decoder.embed_tokens.weight"), Split::Dim0);
-  EXPECT_EQ(classify("decoder.embed_positions.weight"), Split::Replicated);
-  EXPECT_EQ(classify("decoder.version"), Split::Replicated);
+  EXPECT_EQ(classify("decoder.layers.0.self_attn.qkv_proj.weight"), TpSplit::FusedColumn);
+  EXPECT_EQ(classify("decoder.layers.0.self_attn.out_proj.weight"), TpSplit::Row);
+  EXPECT_EQ(classify("decoder.layers.0.self_attn.out_proj.bias"), TpSplit::Replicated);
+  EXPECT_EQ(classify("decoder.layers.0.fc1.bias"), TpSplit::Column);
+  EXPECT_EQ(classify("decoder.layers.0.fc2.weight"), TpSplit::Row);
+  EXPECT_EQ(classify("decoder.layers.0.final_layer_norm.weight"), TpSplit::Replicated);
+  EXPECT_EQ(classify("decoder.embed_tokens.weight"), TpSplit::Vocab);
+  EXPECT_EQ(classify("decoder.embed_positions.weight"), TpSplit::Replicated);
+  EXPECT_EQ(classify("decoder.version"), TpSplit::Replicated);
 }
 
 TEST(CheckpointMegatron, QkvBlocksGlueAndResplit) {
