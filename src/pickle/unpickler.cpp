@@ -161,18 +161,7 @@ void Machine::set_items(ValuePtr& target, std::vector<ValuePtr> kv) {
   note_mutated(target);
   if (kv.size() % 2) fail("SETITEMS with an odd number of stack items");
   if (target->kind != Kind::Dict) fail(std::string("SETITEM on a ") + target->type_name() + ", expected a dict");
-  for (size_t i = 0; i < kv.size(); i += 2) {
-    // Keys are mostly strings: replace an existing equal string key, as a dict would.
-    bool replaced = false;
-    if (kv[i]->kind == Kind::Str)
-      for (auto& [k, v] : target->entries)
-        if (k->kind == Kind::Str && k->s == kv[i]->s) {
-          v = kv[i + 1];
-          replaced = true;
-          break;
-        }
-    if (!replaced) target->entries.emplace_back(kv[i], kv[i + 1]);
-  }
+  for (size_t i = 0; i < kv.size(); i += 2) target->set_item(std::move(kv[i]), std::move(kv[i + 1]));
 }
 
 ValuePtr Machine::int_from_le(const uint8_t* b, size_t k) {
