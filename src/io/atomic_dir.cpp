@@ -1,13 +1,13 @@
 #include "io/atomic_dir.h"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include <stdio.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
 
+#include "io/fs_util.h"
 #include "io/temp_names.h"
 #include "io/temp_registry.h"
 #include "util/error.h"
@@ -15,22 +15,6 @@
 namespace fs = std::filesystem;
 
 namespace optforge {
-namespace {
-
-void fsync_dir(const std::string& dir, const std::string& what) {
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) throw Error(std::string("cannot open the folder to fsync it: ") + std::strerror(errno), what);
-  int rc = ::fsync(dfd);
-  ::close(dfd);
-  if (rc != 0) throw Error(std::string("fsync failed: ") + std::strerror(errno), what);
-}
-
-std::string parent_of(const std::string& p) {
-  fs::path f(p);
-  return f.has_parent_path() ? f.parent_path().string() : std::string(".");
-}
-
-}  // namespace
 
 AtomicDir::AtomicDir(std::string final_path) : final_(std::move(final_path)) {
   while (final_.size() > 1 && final_.back() == '/') final_.pop_back();
@@ -38,7 +22,7 @@ AtomicDir::AtomicDir(std::string final_path) : final_(std::move(final_path)) {
   if (name.empty() || name == "." || name == "..")
     throw Error("the output must be a named folder (e.g. -o out/), not '" + final_ + "'", final_);
   std::error_code ec;
-  const std::string parent = parent_of(final_);
+  const std::string parent = parent_folder(final_);
   if (!fs::is_directory(parent, ec)) throw Error("parent folder does not exist", parent);
   clean_leftovers_of(final_);
   if (fs::exists(final_, ec)) {
@@ -70,13 +54,13 @@ AtomicDir::~AtomicDir() {
 }
 
 void AtomicDir::commit() {
-  fsync_dir(temp_, final_);  // the names of the files inside, before the folder becomes visible
+  fsync_folder(temp_, final_, false);  // the names of the files inside, before the folder is visible
   // rename(2) replaces an empty folder atomically (checked empty in the constructor).
   if (::rename(temp_.c_str(), final_.c_str()) != 0)
     throw Error(std::string("cannot rename the finished folder into place: ") + std::strerror(errno), final_);
   committed_ = true;
   untrack_temp(temp_);
-  fsync_dir(parent_of(final_), final_);
+  fsync_folder(parent_folder(final_), final_, true);
 }
 
 }  // namespace optforge

@@ -23,7 +23,6 @@ class AtomicDir {
 
   // Where to write a file that will end up as final_path/name.
   std::string path(const std::string& name) const { return temp_ + "/" + name; }
-  const std::string& final_path() const { return final_; }
   void commit();
 
  private:
