@@ -143,6 +143,13 @@ bool parse_temp_name(const std::string& name, std::string* final_name, long* pid
   return *pid > 0;
 }
 
+bool is_stale_temporary(const std::string& path) {
+  std::string final_name;
+  long pid = 0;
+  return parse_temp_name(fs::path(path).filename().string(), &final_name, &pid) && pid != ::getpid() &&
+         writer_is_gone(pid, path);
+}
+
 void clean_leftovers_of(const std::string& final_path) {
   fs::path p(final_path);
   while (p.has_parent_path() && p.filename().empty()) p = p.parent_path();  // "out/" -> "out"

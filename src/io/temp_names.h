@@ -20,6 +20,10 @@ std::string temp_path_for(const std::string& final_path);
 // Parses a directory entry's name; false if it is not an optforge temporary.
 bool parse_temp_name(const std::string& name, std::string* final_name, long* pid);
 
+// True when `path` is the temporary of another optforge process that is gone (what the cleaning
+// below removes).
+bool is_stale_temporary(const std::string& path);
+
 // Removes the stale temporaries of `final_path` (file or folder) and reports, on stderr, each one
 // removed and each one left alone. Never throws: cleaning up is best effort, and a temporary that
 // cannot be removed is reported.
