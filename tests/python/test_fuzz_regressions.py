@@ -11,7 +11,7 @@ FILES = sorted(p.name for p in REGRESSIONS.iterdir() if p.is_file())
 
 
 def test_the_known_files_are_there():
-    assert "build-dict-from-itself.pt" in FILES
+    assert "fuzz_torch_file-build-dict-from-itself" in FILES
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -25,7 +25,7 @@ def test_inspect_ends_cleanly(name, optforge_bin):
 def test_dict_built_from_itself_is_refused_like_torch(optforge_bin):
     # A legacy-format file whose second pickle BUILDs a dict with the same dict as state, twice
     # (once read a vector while appending to it), then underflows its stack at byte 39.
-    path = REGRESSIONS / "build-dict-from-itself.pt"
+    path = REGRESSIONS / "fuzz_torch_file-build-dict-from-itself"
     with pytest.raises(AttributeError):  # Python refuses the first BUILD on a dict outright
         torch.load(path)
     proc = run_optforge("inspect", path, check=False)
