@@ -153,7 +153,8 @@ uint64_t execute(Plan& plan, const ExecOptions& opts) {
   // Inputs are never written: AtomicFile::commit_all refuses such a rename; asking the same
   // question (io/input_files) here refuses before any byte is written.
   for (const auto& o : plan.outputs)
-    if (is_input_file(o.path)) throw Error("the output would replace an input file (inputs are never modified)", o.path);
+    if (is_input_file(o.path))
+      throw Error("the output would replace an input file (inputs are never modified)", o.path);
   // A folder output is written whole into a temporary folder and renamed into place at the end;
   // on any error (or Ctrl-C) the temporary folder is removed, and a hard kill leaves only it.
   std::optional<AtomicDir> dir;

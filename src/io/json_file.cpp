@@ -9,9 +9,7 @@ nlohmann::json parse_json_object(std::string_view text, const std::string& file)
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("not valid JSON: ") + e.what(), file);
-  }
+  } catch (const nlohmann::json::exception& e) { throw Error(std::string("not valid JSON: ") + e.what(), file); }
   if (!j.is_object()) throw Error(std::string("holds a ") + j.type_name() + ", expected a JSON object", file);
   return j;
 }

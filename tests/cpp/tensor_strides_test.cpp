@@ -9,8 +9,8 @@
 using namespace optforge;
 
 TEST(TensorStrides, RowAndColumnMajorMatchNumpy) {
-  EXPECT_EQ(Tensor::contiguous_strides({2, 3, 4}), (Shape{12, 4, 1}));        // order="C"
-  EXPECT_EQ(Tensor::contiguous_strides({2, 3, 4}, true), (Shape{1, 2, 6}));   // order="F"
+  EXPECT_EQ(Tensor::contiguous_strides({2, 3, 4}), (Shape{12, 4, 1}));       // order="C"
+  EXPECT_EQ(Tensor::contiguous_strides({2, 3, 4}, true), (Shape{1, 2, 6}));  // order="F"
   EXPECT_EQ(Tensor::contiguous_strides({}), Shape{});
   // torch counts a zero size as 1: torch.zeros(2, 0, 4).stride() == (4, 4, 1), and
   // torch.zeros(4, 0, 2).permute(2, 1, 0).stride() == (1, 2, 2).
