@@ -10,6 +10,7 @@
 
 #include "checkpoint/megatron.h"
 #include "io/atomic_dir.h"
+#include "io/input_files.h"
 #include "util/error.h"
 #include "util/human.h"
 #include "util/parallel_for.h"
@@ -148,14 +149,11 @@ uint64_t execute(Plan& plan, const ExecOptions& opts) {
     print_dry_run(plan, opts);
     return 0;
   }
-  // Inputs are never written: refuse an output that would replace one.
+  // Inputs are never written: AtomicFile::commit_all refuses such a rename; asking the same
+  // question (io/input_files) here refuses before any byte is written.
   for (const auto& o : plan.outputs)
-    for (const auto& part : plan.input->shards)
-      for (const auto& f : part) {
-        std::error_code ec;
-        if (std::filesystem::exists(o.path, ec) && std::filesystem::equivalent(o.path, f->path, ec))
-          throw Error("the output would replace an input file", o.path);
-      }
+    if (is_input_file(o.path))
+      throw Error("the output would replace an input file (inputs are never modified)", o.path);
   // A folder output is written whole into a temporary folder and renamed into place at the end;
   // on any error (or Ctrl-C) the temporary folder is removed, and a hard kill leaves only it.
   std::optional<AtomicDir> dir;

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "checkpoint/megatron.h"
+#include "io/atomic_dir.h"
 #include "opt/roles.h"
 #include "util/error.h"
 
@@ -286,20 +287,10 @@ ValuePtr shard_root(const Reshard& R, const TorchFile& f0, const ShardOut& s, co
   return root;
 }
 
-// Never mix with another checkpoint in the output folder.
+// The folder is written by an AtomicDir: its rule (a new or empty folder) decides here too, so a
+// dry run reports the refusal the real run would give.
 void check_output_folder(const ReshardOptions& o, Plan& plan) {
-  std::error_code ec;
-  if (fs::is_directory(o.outdir, ec)) {
-    for (const auto& e : fs::directory_iterator(o.outdir, ec)) {
-      auto pn = parse_checkpoint_name(e.path().filename().string());
-      if (pn && pn->prefix == o.prefix)
-        throw Error("the output folder already holds " + e.path().filename().string() +
-                        "; choose an empty folder (outputs of two runs must not mix)",
-                    o.outdir);
-    }
-  } else if (fs::exists(o.outdir, ec)) {
-    throw Error("exists and is not a folder", o.outdir);
-  }
+  check_new_folder_output(o.outdir);
   plan.output_dir = o.outdir;
 }
 

@@ -108,13 +108,6 @@ Tensor load_npy(const std::shared_ptr<MappedFile>& f, uint64_t off, uint64_t siz
     shape.push_back(std::stoll(shape_s.substr(i, j - i)));
     i = j;
   }
-  // Every stride (a product of sizes, zero sizes counted as 1) must fit int64 with room for the
-  // element size, or computing the strides below would overflow.
-  uint64_t elements = 1;
-  for (int64_t d : shape)
-    if (__builtin_mul_overflow(elements, uint64_t(std::max<int64_t>(d, 1)), &elements) ||
-        elements > (uint64_t(1) << 56))
-      throw Error("npy shape " + shape_s + " is too large", path);
   uint64_t data_off = hstart + hlen;
   auto s = std::make_shared<Storage>();
   s->dtype = dtype;
@@ -125,17 +118,8 @@ Tensor load_npy(const std::shared_ptr<MappedFile>& f, uint64_t off, uint64_t siz
   t.dtype = dtype;
   t.shape = shape;
   t.storage = s;
-  if (fortran.rfind("True", 0) == 0) {  // column-major: reversed strides
-    t.strides.assign(shape.size(), 1);
-    int64_t acc = 1;
-    for (size_t i = 0; i < shape.size(); ++i) {
-      t.strides[i] = acc;
-      acc *= shape[i];
-    }
-  } else {
-    t.strides = Tensor::contiguous_strides(shape);
-  }
   try {
+    t.strides = Tensor::contiguous_strides(shape, fortran.rfind("True", 0) == 0);
     t.check_bounds();
   } catch (const Error& e) { throw e.with_file(path); }
   if (t.nbytes() != s->nbytes)

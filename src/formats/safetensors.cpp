@@ -118,7 +118,9 @@ SafetensorsFile load_safetensors(std::shared_ptr<MappedFile> file) {
     s->nbytes = t.end - t.begin;
     s->owner = sf.file;
     s->key = t.name;
-    sf.tensors.emplace_back(t.name, Tensor::view_of(s, t.shape));
+    try {
+      sf.tensors.emplace_back(t.name, Tensor::view_of(s, t.shape));
+    } catch (const Error& e) { throw Error(e.message(), sf.path, "tensor '" + t.name + "'"); }
   }
   check_tiling(std::move(entries), data_size, sf.path);
   return sf;

@@ -10,12 +10,18 @@
 
 namespace optforge {
 
+// Throws Error naming the folder unless `path` could be an AtomicDir's final folder: a named
+// folder (not "." or ".."; trailing '/' ignored) in an existing parent, not there yet or empty
+// but for the temporaries of interrupted runs (which AtomicDir removes). Changes nothing, so a
+// dry run answers with the same rule as the real one.
+void check_new_folder_output(const std::string& path);
+
 class AtomicDir {
  public:
-  // The final folder must not exist yet, or be empty (it is then replaced by the rename): a
-  // folder that already holds files cannot be replaced in one step, and mixing a new output into
-  // it would not be crash-safe. Stale temporaries of an interrupted run, beside it or (from older
-  // optforge versions) inside it, are removed first. Throws Error naming the folder otherwise.
+  // The final folder must pass check_new_folder_output: new, or empty (it is then replaced by the
+  // rename); a folder that already holds files cannot be replaced in one step, and mixing a new
+  // output into it would not be crash-safe. Stale temporaries of an interrupted run, beside it or
+  // (from older optforge versions) inside it, are removed first.
   explicit AtomicDir(std::string final_path);
   ~AtomicDir();
   AtomicDir(const AtomicDir&) = delete;
@@ -23,7 +29,6 @@ class AtomicDir {
 
   // Where to write a file that will end up as final_path/name.
   std::string path(const std::string& name) const { return temp_ + "/" + name; }
-  const std::string& final_path() const { return final_; }
   void commit();
 
  private:

@@ -6,8 +6,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <set>
+#include <map>
 
+#include "io/fs_util.h"
 #include "io/input_files.h"
 #include "io/temp_names.h"
 #include "io/temp_registry.h"
@@ -17,11 +18,6 @@ namespace optforge {
 namespace {
 
 constexpr size_t kBufSize = 8 << 20;
-
-std::string dir_of(const std::string& path) {
-  auto slash = path.rfind('/');
-  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-}
 
 }  // namespace
 
@@ -127,22 +123,16 @@ void AtomicFile::commit_all(const std::vector<AtomicFile*>& files) {
   for (AtomicFile* f : files)  // checked for all before any is renamed: the set commits whole or not at all
     if (!f->committed_ && is_input_file(f->final_))
       throw Error("the output would replace an input file (inputs are never modified)", f->final_);
-  std::set<std::string> dirs;
+  std::map<std::string, std::string> dirs;  // folder -> an output renamed into it
   for (AtomicFile* f : files) {
     if (f->committed_) continue;
     if (::rename(f->temp_.c_str(), f->final_.c_str()) != 0)
       throw Error(std::string("cannot rename into place: ") + std::strerror(errno), f->final_);
     f->committed_ = true;
     untrack_temp(f->temp_);
-    dirs.insert(dir_of(f->final_));
+    dirs.emplace(parent_folder(f->final_), f->final_);
   }
-  for (const std::string& d : dirs) {
-    int dfd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
-    }
-  }
+  for (const auto& [dir, output] : dirs) fsync_folder(dir, output, true);
 }
 
 }  // namespace optforge

@@ -11,11 +11,21 @@
 #include <random>
 #include <sstream>
 #include <system_error>
+#include <vector>
+
+#include "io/fs_util.h"
 
 namespace fs = std::filesystem;
 
 namespace optforge {
 namespace {
+
+struct Leftover {
+  std::string path;        // the temporary (file or folder)
+  std::string final_name;  // the output it was meant to become (a name, no folder)
+  long pid = 0;            // the process that wrote it
+  bool stale = false;      // that process is gone: safe to remove
+};
 
 constexpr const char* kTag = ".tmp-optforge-";
 constexpr const char* kLegacyTag = ".tmp-";
@@ -62,6 +72,22 @@ bool writer_is_gone(long pid, const std::string& path) {
   return started > 0 && started > double(st.st_mtim.tv_sec) + 1.0;
 }
 
+// Temporaries in `dir` left by other processes (this process's own are skipped); with
+// `final_name` non-empty, only those meant to become that name.
+std::vector<Leftover> find_leftovers(const std::string& dir, const std::string& final_name = "") {
+  std::vector<Leftover> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    Leftover l;
+    if (!parse_temp_name(it->path().filename().string(), &l.final_name, &l.pid)) continue;
+    if (l.pid == ::getpid() || (!final_name.empty() && l.final_name != final_name)) continue;
+    l.path = it->path().string();
+    l.stale = writer_is_gone(l.pid, l.path);
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
 void clean(const std::vector<Leftover>& found) {
   for (const Leftover& l : found) {
     if (!l.stale) {
@@ -81,8 +107,6 @@ void clean(const std::vector<Leftover>& found) {
   }
 }
 
-std::string folder_of(const fs::path& p) { return p.has_parent_path() ? p.parent_path().string() : std::string("."); }
-
 }  // namespace
 
 std::string temp_path_for(const std::string& final_path) {
@@ -94,7 +118,7 @@ std::string temp_path_for(const std::string& final_path) {
   name += std::to_string(::getpid());
   name += '-';
   name += std::to_string(rd() % 1000000);
-  return (fs::path(folder_of(p)) / name).string();
+  return (fs::path(parent_folder(final_path)) / name).string();
 }
 
 bool parse_temp_name(const std::string& name, std::string* final_name, long* pid) {
@@ -119,24 +143,17 @@ bool parse_temp_name(const std::string& name, std::string* final_name, long* pid
   return *pid > 0;
 }
 
-std::vector<Leftover> find_leftovers(const std::string& dir, const std::string& final_name) {
-  std::vector<Leftover> out;
-  std::error_code ec;
-  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
-    Leftover l;
-    if (!parse_temp_name(it->path().filename().string(), &l.final_name, &l.pid)) continue;
-    if (l.pid == ::getpid() || (!final_name.empty() && l.final_name != final_name)) continue;
-    l.path = it->path().string();
-    l.stale = writer_is_gone(l.pid, l.path);
-    out.push_back(std::move(l));
-  }
-  return out;
+bool is_stale_temporary(const std::string& path) {
+  std::string final_name;
+  long pid = 0;
+  return parse_temp_name(fs::path(path).filename().string(), &final_name, &pid) && pid != ::getpid() &&
+         writer_is_gone(pid, path);
 }
 
 void clean_leftovers_of(const std::string& final_path) {
   fs::path p(final_path);
   while (p.has_parent_path() && p.filename().empty()) p = p.parent_path();  // "out/" -> "out"
-  clean(find_leftovers(folder_of(p), p.filename().string()));
+  clean(find_leftovers(parent_folder(p.string()), p.filename().string()));
 }
 
 void clean_leftovers_in(const std::string& dir) { clean(find_leftovers(dir)); }

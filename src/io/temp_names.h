@@ -11,26 +11,18 @@
 #pragma once
 
 #include <string>
-#include <vector>
 
 namespace optforge {
 
 // A fresh temporary path beside `final_path` (same folder), named as above for this process.
 std::string temp_path_for(const std::string& final_path);
 
-struct Leftover {
-  std::string path;        // the temporary (file or folder)
-  std::string final_name;  // the output it was meant to become (a name, no folder)
-  long pid = 0;            // the process that wrote it
-  bool stale = false;      // that process is gone: safe to remove
-};
-
 // Parses a directory entry's name; false if it is not an optforge temporary.
 bool parse_temp_name(const std::string& name, std::string* final_name, long* pid);
 
-// Temporaries in `dir` left by other processes (this process's own are skipped); with
-// `final_name` non-empty, only those meant to become that name.
-std::vector<Leftover> find_leftovers(const std::string& dir, const std::string& final_name = "");
+// True when `path` is the temporary of another optforge process that is gone (what the cleaning
+// below removes).
+bool is_stale_temporary(const std::string& path);
 
 // Removes the stale temporaries of `final_path` (file or folder) and reports, on stderr, each one
 // removed and each one left alone. Never throws: cleaning up is best effort, and a temporary that

@@ -186,12 +186,9 @@ void build(ValuePtr& target, const ValuePtr& state) {
   switch (target->kind) {
     case Kind::Object:
     case Kind::Dict:  // OrderedDict with attributes (a module state dict's _metadata)
-      if (target->state == state) {
-        // BUILD with the object's own state: d.update(d) changes nothing (and appending a vector
-        // to itself while walking it would read freed memory).
-      } else if (target->state && target->state->is_dict() && state->is_dict()) {
-        const auto added = state->entries;  // a copy: never append from a vector being grown
-        target->state->entries.insert(target->state->entries.end(), added.begin(), added.end());
+      // A second BUILD merges like Python's obj.__dict__.update(state) (a no-op with its own state).
+      if (target->state && target->state->is_dict() && state->is_dict()) {
+        target->state->update(*state);
       } else {
         target->state = state;
       }

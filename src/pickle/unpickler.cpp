@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -29,12 +28,11 @@ class Machine {
         opts_(opts) {}
 
   ValuePtr run(size_t* end_offset);
-  // After a failure: empties every container the machine built, so that a reference cycle a
-  // hostile pickle made (list.append(list)) is broken and freed rather than leaked.
-  void break_cycles();
-  // After a success: a cycle the pickle built and then dropped (x.append(x), then POP, or a dict
-  // key set twice) is unreachable from `root` yet keeps itself alive; empties such containers.
-  void free_garbage(const ValuePtr& root);
+  // Empties every container the pickle changed that is still alive and not reachable from `keep`
+  // (nullptr after a failure: then every one). A reference cycle keeps itself alive however it
+  // was dropped (x.append(x) then POP, a dict key set twice, a failing opcode's locals), and
+  // every cycle passes through a changed container, so this frees them all.
+  void cut_cycles(const ValuePtr& keep);
 
  private:
   [[noreturn]] void fail(const std::string& msg) const {
@@ -77,7 +75,6 @@ class Machine {
     if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) fail("pickle stack underflow");
     ValuePtr v = std::move(stack_.back());
     stack_.pop_back();
-    in_flight_.push_back(v);
     return v;
   }
   ValuePtr& top() {
@@ -91,7 +88,6 @@ class Machine {
     std::vector<ValuePtr> items(std::make_move_iterator(stack_.begin() + long(m)),
                                 std::make_move_iterator(stack_.end()));
     stack_.resize(m);
-    in_flight_.insert(in_flight_.end(), items.begin(), items.end());
     return items;
   }
   void push(ValuePtr v) {
@@ -120,13 +116,11 @@ class Machine {
   const PersistentLoad& persistent_load_;
   const UnpickleOptions& opts_;
   std::vector<ValuePtr> stack_;
-  // What the current opcode popped: held only by its locals, which break_cycles must see too
-  // when the opcode fails (a dict BUILT with itself as state, then popped, is a cycle).
-  std::vector<ValuePtr> in_flight_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, ValuePtr> memo_;
-  // Every container APPEND, SETITEM or BUILD changed: a cycle needs such a change (an older node
-  // made to point at a newer one), so emptying these breaks every cycle.
+  // Every container APPEND, SETITEM or BUILD changed (noted before the change, so also when it
+  // fails): a cycle needs such a change (a node made to point at itself or at a newer node that
+  // reaches it), so emptying these breaks every cycle.
   std::vector<std::weak_ptr<Value>> mutated_;
   void note_mutated(const ValuePtr& v) {
     if (mutated_.empty() || mutated_.back().owner_before(v) || v.owner_before(mutated_.back())) mutated_.push_back(v);
@@ -152,7 +146,8 @@ void Machine::append_to(ValuePtr& target, std::vector<ValuePtr> items) {
   note_mutated(target);
   if (target->kind == Kind::List || target->kind == Kind::Set) {
     // `items` is our own vector (popped off the stack), never target->items: safe when the
-    // target is among the items (list.append(list) makes a cycle, cut by check_tree).
+    // target is among the items (list.append(list) makes a cycle: check_tree refuses it if the
+    // result reaches it, cut_cycles frees it).
     for (auto& i : items) target->items.push_back(std::move(i));
   } else if (target->kind == Kind::Object) {
     // list subclasses (ListConfig is not one, but be lenient): keep the items as args
@@ -166,18 +161,7 @@ void Machine::set_items(ValuePtr& target, std::vector<ValuePtr> kv) {
   note_mutated(target);
   if (kv.size() % 2) fail("SETITEMS with an odd number of stack items");
   if (target->kind != Kind::Dict) fail(std::string("SETITEM on a ") + target->type_name() + ", expected a dict");
-  for (size_t i = 0; i < kv.size(); i += 2) {
-    // Keys are mostly strings: replace an existing equal string key, as a dict would.
-    bool replaced = false;
-    if (kv[i]->kind == Kind::Str)
-      for (auto& [k, v] : target->entries)
-        if (k->kind == Kind::Str && k->s == kv[i]->s) {
-          v = kv[i + 1];
-          replaced = true;
-          break;
-        }
-    if (!replaced) target->entries.emplace_back(kv[i], kv[i + 1]);
-  }
+  for (size_t i = 0; i < kv.size(); i += 2) target->set_item(std::move(kv[i]), std::move(kv[i + 1]));
 }
 
 ValuePtr Machine::int_from_le(const uint8_t* b, size_t k) {
@@ -211,7 +195,6 @@ ValuePtr Machine::parse_int_text(const std::string& s0) {
 ValuePtr Machine::run(size_t* end_offset) {
   while (true) {
     op_pos_ = p_;
-    in_flight_.clear();
     uint8_t op = *take(1);
     switch (op) {
       case 0x80: {  // PROTO
@@ -393,7 +376,9 @@ ValuePtr Machine::run(size_t* end_offset) {
         pop();      // kwargs
         auto args = pop(), cls = pop();
         if (cls->kind != Kind::Global) fail("NEWOBJ_EX on a " + cls->type_name() + ", expected a class");
-        push(torch_globals::construct(cls->s, args->kind == Kind::Tuple ? args->items : std::vector<ValuePtr>{}));
+        push(in_globals([&] {
+          return torch_globals::construct(cls->s, args->kind == Kind::Tuple ? args->items : std::vector<ValuePtr>{});
+        }));
         break;
       }
       case 'b': {  // BUILD
@@ -491,46 +476,10 @@ void check_tree(const ValuePtr& root, const std::string& file, const std::string
   }
 }
 
-void Machine::break_cycles() {
-  std::vector<Value*> todo;
-  std::unordered_map<const Value*, bool> seen;
-  auto add = [&](const ValuePtr& v) {
-    if (v && seen.emplace(v.get(), true).second) todo.push_back(v.get());
-  };
-  for (const auto& v : stack_) add(v);
-  for (const auto& v : in_flight_) add(v);
-  for (const auto& [k, v] : memo_) add(v);
-  std::vector<ValuePtr> dropped;  // built, then dropped from the stack: only a cycle keeps them
-  for (const auto& w : mutated_)
-    if (auto v = w.lock()) add(v), dropped.push_back(std::move(v));
-  std::vector<Value*> all;
-  while (!todo.empty()) {
-    Value* v = todo.back();
-    todo.pop_back();
-    all.push_back(v);
-    for (const auto& c : v->items) add(c);
-    for (const auto& [k, c] : v->entries) {
-      add(k);
-      add(c);
-    }
-    add(v->state);
-  }
-  std::vector<ValuePtr> keep;  // hold every node until all links are cut
-  for (Value* v : all) {
-    for (auto& c : v->items) keep.push_back(std::move(c));
-    for (auto& [k, c] : v->entries) {
-      keep.push_back(std::move(k));
-      keep.push_back(std::move(c));
-    }
-    keep.push_back(std::move(v->state));
-    v->items.clear();
-    v->entries.clear();
-  }
-}
-
-void Machine::free_garbage(const ValuePtr& root) {
-  std::unordered_set<const Value*> reachable{root.get()};
-  std::vector<const Value*> todo{root.get()};
+void Machine::cut_cycles(const ValuePtr& keep) {
+  std::unordered_set<const Value*> reachable;
+  std::vector<const Value*> todo;
+  if (keep) reachable.insert(keep.get()), todo.push_back(keep.get());
   while (!todo.empty()) {
     const Value* v = todo.back();
     todo.pop_back();
@@ -540,16 +489,16 @@ void Machine::free_garbage(const ValuePtr& root) {
       if (c && reachable.insert(c).second) todo.push_back(c);
     }
   }
-  std::vector<ValuePtr> keep;  // hold every node until all links are cut
+  std::vector<ValuePtr> held;  // every child until all links are cut: none dies while we walk
   for (const auto& w : mutated_) {
     ValuePtr v = w.lock();
     if (!v || reachable.count(v.get())) continue;
-    for (auto& c : v->items) keep.push_back(std::move(c));
-    for (auto& [k, c] : v->entries) keep.push_back(std::move(k)), keep.push_back(std::move(c));
-    keep.push_back(std::move(v->state));
+    for (auto& c : v->items) held.push_back(std::move(c));
+    for (auto& [k, c] : v->entries) held.push_back(std::move(k)), held.push_back(std::move(c));
+    held.push_back(std::move(v->state));
     v->items.clear();
     v->entries.clear();
-    keep.push_back(std::move(v));
+    held.push_back(std::move(v));
   }
 }
 
@@ -563,10 +512,10 @@ ValuePtr unpickle(std::string_view data, const std::string& file, const std::str
   try {
     ValuePtr root = m.run(end_offset);
     check_tree(root, file, where);
-    m.free_garbage(root);
+    m.cut_cycles(root);
     return root;
   } catch (...) {
-    m.break_cycles();
+    m.cut_cycles(nullptr);
     throw;
   }
 }

@@ -97,13 +97,21 @@ ValuePtr Value::get(const std::string& key) const {
   return nullptr;
 }
 
-void Value::set(const std::string& key, ValuePtr v) {
+void Value::set(const std::string& key, ValuePtr v) { set_item(str(key), std::move(v)); }
+
+void Value::set_item(ValuePtr key, ValuePtr v) {
+  const bool is_str = key && key->kind == Kind::Str;
   for (auto& [k, old] : entries)
-    if (k && k->kind == Kind::Str && k->s == key) {
+    if (k == key || (is_str && k && k->kind == Kind::Str && k->s == key->s)) {
       old = std::move(v);
       return;
     }
-  entries.emplace_back(str(key), std::move(v));
+  entries.emplace_back(std::move(key), std::move(v));
+}
+
+void Value::update(const Value& other) {
+  const auto added = other.entries;  // a copy: `other` may be this dict, whose vector grows
+  for (const auto& [k, v] : added) set_item(k, v);
 }
 
 bool Value::erase(const std::string& key) {

@@ -59,7 +59,13 @@ struct Value {
 
   // Dict access by string key (nullptr when absent or not a dict).
   ValuePtr get(const std::string& key) const;
-  void set(const std::string& key, ValuePtr v);  // replaces in place or appends
+  void set(const std::string& key, ValuePtr v);  // set_item with a str key
+  // Python's d[key] = v on a Dict: replaces the value of the same key object or of an equal str
+  // key in place (insertion order kept), appends the pair otherwise (other keys are not compared).
+  void set_item(ValuePtr key, ValuePtr v);
+  // Python's d.update(other) for two Dicts: set_item for each entry of a copy of other's entries,
+  // so updating a dict from itself changes nothing.
+  void update(const Value& other);
   bool erase(const std::string& key);
   // Attribute-like access that also sees through Objects (argparse.Namespace, DictConfig):
   // a dict key, or a key of the object's state dict.

@@ -1,5 +1,6 @@
 #include "tensor/tensor.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -22,12 +23,26 @@ std::shared_ptr<Storage> Storage::allocate(DType dtype, uint64_t numel) {
   return s;
 }
 
-Shape Tensor::contiguous_strides(const Shape& shape) {
-  Shape st(shape.size());
+namespace {
+
+std::string to_string(const Shape& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+Shape Tensor::contiguous_strides(const Shape& shape, bool column_major) {
+  const size_t n = shape.size();
+  Shape st(n);
   int64_t acc = 1;
-  for (size_t i = shape.size(); i-- > 0;) {
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = column_major ? k : n - 1 - k;
     st[i] = acc;
-    acc *= shape[i];
+    if (shape[i] < 0) throw Error("negative size in tensor shape " + to_string(shape));
+    if (__builtin_mul_overflow(acc, std::max<int64_t>(shape[i], 1), &acc) || acc > kMaxElements)
+      throw Error("tensor shape " + to_string(shape) + " is too large (its strides pass 2^56 elements)");
   }
   return st;
 }
@@ -74,11 +89,16 @@ void Tensor::check_bounds() const {
   if (!storage) throw Error("tensor has no storage");
   if (offset < 0) throw Error("negative storage offset " + std::to_string(offset));
   uint64_t storage_numel = storage->numel();
-  int64_t n = 1;
-  for (int64_t d : shape)
-    if (d < 0 || __builtin_mul_overflow(n, d, &n) || n > (int64_t(1) << 56))
+  // Zero sizes count as 1 here, as in contiguous_strides: numel() and is_contiguous() multiply
+  // the sizes in any order, so even an empty tensor's other sizes must keep their product small.
+  int64_t span = 1;
+  bool empty = false;
+  for (int64_t d : shape) {
+    if (d < 0 || __builtin_mul_overflow(span, std::max<int64_t>(d, 1), &span) || span > kMaxElements)
       throw Error("tensor shape " + shape_string() + " is negative or too large");
-  if (n == 0) {
+    empty = empty || d == 0;
+  }
+  if (empty) {
     if (uint64_t(offset) > storage_numel)
       throw Error("storage offset " + std::to_string(offset) + " past the end of a storage of " +
                   std::to_string(storage_numel) + " elements");
@@ -150,10 +170,6 @@ Tensor Tensor::to(DType target) const {
   return t;
 }
 
-std::string Tensor::shape_string() const {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
+std::string Tensor::shape_string() const { return to_string(shape); }
 
 }  // namespace optforge

@@ -54,7 +54,14 @@ struct Tensor {
   std::shared_ptr<Storage> storage;
   bool requires_grad = false;
 
-  static Shape contiguous_strides(const Shape& shape);
+  // Largest element count (and stride) a tensor may have: leaves room to multiply by any element
+  // size and add offsets without overflowing int64.
+  static constexpr int64_t kMaxElements = int64_t(1) << 56;
+  // Strides in elements of a dense tensor of `shape`: row-major (the last dim varies fastest) or,
+  // with column_major, Fortran order (the first dim does). Every stride is a product of sizes with
+  // zero sizes counted as 1, so a shape holding a 0 can still have huge strides: throws
+  // optforge::Error (no file named) if a size is negative or that product passes kMaxElements.
+  static Shape contiguous_strides(const Shape& shape, bool column_major = false);
   // A new contiguous tensor with its own zeroed storage.
   static Tensor empty(DType dtype, const Shape& shape);
   // A contiguous tensor viewing `storage` at element `offset`.

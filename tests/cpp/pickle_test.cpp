@@ -154,3 +154,27 @@ TEST(Unpickler, ACycleHeldOnlyByAFailingOpcodeIsFreed) {
                            6));
   EXPECT_NE(err.find("stack underflow (pickle byte offset 5)"), std::string::npos) << err;
 }
+
+// A second BUILD updates the state as Python's obj.__dict__.update(state) does: pickle.loads of
+// these bytes gives Namespace(a=3, b=2), and of the dict ones {'a': 2}.
+TEST(Unpickler, BuildAndSetItemsReplaceAnEqualKey) {
+  ValuePtr ns =
+      load(std::string("\x80\x02"
+                       "cargparse\nNamespace\n)\x81}(X\x01\x00\x00\x00"
+                       "aK\x01X\x01\x00\x00\x00"
+                       "bK\x02ub}X\x01\x00\x00\x00"
+                       "aK\x03sb.",
+                       56));
+  ASSERT_EQ(ns->kind, Value::Kind::Object);
+  ASSERT_TRUE(ns->state && ns->state->is_dict());
+  ASSERT_EQ(ns->state->entries.size(), 2u);
+  EXPECT_EQ(ns->attr("a")->i, 3);
+  EXPECT_EQ(ns->attr("b")->i, 2);
+  ValuePtr d =
+      load(std::string("\x80\x02}(X\x01\x00\x00\x00"
+                       "aK\x01X\x01\x00\x00\x00"
+                       "aK\x02u.",
+                       22));
+  ASSERT_EQ(d->entries.size(), 1u);
+  EXPECT_EQ(d->get("a")->i, 2);
+}

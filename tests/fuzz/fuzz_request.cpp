@@ -54,7 +54,10 @@ void parse(char route, const std::string& body, const ApiContext& ctx) {
     check_prompts(r.prompts, ctx);
     AlpaLogprobsCache cache;  // a fresh server: a given cache_id is unknown, none gets a new id
     r.cache_id = cache.check_and_store(r);
-    cache.check_and_store(r);  // the same prompts again under that id: refused, they extend nothing
+    try {  // the same prompts again under that id: refused, they extend nothing
+      cache.check_and_store(r);
+      std::abort();
+    } catch (const ApiError&) {}
   }
 }
 

@@ -175,22 +175,12 @@ def openai_bodies():
     return bodies
 
 
-def http_head(request):
-    """The request line and headers as h11 (httpx's HTTP/1.1 writer) puts them on the wire."""
-    target = request.url.raw_path.decode()
-    lines = ["%s %s HTTP/1.1" % (request.method, target)] + ["%s: %s" % (k.decode(), v.decode()) for k, v in request.headers.raw]
-    return ("\r\n".join(lines) + "\r\n").encode()
-
-
 def request_seeds(tmp):
     d = out_dir("fuzz_request")
     requests = openai_bodies()
     for i, req in enumerate(requests):
         write(d, "openai-%d" % i, b"o" + req.content)
         write(d, "engine-%d" % i, b"e" + req.content)
-    write(d, "http-head-openai", b"h" + http_head(requests[0]))
-    write(d, "http-head-chunked", b"h" + http_head(requests[0]).replace(b"Content-Length: ", b"Transfer-Encoding: chunked\r\nX-Len: "))
-    write(d, "http-head-http10", b"h" + b"GET /v1/models HTTP/1.0\r\nConnection: keep-alive\r\nHost: fuzz\r\n")
     # alpa's client (alpa/examples/llm_serving/client.py) posts these with requests' json=, i.e.
     # json.dumps with its default separators.
     alpa_completions = [{"model": "default", "prompt": "Paris is the capital city of", "min_tokens": 0, "max_tokens": 32,

@@ -4,11 +4,13 @@ numpy and transformers, then broken the way the fuzzer broke them."""
 import io
 import json
 import shutil
+import struct
 import zipfile
 
 import numpy as np
 import pytest
 import transformers
+from safetensors.numpy import save
 
 from conftest import assert_clean_error, run_optforge
 
@@ -25,6 +27,19 @@ def test_npz_member_whose_fortran_strides_overflow(tmp_path):
     with zipfile.ZipFile(p, "w") as z:
         z.writestr("a.npy", member)
     assert_clean_error(inspect(p), p, "too large")
+
+
+def test_empty_safetensors_tensor_whose_other_sizes_overflow_its_strides(tmp_path):
+    # Zero elements, so the data_offsets check passes; the strides (zero sizes counted as 1, as
+    # torch counts them) would be 2^80.
+    data = save({"w": np.zeros((0, 2, 3), dtype=np.float32)})
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    header["w"]["shape"] = [0, 2**40, 2**40]
+    h = json.dumps(header).encode()
+    p = tmp_path / "huge.safetensors"
+    p.write_bytes(struct.pack("<Q", len(h)) + h + data[8 + n:])
+    assert_clean_error(inspect(p), p, "tensor 'w'", "too large")
 
 
 @pytest.fixture(scope="module")

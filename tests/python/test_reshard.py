@@ -146,6 +146,17 @@ def test_dry_run_lists_outputs(ckpt_mp2_fsdp3, tmp_path):  # noqa: F811
     assert not out.exists()
 
 
+def test_dry_run_refuses_a_folder_the_real_run_refuses(ckpt_mp2_fsdp3, tmp_path):  # noqa: F811
+    # The real run writes an AtomicDir, which needs a new or empty folder; the plan says so too.
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    for extra in (["--dry-run"], []):
+        p = run_optforge("reshard", ckpt_mp2_fsdp3, "-o", out, "--fsdp", 2, "--mp", 1, *extra, check=False)
+        assert p.returncode == 1 and "not empty" in p.stderr and "notes.txt" in p.stderr, p.stderr
+    assert sorted(os.listdir(out)) == ["notes.txt"]
+
+
 def test_refuses_folder_with_another_checkpoint(ckpt_mp2_fsdp3, tmp_path):  # noqa: F811
     out = tmp_path / "o"
     run_optforge("reshard", ckpt_mp2_fsdp3, "-o", out, "--fsdp", 1, "--mp", 1, "-q")
