@@ -223,5 +223,6 @@ def test_replicated_disagreement_is_reported(ckpt_mp2_fsdp3, tmp_path):
     p = run_optforge("consolidate", d, "-o", out2, "--strict-replicas", check=False)
     *listed, error = p.stderr.strip().splitlines()
     assert p.returncode == 1 and len(listed) == 1 and key in listed[0] and "part 1" in listed[0], p.stderr
+    assert listed[0].startswith("optforge: note: ") and "is kept" not in listed[0], p.stderr  # nothing is kept
     assert error.startswith("optforge: error: ") and key in error and "--strict-replicas" in error, p.stderr
     assert not out2.exists() and not [f for f in tmp_path.iterdir() if ".tmp-" in f.name]

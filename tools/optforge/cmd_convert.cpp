@@ -38,7 +38,7 @@ void register_convert(CLI::App& app) {
   cmd->add_option("-j,--threads", o->threads, "Threads")->capture_default_str();
   cmd->add_option("--heads", o->heads,
                   "Attention heads, for inputs that do not record it (alpa folders of unpublished sizes)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   cmd->callback([o] {
     std::optional<DType> dtype;
     if (!o->dtype.empty()) {

@@ -32,7 +32,7 @@ inline void add_model_argument(CLI::App* cmd, RuntimeOptions& o) {
 inline void add_runtime_options(CLI::App* cmd, RuntimeOptions& o) {
   cmd->add_option("--threads", o.threads, "CPU threads for the model (default: all)");
   cmd->add_option("--heads", o.heads, "Attention heads, if the checkpoint does not record them")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   cmd->add_option("--kv-dtype", o.kv_dtype,
                   "KV cache dtype: f16 (half the memory of f32), bf16 or f32; attention accumulates in f32")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
