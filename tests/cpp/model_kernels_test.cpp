@@ -57,7 +57,7 @@ TEST_P(LinearTest, MatchesReferenceOnOddSizes) {
   if (M <= cpu::kSkinnyMaxRows) {  // the scalar fallback gives the same products
     for (bool simd : {false, true}) {
       std::vector<float> z(size_t(M * N), -1.0f);
-      cpu::skinny_gemm(x.data(), M, ref, bias.data(), z.data(), N, 0, N, simd);
+      cpu::skinny_gemm(x.data(), K, M, ref, bias.data(), z.data(), N, 0, N, simd);
       for (size_t i = 0; i < z.size(); ++i) EXPECT_NEAR(z[i], want[i], 1e-4) << i << " simd=" << simd;
     }
   }
@@ -109,7 +109,8 @@ TEST(Attention, CausalMaskedSoftmaxMatchesReference) {
              v = random_floats(size_t(T * hd), 11);
   const std::vector<uint8_t> mask = {0, 0, 1, 1, 0, 1, 1, 1, 1};  // slots 0, 1 and 4 are padding
   std::vector<float> out(static_cast<size_t>(s * hd)), scratch(static_cast<size_t>(T));
-  cpu::attend_head(q.data(), hd, s, k.data(), v.data(), mask.data(), t0, hd, out.data(), hd, scratch.data());
+  cpu::attend_head(q.data(), hd, s, k.data(), v.data(), DType::F32, mask.data(), t0, hd, out.data(), hd,
+                   scratch.data());
   for (int64_t i = 0; i < s; ++i) {
     std::vector<double> w(size_t(T), 0.0);
     double mx = -1e300, sum = 0;
@@ -136,7 +137,7 @@ TEST(Attention, AQueryThatSeesOnlyPaddingGetsZerosNotNaN) {
   const auto q = random_floats(8, 12), k = random_floats(8, 13), v = random_floats(8, 14);
   const std::vector<uint8_t> mask = {0, 1};
   std::vector<float> out(8, 7.0f), scratch(2);
-  cpu::attend_head(q.data(), hd, 2, k.data(), v.data(), mask.data(), 0, hd, out.data(), hd, scratch.data());
+  cpu::attend_head(q.data(), hd, 2, k.data(), v.data(), DType::F32, mask.data(), 0, hd, out.data(), hd, scratch.data());
   for (int j = 0; j < hd; ++j) {
     EXPECT_EQ(out[size_t(j)], 0.0f);                            // query 0 sees only slot 0 (padding)
     EXPECT_NEAR(out[size_t(hd + j)], v[size_t(hd + j)], 1e-6);  // query 1 sees only slot 1

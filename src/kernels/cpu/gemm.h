@@ -19,9 +19,12 @@ int64_t streaming_rows(DType dt);
 
 void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y);
 
-// The streaming kernel on its own: rows [n0, n1) of W against all M (<= kSkinnyMaxRows) rows of
-// x, y has leading dimension ldy. Single-threaded; `linear` splits the rows over threads.
-void skinny_gemm(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy, int64_t n0,
-                 int64_t n1, bool simd);
+// The streaming kernel on its own: y[m * ldy + n] = x_m · W_n (+ bias[n]) for rows n in [n0, n1)
+// of W and all M rows of x (f32, row m at x + m * ldx, K = w.cols values each); bias may be null.
+// Any M works; the kernel is built for few (it re-reads x for every 4 rows of W). simd false, or
+// a CPU without AVX2/FMA/F16C, takes the scalar loop. Single-threaded; `linear` splits the rows
+// over threads.
+void skinny_gemm(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
+                 int64_t n0, int64_t n1, bool simd);
 
 }  // namespace optforge::cpu
