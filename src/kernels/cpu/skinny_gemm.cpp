@@ -31,8 +31,11 @@ template <DType D, int NR, int MR>
 OPTFORGE_AVX2 void tile_avx2(const float* x, int64_t ldx, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
                              int64_t n) {
   const int64_t K = w.cols;
+  // Row addresses with the element size known here (MatrixRef::row asks dtype_size at run time,
+  // a call per row that shows when K is short, as for attention's scores).
+  constexpr int64_t kElem = D == DType::F32 ? 4 : 2;
   const void* row[NR];
-  for (int r = 0; r < NR; ++r) row[r] = w.row(n + r);
+  for (int r = 0; r < NR; ++r) row[r] = static_cast<const uint8_t*>(w.data) + (n + r) * K * kElem;
   __m256 acc[NR][MR];
   for (int r = 0; r < NR; ++r)
     for (int m = 0; m < MR; ++m) acc[r][m] = _mm256_setzero_ps();
