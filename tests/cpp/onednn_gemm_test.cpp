@@ -3,6 +3,7 @@
 // weights. (model_kernels_test's LargeLinear crosses f16's conversion blocks.)
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -49,7 +50,8 @@ void check(DType dt, int64_t M, int64_t N, int64_t K, bool with_bias) {
 TEST(OneDnnLinear, ManyTilesEveryDtype) {
   for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
     check(dt, 300, 700, 200, true);  // 3 x 3 tiles, partial ones on both edges
-    check(dt, 17, 33, 1000, false);  // a decode batch past the streaming kernel, long K
+    // A decode batch past the streaming kernel (gemm.h's streaming_rows), long K.
+    check(dt, std::max<int64_t>(17, cpu::streaming_rows(dt) + 1), 33, 1000, false);
   }
 }
 

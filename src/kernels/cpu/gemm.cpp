@@ -42,14 +42,6 @@ void load_row(const MatrixRef& m, int64_t r, float* dst) {
   }
 }
 
-int64_t streaming_rows(DType dt) {
-  switch (dt) {
-    case DType::F32: return 1;
-    case DType::BF16: return 8;
-    default: return 16;
-  }
-}
-
 void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y) {
   const int64_t N = w.rows;
   if (M <= 0 || N <= 0) return;

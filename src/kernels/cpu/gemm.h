@@ -8,14 +8,25 @@
 
 namespace optforge::cpu {
 
-// The most rows the streaming kernel takes.
-constexpr int64_t kSkinnyMaxRows = 64;
+// Row counts up to this use the streaming kernel for weights of dtype dt, more go to oneDNN: the
+// last row count at which the streaming kernel takes at most 5% longer than oneDNN's product (on
+// one thread, W 3072 x 768 and 768 x 3072 read from memory), as `bench/gemm_rows.sh` prints it.
+// On an AVX-512 BF16 EPYC (figures in docs/inference.md), oneDNN's f32 product wins from 2 rows;
+// its f16 one (W converted to f32 first, onednn_gemm.h) is within 10% from 3 rows and wins by
+// more than 5% from 18; its bf16 one (two native products) is even at 16-19 and wins from 20.
+constexpr int64_t streaming_rows(DType dt) {
+  switch (dt) {
+    case DType::F32: return 1;
+    case DType::BF16: return 19;
+    default: return 17;
+  }
+}
 
-// Row counts up to this use the streaming kernel for weights of dtype dt, more go to oneDNN.
-// Measured on an AVX-512 BF16 EPYC, one thread, W 3072 x 768 (docs/inference.md): oneDNN's f32
-// product wins from 2 rows; its bf16 one (two products, onednn_gemm.h) from about 12; for f16,
-// which oneDNN converts first, the two are even at about 24 rows.
-int64_t streaming_rows(DType dt);
+// The most rows the streaming kernel is measured at (bench/gemm_rows.sh) and held to the reference
+// at (model_kernels_test); it takes any count, but `linear` gives it at most streaming_rows.
+constexpr int64_t kSkinnyMaxRows = 64;
+static_assert(streaming_rows(DType::F32) <= kSkinnyMaxRows && streaming_rows(DType::BF16) <= kSkinnyMaxRows &&
+              streaming_rows(DType::F16) <= kSkinnyMaxRows);
 
 void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y);
 
