@@ -8,8 +8,8 @@
 #   floor   : batch-1 decode tokens/s if every weight byte were read once at copy bandwidth
 #   GF/s    : prompt GFLOP/s (2 x matmul parameters x tokens), beside the f32 sgemm peak
 # Prints the CPU model and the kernels optforge chose (oneDNN's ISA and matmul implementations, as
-# `generate --json` reports them). --before BIN also runs an older optforge binary on the same
-# models (a "before" row under each "after" row; its KV cache is f32, ours f16 by default).
+# `generate --json` reports them: timing.kernels, or timing.threads in older builds). --before BIN
+# also runs an older optforge binary on the same models (a "before" row under each "after" row).
 # usage: bench/inference.sh [--full] [--shapes "125m ..."] [--threads N] [--before BIN]
 #        (--full adds the 1.3B shape)
 set -euo pipefail
@@ -47,16 +47,26 @@ printf 'load average: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '\n%-6s %-5s | %18s %7s | %21s %7s %6s | %17s | %8s\n' "" "" "prompt tok/s" "GF/s" "decode b1 tok/s" "floor" "%floor" "decode b8 tok/s" "b32"
 printf '%-6s %-5s | %9s %8s %7s | %10s %10s %7s %6s | %8s %8s | %8s\n' shape dtype optforge torch ours optforge torch "" "" optforge torch optforge
 
-# best of 2 runs of optforge generate --json; prints the timing field asked for
+# best of 2 runs of optforge binary EXE's generate --json; prints the tokens/s of its prompt (no
+# decode tokens) or of its decode steps
 ours() {
-  local best=0 v exe=$bin
-  if [ "$1" = --bin ]; then exe=$2; shift 2; fi
+  local best=0 v exe=$1
+  shift
   for _ in 1 2; do
     v=$("$exe" generate "$@" --json --threads "$threads" --temperature 0 --ignore-eos |
         $py -c "import json,sys; t=json.load(sys.stdin)['timing']; print(t['prompt_tokens']/t['prompt_seconds'] if t['decode_tokens']==0 else t['decode_tokens']/t['decode_seconds'])")
     best=$($py -c "print(max($best, $v))")
   done
   echo "$best"
+}
+
+# sets the four figures of a row, p b1 b8 b32 (tokens/s), for optforge binary EXE on MODEL
+measure() {
+  local exe=$1 model=$2
+  p=$(ours "$exe" "$model" --prompt-ids "$long" --max-tokens 1)
+  b1=$(ours "$exe" "$model" --prompt-ids "$short" --max-tokens $((decode + 1)))
+  b8=$(ours "$exe" "$model" --prompt-ids "$short" --max-tokens $((decode + 1)) --n 8)
+  b32=$(ours "$exe" "$model" --prompt-ids "$short" --max-tokens $((decode + 1)) --n 32)
 }
 
 # one table row: label shape dtype prompt b1 b8 b32 torch-json
@@ -85,13 +95,10 @@ for shape in $shapes; do
     "$bin" demo-model --shape "$shape" --dtype "$dtype" -o "$model" >/dev/null
     if [ -z "${kernels_shown:-}" ] || [ "$dtype" = bf16 ]; then  # the kernels each weight dtype chose
       echo "$dtype kernels: $("$bin" generate "$model" --prompt-ids "$long" --max-tokens 1 --json --threads "$threads" |
-        $py -c "import json,sys; print(json.load(sys.stdin)['timing']['threads'])")"
+        $py -c "import json,sys; t=json.load(sys.stdin)['timing']; print(t.get('kernels', t['threads']))")"
       kernels_shown=1
     fi
-    p=$(ours "$model" --prompt-ids "$long" --max-tokens 1)
-    b1=$(ours "$model" --prompt-ids "$short" --max-tokens $((decode + 1)))
-    b8=$(ours "$model" --prompt-ids "$short" --max-tokens $((decode + 1)) --n 8)
-    b32=$(ours "$model" --prompt-ids "$short" --max-tokens $((decode + 1)) --n 32)
+    measure "$bin" "$model"
     if [ "$dtype" = f16 ]; then
       ref='{"prompt_tps": null, "decode_b1_tps": null, "decode_b8_tps": null}'  # torch 1.13: no f16 matmul on CPU
     else
@@ -99,10 +106,7 @@ for shape in $shapes; do
     fi
     row "$shape" "$shape" "$dtype" "$p" "$b1" "$b8" "$b32" "$ref"
     if [ -n "$before" ]; then
-      p=$(ours --bin "$before" "$model" --prompt-ids "$long" --max-tokens 1)
-      b1=$(ours --bin "$before" "$model" --prompt-ids "$short" --max-tokens $((decode + 1)))
-      b8=$(ours --bin "$before" "$model" --prompt-ids "$short" --max-tokens $((decode + 1)) --n 8)
-      b32=$(ours --bin "$before" "$model" --prompt-ids "$short" --max-tokens $((decode + 1)) --n 32)
+      measure "$before" "$model"
       row "before" "$shape" "$dtype" "$p" "$b1" "$b8" "$b32" "$ref"
     fi
     rm -f "$model"

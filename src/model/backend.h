@@ -48,7 +48,6 @@ class Backend {
   virtual Weight upload(const Tensor& t) = 0;
   virtual Act alloc(int64_t rows, int64_t cols) = 0;
   virtual void read(const Act& x, float* host) = 0;  // x's rows*cols values to host memory
-  virtual void copy_rows(const Act& src, int64_t src_row, Act& dst, int64_t dst_row, int64_t rows) = 0;
   // The dtype KV caches are stored in (fixed when the backend is made).
   virtual DType kv_dtype() const = 0;
   virtual KvTensor alloc_kv(int64_t rows, int64_t cols) = 0;

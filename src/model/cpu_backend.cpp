@@ -72,10 +72,6 @@ class CpuBackend final : public Backend {
 
   void read(const Act& x, float* host) override { std::memcpy(host, x.data(), size_t(x.rows * x.cols) * 4); }
 
-  void copy_rows(const Act& src, int64_t src_row, Act& dst, int64_t dst_row, int64_t rows) override {
-    std::memmove(dst.data() + dst_row * dst.cols, src.data() + src_row * src.cols, size_t(rows * src.cols) * 4);
-  }
-
   void gather_rows(const Act& x, const std::vector<int64_t>& rows, Act& out) override {
     for (size_t i = 0; i < rows.size(); ++i)
       std::memcpy(out.data() + int64_t(i) * x.cols, x.data() + rows[i] * x.cols, size_t(x.cols) * 4);

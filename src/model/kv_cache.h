@@ -28,7 +28,6 @@ class KvCache {
   // Layer l's keys or values for (seq, head): `capacity` rows of head_dim from row(seq, head, 0).
   KvTensor& keys(int64_t layer) { return k_[size_t(layer)]; }
   KvTensor& values(int64_t layer) { return v_[size_t(layer)]; }
-  DType dtype() const { return backend_.kv_dtype(); }
   int64_t row(int64_t seq, int64_t head, int64_t slot) const { return (seq * heads_ + head) * capacity_ + slot; }
 
   // Before a step: checks room and records the new slots' padding mask. After: advances lengths.

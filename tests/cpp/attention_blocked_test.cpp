@@ -74,3 +74,25 @@ TEST_P(CacheDtype, PerQueryAndBlockedMatchDirectSoftmax) {
 
 INSTANTIATE_TEST_SUITE_P(Attention, CacheDtype, ::testing::Values(DType::F32, DType::F16, DType::BF16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// As the backend calls it: each head's queries and outputs are hd columns of wider rows (all heads
+// concatenated), so the query and output strides are not hd; the columns around them stay as they
+// were.
+TEST_P(CacheDtype, BlockedReadsAndWritesStridedRows) {
+  const DType dt = GetParam();
+  const int64_t hd = 13, t0 = 70, s = 40, T = t0 + s, ldq = 3 * hd + 1, ldo = 2 * hd + 5;
+  const auto q = randn(size_t(s * hd), 4);
+  const Stored k = store(randn(size_t(T * hd), 5), dt), v = store(randn(size_t(T * hd), 6), dt);
+  const std::vector<uint8_t> mask(size_t(T), 1);
+  std::vector<float> wide_q(size_t(s * ldq), 1e6f), out(size_t(s * ldo), 7.0f);
+  for (int64_t i = 0; i < s; ++i)
+    for (int64_t j = 0; j < hd; ++j) wide_q[size_t(i * ldq + hd + j)] = q[size_t(i * hd + j)];
+  cpu::attend_head_blocked(wide_q.data() + hd, ldq, s, k.bytes.data(), v.bytes.data(), dt, mask.data(), t0, hd,
+                           out.data() + 1, ldo);
+  for (int64_t i = 0; i < s; ++i) {
+    const auto want = reference(q, k, v, mask, t0, hd, i);
+    for (int64_t j = 0; j < hd; ++j) EXPECT_NEAR(out[size_t(i * ldo + 1 + j)], want[size_t(j)], 1e-5) << i << "," << j;
+    EXPECT_EQ(out[size_t(i * ldo)], 7.0f);
+    for (int64_t j = hd + 1; j < ldo; ++j) EXPECT_EQ(out[size_t(i * ldo + j)], 7.0f) << i << "," << j;
+  }
+}

@@ -14,6 +14,7 @@
 #include "tensor/dtype.h"
 
 using namespace optforge;
+using optforge::test_util::reference_linear;
 using optforge::test_util::store;
 using optforge::test_util::Stored;
 
@@ -27,18 +28,6 @@ std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
   return v;
 }
 
-std::vector<double> reference_linear(const std::vector<float>& x, int64_t M, const std::vector<float>& w, int64_t N,
-                                     int64_t K, const std::vector<float>& bias) {
-  std::vector<double> y(size_t(M * N));
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n) {
-      double s = bias.empty() ? 0.0 : bias[size_t(n)];
-      for (int64_t k = 0; k < K; ++k) s += double(x[size_t(m * K + k)]) * w[size_t(n * K + k)];
-      y[size_t(m * N + n)] = s;
-    }
-  return y;
-}
-
 }  // namespace
 
 class LinearTest : public ::testing::TestWithParam<std::tuple<DType, int64_t>> {};
@@ -50,14 +39,16 @@ TEST_P(LinearTest, MatchesReferenceOnOddSizes) {
   const auto bias = random_floats(size_t(N), 2);
   const Stored w = store(random_floats(size_t(N * K), 3), dtype);
   const cpu::MatrixRef ref{dtype, w.bytes.data(), N, K};
-  const auto want = reference_linear(x, M, w.values, N, K, bias);
+  std::vector<double> want(size_t(M * N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) want[size_t(m * N + n)] = reference_linear(x, w.values, bias, K, m, n);
   std::vector<float> y(size_t(M * N), -1.0f);
   cpu::linear(x.data(), M, ref, bias.data(), y.data());
   for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], want[i], 1e-4) << i;
   if (M <= cpu::kSkinnyMaxRows) {  // the scalar fallback gives the same products
     for (bool simd : {false, true}) {
       std::vector<float> z(size_t(M * N), -1.0f);
-      cpu::skinny_gemm(x.data(), M, ref, bias.data(), z.data(), N, 0, N, simd);
+      cpu::skinny_gemm(x.data(), K, M, ref, bias.data(), z.data(), N, 0, N, simd);
       for (size_t i = 0; i < z.size(); ++i) EXPECT_NEAR(z[i], want[i], 1e-4) << i << " simd=" << simd;
     }
   }
@@ -68,20 +59,24 @@ INSTANTIATE_TEST_SUITE_P(AllDtypesAndBatches, LinearTest,
                                             ::testing::Values(int64_t(1), int64_t(2), int64_t(3), int64_t(8),
                                                               int64_t(9), int64_t(40))));
 
-TEST(Linear, NoBiasAndLargeMatrixThroughTheConversionBlocks) {
-  // K small enough that the BLAS path converts W in several blocks of rows.
-  const int64_t M = 12, N = 70000, K = 64;
+class LargeLinear : public ::testing::TestWithParam<DType> {};
+
+// More rows than the streaming kernel takes, so oneDNN's path: with K = 64 it converts f16 W (and
+// bf16 on CPUs without AVX-512 BF16) to f32 in blocks of 65536 rows (onednn_gemm.h), and N crosses
+// a block edge.
+TEST_P(LargeLinear, NoBiasAndLargeMatrixThroughTheConversionBlocks) {
+  const DType dt = GetParam();
+  const int64_t M = cpu::streaming_rows(dt) + 4, N = 70000, K = 64;
   const auto x = random_floats(size_t(M * K), 4);
-  const Stored w = store(random_floats(size_t(N * K), 5), DType::BF16);
+  const Stored w = store(random_floats(size_t(N * K), 5), dt);
   std::vector<float> y(size_t(M * N));
-  cpu::linear(x.data(), M, {DType::BF16, w.bytes.data(), N, K}, nullptr, y.data());
+  cpu::linear(x.data(), M, {dt, w.bytes.data(), N, K}, nullptr, y.data());
   for (int64_t n : {int64_t(0), int64_t(65535), int64_t(65536), N - 1})
-    for (int64_t m = 0; m < M; ++m) {
-      double s = 0;
-      for (int64_t k = 0; k < K; ++k) s += double(x[size_t(m * K + k)]) * w.values[size_t(n * K + k)];
-      EXPECT_NEAR(y[size_t(m * N + n)], s, 1e-4);
-    }
+    for (int64_t m = 0; m < M; ++m) EXPECT_NEAR(y[size_t(m * N + n)], reference_linear(x, w.values, {}, K, m, n), 1e-4);
 }
+
+INSTANTIATE_TEST_SUITE_P(Linear, LargeLinear, ::testing::Values(DType::BF16, DType::F16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 TEST(LayerNorm, MatchesReference) {
   const int64_t rows = 5, cols = 77;
@@ -109,7 +104,8 @@ TEST(Attention, CausalMaskedSoftmaxMatchesReference) {
              v = random_floats(size_t(T * hd), 11);
   const std::vector<uint8_t> mask = {0, 0, 1, 1, 0, 1, 1, 1, 1};  // slots 0, 1 and 4 are padding
   std::vector<float> out(static_cast<size_t>(s * hd)), scratch(static_cast<size_t>(T));
-  cpu::attend_head(q.data(), hd, s, k.data(), v.data(), mask.data(), t0, hd, out.data(), hd, scratch.data());
+  cpu::attend_head(q.data(), hd, s, k.data(), v.data(), DType::F32, mask.data(), t0, hd, out.data(), hd,
+                   scratch.data());
   for (int64_t i = 0; i < s; ++i) {
     std::vector<double> w(size_t(T), 0.0);
     double mx = -1e300, sum = 0;
@@ -136,7 +132,7 @@ TEST(Attention, AQueryThatSeesOnlyPaddingGetsZerosNotNaN) {
   const auto q = random_floats(8, 12), k = random_floats(8, 13), v = random_floats(8, 14);
   const std::vector<uint8_t> mask = {0, 1};
   std::vector<float> out(8, 7.0f), scratch(2);
-  cpu::attend_head(q.data(), hd, 2, k.data(), v.data(), mask.data(), 0, hd, out.data(), hd, scratch.data());
+  cpu::attend_head(q.data(), hd, 2, k.data(), v.data(), DType::F32, mask.data(), 0, hd, out.data(), hd, scratch.data());
   for (int j = 0; j < hd; ++j) {
     EXPECT_EQ(out[size_t(j)], 0.0f);                            // query 0 sees only slot 0 (padding)
     EXPECT_NEAR(out[size_t(hd + j)], v[size_t(hd + j)], 1e-6);  // query 1 sees only slot 1

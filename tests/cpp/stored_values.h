@@ -1,5 +1,6 @@
-// Test helper: values stored as a checkpoint or cache holds them (f32, f16 or bf16 bytes, rounded
-// as torch rounds) beside the f32 values those bytes stand for, which the references compute on.
+// Test helpers: values stored as a checkpoint or cache holds them (f32, f16 or bf16 bytes, rounded
+// as torch rounds) beside the f32 values those bytes stand for, which the references compute on;
+// and the reference matrix product on those values, in double.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,15 @@ inline Stored store(const std::vector<float>& x, DType dt) {
   Stored s{std::vector<uint8_t>(x.size() * dtype_size(dt)), std::vector<float>(x.size())};
   convert_elements(DType::F32, reinterpret_cast<const uint8_t*>(x.data()), dt, s.bytes.data(), x.size());
   convert_elements(dt, s.bytes.data(), DType::F32, reinterpret_cast<uint8_t*>(s.values.data()), x.size());
+  return s;
+}
+
+// Element (m, n) of y = x · Wᵀ + bias in double: x [M, K] and w [N, K] row-major f32 (w: a
+// Stored's values), bias empty (none) or [N].
+inline double reference_linear(const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& bias,
+                               int64_t K, int64_t m, int64_t n) {
+  double s = bias.empty() ? 0.0 : bias[size_t(n)];
+  for (int64_t k = 0; k < K; ++k) s += double(x[size_t(m * K + k)]) * w[size_t(n * K + k)];
   return s;
 }
 

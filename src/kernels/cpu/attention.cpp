@@ -8,11 +8,6 @@
 
 namespace optforge::cpu {
 
-void attend_head(const float* q, int64_t ldq, int64_t s, const float* keys, const float* values,
-                 const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo, float* scratch) {
-  attend_head(q, ldq, s, keys, values, DType::F32, key_mask, t0, hd, out, ldo, scratch);
-}
-
 void attend_head(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values, DType kv_dtype,
                  const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo, float* scratch) {
   const int64_t row_bytes = hd * int64_t(dtype_size(kv_dtype));

@@ -8,17 +8,15 @@
 namespace optforge::cpu {
 
 // q: s query rows (row stride ldq), already scaled by head_dim^-0.5 as OPT does.
-// keys, values: [t0 + s, hd] rows (stride hd), slots 0 .. t0+s-1 of the cache.
+// keys, values: [t0 + s, hd] rows (stride hd), slots 0 .. t0+s-1 of the cache, stored as kv_dtype
+// (F32, F16 or BF16: the KV cache's dtype) and converted to f32 in registers.
 // key_mask[t]: 0 for a padding slot, which no query sees.
-// Query i sits at slot t0 + i and attends to the unmasked slots <= t0 + i; the softmax is in f32
-// and its probabilities are normalised before multiplying V (HF's order). A query with no
-// visible key (a left-padding row) gets zeros instead of NaN.
+// Query i sits at slot t0 + i and attends to the unmasked slots <= t0 + i; scores, softmax and
+// the output accumulate in f32, and the probabilities are normalised before multiplying V (HF's
+// order). A query with no visible key (a left-padding row) gets zeros instead of NaN.
 // out: s rows (stride ldo) of hd. scratch: t0 + s floats.
-void attend_head(const float* q, int64_t ldq, int64_t s, const float* keys, const float* values,
-                 const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo, float* scratch);
-
-// The same with keys and values stored as kv_dtype (F32, F16 or BF16: the KV cache's dtype),
-// converted to f32 in registers; scores, softmax and the output accumulate in f32.
+// The backend calls this with one query (a decode step); prompts take attend_head_blocked. The
+// loop over several queries stays as the plain reference the tests hold the blocked path to.
 void attend_head(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values, DType kv_dtype,
                  const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo, float* scratch);
 

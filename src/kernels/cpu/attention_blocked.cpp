@@ -1,8 +1,9 @@
 // Prefill attention in blocks (flash-attention's order): a block of queries meets the cache a
 // block of keys at a time, with a running max and sum per query (online softmax), so each key and
-// value row is converted from the cache's dtype once per query block and stays in L1 while the
-// block's queries use it, instead of every query streaming the whole cache. The two products per
-// block are register-tiled (attention_tiles.h).
+// value row stays in L1 while the block's queries use it, instead of every query streaming the
+// whole cache. Both products per block read the cache as stored (f32, f16 or bf16), converting in
+// registers: the scores Q·Kᵀ are the streaming matrix kernel (gemm.h) with the key block as W, the
+// update P·V a register tile of its own (attention_tiles.h).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -11,7 +12,7 @@
 
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/attention_tiles.h"
-#include "tensor/convert.h"
+#include "kernels/cpu/gemm.h"
 
 namespace optforge::cpu {
 namespace {
@@ -25,15 +26,6 @@ struct QueryBlock {
   int64_t ldq, rows, first_slot;  // query r sits at slot first_slot + r
   std::vector<float> m, l, acc, scores;
 };
-
-// Rows [j0, j0 + n) of a cache matrix as f32: a view for f32, else converted into buf.
-const float* key_rows(const void* m, DType dt, int64_t j0, int64_t n, int64_t hd, std::vector<float>& buf) {
-  const auto* base = static_cast<const uint8_t*>(m) + j0 * hd * int64_t(dtype_size(dt));
-  if (dt == DType::F32) return reinterpret_cast<const float*>(base);
-  buf.resize(size_t(n * hd));
-  convert_elements(dt, base, DType::F32, reinterpret_cast<uint8_t*>(buf.data()), uint64_t(n * hd));
-  return buf.data();
-}
 
 // Scores of the block's queries against keys [j0, j0 + n) become probabilities in place (0 where
 // a key is padding or after the query), and each query's running max, sum and output are rescaled
@@ -71,7 +63,7 @@ void softmax_step(QueryBlock& b, const uint8_t* key_mask, int64_t j0, int64_t n,
 void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values, DType kv_dtype,
                          const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo) {
   QueryBlock b;
-  std::vector<float> kbuf, vbuf;
+  const int64_t row_bytes = hd * int64_t(dtype_size(kv_dtype));
   b.scores.resize(size_t(kQueries * kKeys));
   for (int64_t i0 = 0; i0 < s; i0 += kQueries) {
     b.q = q + i0 * ldq;
@@ -84,11 +76,11 @@ void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const void* key
     const int64_t visible = b.first_slot + b.rows;  // slots the block's last query sees
     for (int64_t j0 = 0; j0 < visible; j0 += kKeys) {
       const int64_t n = std::min(kKeys, visible - j0);
-      const float* K = key_rows(keys, kv_dtype, j0, n, hd, kbuf);
-      const float* V = key_rows(values, kv_dtype, j0, n, hd, vbuf);
-      block_scores(b.q, b.ldq, b.rows, K, n, hd, b.scores.data(), kKeys);
+      const MatrixRef K{kv_dtype, static_cast<const uint8_t*>(keys) + j0 * row_bytes, n, hd};
+      skinny_gemm(b.q, b.ldq, b.rows, K, nullptr, b.scores.data(), kKeys, 0, n, true);
       softmax_step(b, key_mask, j0, n, hd);
-      block_pv(b.scores.data(), kKeys, b.rows, V, n, hd, b.acc.data());
+      block_pv(b.scores.data(), kKeys, b.rows, static_cast<const uint8_t*>(values) + j0 * row_bytes, kv_dtype, n, hd,
+               b.acc.data());
     }
     for (int64_t r = 0; r < b.rows; ++r) {  // normalise; no visible key (left padding): zeros
       float* o = out + (i0 + r) * ldo;

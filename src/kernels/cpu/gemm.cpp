@@ -42,22 +42,15 @@ void load_row(const MatrixRef& m, int64_t r, float* dst) {
   }
 }
 
-int64_t streaming_rows(DType dt) {
-  switch (dt) {
-    case DType::F32: return 1;
-    case DType::BF16: return 8;
-    default: return 16;
-  }
-}
-
 void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y) {
   const int64_t N = w.rows;
   if (M <= 0 || N <= 0) return;
   if (M <= streaming_rows(w.dtype)) {
     // Split W's rows over threads; each chunk is whole 4-row tiles so no tile is split.
     const int64_t tiles = (N + 3) / 4;
-    parallel_for(tiles, 8,
-                 [&](int64_t t0, int64_t t1) { skinny_gemm(x, M, w, bias, y, N, t0 * 4, std::min(N, t1 * 4), true); });
+    parallel_for(tiles, 8, [&](int64_t t0, int64_t t1) {
+      skinny_gemm(x, w.cols, M, w, bias, y, N, t0 * 4, std::min(N, t1 * 4), true);
+    });
     return;
   }
   onednn_linear(x, M, w, bias, y);

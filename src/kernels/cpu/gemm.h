@@ -8,20 +8,34 @@
 
 namespace optforge::cpu {
 
-// The most rows the streaming kernel takes.
-constexpr int64_t kSkinnyMaxRows = 64;
+// Row counts up to this use the streaming kernel for weights of dtype dt, more go to oneDNN: the
+// last row count at which the streaming kernel takes at most 5% longer than oneDNN's product (on
+// one thread, W 3072 x 768 and 768 x 3072 read from memory), as `bench/gemm_rows.sh` prints it.
+// On an AVX-512 BF16 EPYC (figures in docs/inference.md), oneDNN's f32 product wins from 2 rows;
+// its f16 one (W converted to f32 first, onednn_gemm.h) is within 10% from 3 rows and wins by
+// more than 5% from 18; its bf16 one (two native products) is even at 16-19 and wins from 20.
+constexpr int64_t streaming_rows(DType dt) {
+  switch (dt) {
+    case DType::F32: return 1;
+    case DType::BF16: return 19;
+    default: return 17;
+  }
+}
 
-// Row counts up to this use the streaming kernel for weights of dtype dt, more go to oneDNN.
-// Measured on an AVX-512 BF16 EPYC, one thread, W 3072 x 768 (docs/inference.md): oneDNN's f32
-// product wins from 2 rows; its bf16 one (two products, onednn_gemm.h) from about 12; for f16,
-// which oneDNN converts first, the two are even at about 24 rows.
-int64_t streaming_rows(DType dt);
+// The most rows the streaming kernel is measured at (bench/gemm_rows.sh) and held to the reference
+// at (model_kernels_test); it takes any count, but `linear` gives it at most streaming_rows.
+constexpr int64_t kSkinnyMaxRows = 64;
+static_assert(streaming_rows(DType::F32) <= kSkinnyMaxRows && streaming_rows(DType::BF16) <= kSkinnyMaxRows &&
+              streaming_rows(DType::F16) <= kSkinnyMaxRows);
 
 void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y);
 
-// The streaming kernel on its own: rows [n0, n1) of W against all M (<= kSkinnyMaxRows) rows of
-// x, y has leading dimension ldy. Single-threaded; `linear` splits the rows over threads.
-void skinny_gemm(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy, int64_t n0,
-                 int64_t n1, bool simd);
+// The streaming kernel on its own: y[m * ldy + n] = x_m · W_n (+ bias[n]) for rows n in [n0, n1)
+// of W and all M rows of x (f32, row m at x + m * ldx, K = w.cols values each); bias may be null.
+// Any M works; the kernel is built for few (it re-reads x for every 4 rows of W). simd false, or
+// a CPU without AVX2/FMA/F16C, takes the scalar loop. Single-threaded; `linear` splits the rows
+// over threads.
+void skinny_gemm(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
+                 int64_t n0, int64_t n1, bool simd);
 
 }  // namespace optforge::cpu

@@ -50,10 +50,6 @@ void axpy_t(float a, const void* x, float* y, int64_t n) {
 
 }  // namespace
 
-float dot(const float* a, const float* b, int64_t n) { return dot_t<DType::F32>(a, b, n); }
-
-void axpy(float a, const float* x, float* y, int64_t n) { axpy_t<DType::F32>(a, x, y, n); }
-
 float dot(const float* a, const void* b, DType bt, int64_t n) {
   switch (bt) {
     case DType::F32: return dot_t<DType::F32>(a, b, n);

@@ -1,6 +1,5 @@
-// Vector primitives for the attention and normalisation kernels (AVX2 where available); the
-// overloads taking a DType read one operand stored as f32, f16 or bf16 (the KV cache) and convert
-// it in registers; arithmetic is f32.
+// Vector primitives for the attention kernels (AVX2 where available): one operand is stored as
+// f32, f16 or bf16 (the KV cache) and converted in registers; arithmetic is f32.
 #pragma once
 
 #include <cstdint>
@@ -9,11 +8,9 @@
 
 namespace optforge::cpu {
 
-float dot(const float* a, const float* b, int64_t n);
-// y += a * x
-void axpy(float a, const float* x, float* y, int64_t n);
-
+// sum over i < n of a[i] * b[i], b stored as bt.
 float dot(const float* a, const void* b, DType bt, int64_t n);
+// y[i] += a * x[i] for i < n, x stored as xt.
 void axpy(float a, const void* x, DType xt, float* y, int64_t n);
 
 }  // namespace optforge::cpu
