@@ -296,10 +296,13 @@ def gauge(server, name):
     return metric(call("GET", server.url + "/metrics")[1], name)
 
 
-def test_sse_keepalive_comment_while_queued(model):
+def test_sse_keepalive_comment_while_queued(tmp_path):
     """One batch slot, taken by a long streamed request: a streamed request waiting in the queue
     gets ': keep-alive' comments (SSE comment lines, which clients ignore) before its first event;
-    when it goes away while queued, its job leaves the queue and the running one is unaffected."""
+    when it goes away while queued, its job leaves the queue and the running one is unaffected.
+    The model is wider than the module's (E 256, 4 layers: ~64 MB of f32 weights read per token),
+    so the 2000 tokens take seconds, not the one second the tiny one needs on a fast machine."""
+    model = make_tiny_model(tmp_path / "opt-tiny.pt", layers=4, embed_dim=256)
     with serve(model, "--max-batch", 1, "--sse-keepalive", 0.2) as s:
         long_body = json.dumps({"model": "opt-tiny", "prompt": "Hi", "max_tokens": 2000, "ignore_eos": True,
                                 "temperature": 0, "stream": True})
