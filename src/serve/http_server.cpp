@@ -240,15 +240,16 @@ struct ConnectionLoop {
     return true;
   }
 
-  // CORS headers for an allowed Origin (none when CORS is off); `preflight`: an OPTIONS request
-  // the transport answers itself.
+  // CORS headers (none when CORS is off); `preflight`: an OPTIONS request the transport answers
+  // itself. With CORS on, every response says `Vary: Origin`, allowed origin or not, so that a
+  // shared cache never hands one origin's answer (with or without Allow-Origin) to another.
   HttpHeaders cors(const HttpRequest& req, bool& preflight) const {
     preflight = false;
+    if (o.allowed_origins.empty()) return {};
     const std::string* origin = req.header("origin");
-    if (!origin || o.allowed_origins.empty()) return {};
     const auto& a = o.allowed_origins;
-    const bool listed = std::find(a.begin(), a.end(), *origin) != a.end();
-    if (!listed && std::find(a.begin(), a.end(), "*") == a.end()) return {};
+    const bool listed = origin && std::find(a.begin(), a.end(), *origin) != a.end();
+    if (!listed && (!origin || std::find(a.begin(), a.end(), "*") == a.end())) return {{"Vary", "Origin"}};
     preflight = req.method == "OPTIONS" && req.header("access-control-request-method");
     return {{"Access-Control-Allow-Origin", listed ? *origin : "*"}, {"Vary", "Origin"}};
   }

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from conftest import assert_usage_error, run_optforge
 from serve_util import call, make_tiny_model, metric, serve, wait_until
 
 HELLO = json.dumps({"content": "Hello world"}).encode()
@@ -356,3 +357,31 @@ def test_allowed_origins_enable_cors(model):
         status, h = cors_headers(s, "OPTIONS", "/v1/completions",
                                  {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
         assert status == 405 and h == {}
+
+
+def vary(server, headers):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/health", headers=headers)
+    r = conn.getresponse()
+    r.read()
+    conn.close()
+    return r.status, r.getheader("Vary")
+
+
+def test_cors_responses_vary_by_origin(model, server):
+    """With CORS on, an answer depends on the Origin asked from: every response says so (RFC 9110
+    Vary), also to an origin that is not allowed and to a request without one; off, none does."""
+    with serve(model, "--allowed-origins", "https://app.example,http://[::1]:8080") as s:
+        for headers in ({"Origin": "https://app.example"}, {"Origin": "http://[::1]:8080"},
+                        {"Origin": "https://evil.example"}, {}):
+            assert vary(s, headers) == (200, "Origin"), headers
+    assert vary(server, {"Origin": "https://app.example"}) == (200, None)
+
+
+@pytest.mark.parametrize("bad", ["https://app.example/", "https://a.example, https://b.example", "app.example",
+                                 "https://app.example/path", "https://app.example:port"])
+def test_allowed_origins_that_never_match_are_refused(model, bad):
+    """A value no browser's Origin header can equal would leave CORS silently off for it."""
+    line = assert_usage_error(run_optforge("serve", model, "--allowed-origins", bad, check=False),
+                              "--allowed-origins")
+    assert "is not an origin" in line and "scheme://host[:port]" in line

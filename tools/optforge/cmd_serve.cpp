@@ -23,6 +23,7 @@
 #include "tokenizer_options.h"
 #include "util/error.h"
 #include "util/human.h"
+#include "util/pattern.h"
 
 namespace optforge::cli {
 namespace {
@@ -37,6 +38,20 @@ struct Options {
   double shutdown_grace = 10, request_timeout = 30, idle_timeout = 5, sse_keepalive = 15;
   std::vector<std::string> allowed_origins;
 };
+
+// An origin as browsers send it (scheme "://" host [":" port], no path, no spaces; an IPv6 host in brackets),
+// or '*'. A value that can never equal an Origin header (a trailing slash, a space after a
+// comma) would turn CORS off without a word, so it is refused instead.
+CLI::Validator origin_validator() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        static const Pattern origin(
+            "\\*|[A-Za-z][A-Za-z0-9+.-]*://(\\[[0-9A-Fa-f:.]+\\]|[^/?#\\s:\\[\\]]+)(:[0-9]{1,5})?");
+        if (origin.full_match(v)) return {};
+        return "'" + v + "' is not an origin: scheme://host[:port] with no path (e.g. https://app.example), or '*'";
+      },
+      "ORIGIN");
+}
 
 std::string default_model_name(const std::string& path) {
   std::filesystem::path p(path);
@@ -166,7 +181,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--allowed-origins", o->allowed_origins,
                   "Origins allowed to call the API from a browser (CORS), e.g. https://app.example; '*' for any. "
                   "Default: none (no CORS headers)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->check(origin_validator());
   cmd->add_option("--max-queue", o->max_queue, "Prompts waiting for a batch slot (429 beyond)")->capture_default_str();
   cmd->add_option("--shutdown-grace", o->shutdown_grace, "Seconds running requests may take to finish on SIGTERM")
       ->capture_default_str();
