@@ -26,6 +26,7 @@ OptWeights load_opt_weights(const std::string& path, const WeightLoadOptions& op
   OptWeights w;
   w.description = path + " (" + m.layout + ")";
   w.config = m.config;
+  w.config.validate_token_ids(path);
   w.layers.resize(size_t(w.config.layers));
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     const RoleRef& r = m.roles[i];

@@ -55,6 +55,10 @@ struct OptConfig {
   int64_t parameter_count() const;
   // Throws optforge::Error unless the dimensions are consistent (E divisible by H, ...).
   void validate() const;
+  // Throws optforge::Error, naming `source` (the checkpoint), unless pad, bos and eos are ids in
+  // [0, vocab): running the model needs them (bos starts prompts, eos ends samples); conversion
+  // carries any value through unchecked, as transformers does.
+  void validate_token_ids(const std::string& source) const;
 };
 
 // The released family (metaseq/launcher/opt_job_constants.py); nullopt for unknown names.

@@ -124,3 +124,22 @@ def test_tokenizer_json_added_token_on_a_vocabulary_id_is_refused(tmp_path):
     (d / "tokenizer.json").write_text(json.dumps(j))
     err = refused("tokenize", "--tokenizer", d, input="hi\n")
     assert "<extra>" in err and str(taken) in err
+
+
+@pytest.mark.parametrize("field", ["eos_token_id", "bos_token_id", "pad_token_id"])
+def test_special_ids_outside_the_vocabulary_stop_running_not_converting(model, tmp_path, field):
+    """transformers loads a config whose eos_token_id is past the vocabulary and then never stops
+    at it; optforge refuses to run such a model (naming the folder and the field) and still
+    converts it, carrying the value through as transformers' save_pretrained does."""
+    _, root = model
+    shutil.copytree(root / "hf", tmp_path / "hf")
+    cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
+    cfg[field] = 300  # vocab_size is 300: ids are 0..299
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "ids.jsonl").write_text("[2, 5, 7]\n")
+    for cmd in (["generate", "--prompt-ids", "2,5", "--max-tokens", "1"], ["score", tmp_path / "ids.jsonl", "--ids"]):
+        err = refused(cmd[0], tmp_path / "hf", *cmd[1:])
+        assert str(tmp_path / "hf") in err and f"{field} 300 is not a token id" in err and "300 tokens" in err
+    run_optforge("convert", tmp_path / "hf", "--to", "hf", "-o", tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "config.json").read_text())[field] == 300
+    assert OPTConfig.from_pretrained(tmp_path / "out").to_dict()[field] == 300
