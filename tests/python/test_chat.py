@@ -41,6 +41,11 @@ def table():
 
 
 @pytest.fixture(scope="module")
+def labels(table):
+    return label_to_id(table)
+
+
+@pytest.fixture(scope="module")
 def server(hf):
     with serve(hf[1], "--kv-dtype", "f32", "--model-name", "opt-chat") as s:
         yield s
@@ -82,16 +87,7 @@ def check_logprobs(model, prompt, entries, table, top):
     return ids
 
 
-_labels = {}
-
-
-def label_to_id_cached(table):
-    if not _labels:
-        _labels.update(label_to_id(table))
-    return _labels
-
-
-def test_greedy_reply_and_logprobs_equal_transformers(hf, client, reference, table):
+def test_greedy_reply_and_logprobs_equal_transformers(hf, client, reference, table, labels):
     r = client.chat.completions.create(model="opt-chat", messages=MESSAGES, max_tokens=MAX_TOKENS, temperature=0,
                                        logprobs=True, top_logprobs=3)
     assert r.object == "chat.completion" and r.id.startswith("chatcmpl-") and r.model == "opt-chat"
@@ -100,7 +96,6 @@ def test_greedy_reply_and_logprobs_equal_transformers(hf, client, reference, tab
     assert c.message.content == reference["text"]
     ids = check_logprobs(hf[0], reference["prompt"], c.logprobs.content, table, 3)
     assert ids == reference["gen"]
-    labels = label_to_id_cached(table)
     assert [labels[e.token] for e in c.logprobs.content] == ids  # docs/serving.md's token names
     assert c.finish_reason == ("length" if len(ids) == MAX_TOKENS else "stop")
     assert r.usage.prompt_tokens == len(reference["prompt"])  # </s> first, as /v1/completions
