@@ -39,6 +39,12 @@ std::string sse(const json& j) { return "data: " + dump(j) + "\n\n"; }
 
 int run_completion(Scheduler& scheduler, const CompletionRequest& req, const ApiContext& ctx, ApiFlavor flavor,
                    HttpExchange& ex) {
+  const std::string id = flavor == ApiFlavor::Alpa ? uuid4() : new_completion_id();
+  CompletionWriter w(req, ctx, id, int64_t(std::time(nullptr)));
+  return run_jobs(scheduler, req, w, ex);
+}
+
+int run_jobs(Scheduler& scheduler, const CompletionRequest& req, ResponseWriter& w, HttpExchange& ex) {
   Jobs jobs(scheduler);
   for (size_t i = 0; i < req.prompts.size(); ++i) {
     JobSpec spec = req.spec;
@@ -46,8 +52,6 @@ int run_completion(Scheduler& scheduler, const CompletionRequest& req, const Api
     spec.index = int64_t(i);
     jobs.submit(std::move(spec));
   }
-  const std::string id = flavor == ApiFlavor::Alpa ? uuid4() : new_completion_id();
-  CompletionWriter w(req, ctx, id, int64_t(std::time(nullptr)));
 
   if (req.stream) {
     if (!ex.start_stream(200, "text/event-stream", {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}}))

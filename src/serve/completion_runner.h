@@ -20,6 +20,11 @@ enum class ApiFlavor { OpenAI, Alpa };
 int run_completion(Scheduler& scheduler, const CompletionRequest& req, const ApiContext& ctx, ApiFlavor flavor,
                    HttpExchange& ex);
 
+// The same for any response shape (chat's): submits req's jobs, then streams w's chunks when
+// req.stream, else sends w.response(). Returns the HTTP status sent; throws ApiError before
+// anything was sent.
+int run_jobs(Scheduler& scheduler, const CompletionRequest& req, ResponseWriter& w, HttpExchange& ex);
+
 // alpa /logprobs: the top-k next-token logprobs after each prompt, in prompt order.
 std::vector<std::vector<TokenLogprob>> run_next_logprobs(Scheduler& scheduler, const AlpaLogprobsRequest& req,
                                                          HttpExchange& ex);

@@ -1,11 +1,14 @@
 #include "serve/openai_api.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <numeric>
 #include <random>
 
 #include "serve/api_error.h"
 #include "serve/json_fields.h"
 #include "serve/prompt_input.h"
+#include "serve/request_fields.h"
 #include "tokenizer/token_label.h"
 #include "tokenizer/utf8.h"
 
@@ -19,45 +22,18 @@ uint64_t random_seed() {
   return (uint64_t(rd()) << 32) ^ rd();
 }
 
-std::vector<std::string> parse_stop(Fields& f) {
-  const json* v = f.raw("stop");
-  std::vector<std::string> stops;
-  if (!v) return stops;
-  if (v->is_string()) {
-    stops.push_back(v->get<std::string>());
-  } else if (v->is_array()) {
-    if (v->size() > 4)
-      throw bad_request("at most 4 stop sequences are allowed; got " + std::to_string(v->size()), "stop");
-    for (const auto& s : *v) {
-      if (!s.is_string()) throw bad_request(type_message(s, "string", "stop"), "stop");
-      stops.push_back(s.get<std::string>());
-    }
-  } else {
-    throw bad_request(type_message(*v, "string or array", "stop"), "stop");
-  }
-  std::erase_if(stops, [](const std::string& s) { return s.empty(); });  // an empty stop would end every text at once
-  return stops;
-}
-
-std::vector<std::pair<int32_t, float>> parse_logit_bias(Fields& f, int64_t vocab) {
-  std::vector<std::pair<int32_t, float>> out;
-  const json* v = f.raw("logit_bias");
-  if (!v) return out;
-  if (!v->is_object()) throw bad_request(type_message(*v, "object", "logit_bias"), "logit_bias");
-  for (auto it = v->begin(); it != v->end(); ++it) {
-    size_t used = 0;
-    long long id = -1;
-    try {
-      id = std::stoll(it.key(), &used);
-    } catch (const std::exception&) { used = 0; }
-    if (used != it.key().size() || id < 0 || id >= vocab)
-      throw bad_request("logit_bias: '" + it.key() + "' is not a token id of this model", "logit_bias");
-    if (!it->is_number() || it->get<double>() < -100 || it->get<double>() > 100)
-      throw bad_request("logit_bias: the bias of token " + it.key() + " must be a number between -100 and 100",
-                        "logit_bias");
-    out.emplace_back(int32_t(id), it->get<float>());
-  }
-  return out;
+// OpenAI's best_of: best_of samples per prompt, the n with the highest cumulative logprob
+// returned. Generated like n = best_of samples (spec.opts.n); the writer picks the n.
+void parse_best_of(Fields& f, const ApiContext& ctx, CompletionRequest& r) {
+  GenerateOptions& o = r.spec.opts;
+  if (!f.has("best_of")) return;
+  const int64_t best_of = f.integer("best_of", o.n, 1, ctx.max_n);
+  if (best_of < o.n) throw bad_request("best_of must be greater than or equal to n", "best_of");
+  if (best_of == o.n) return;
+  // As OpenAI: the best cannot be known before every sample is complete.
+  if (r.stream) throw bad_request("best_of > n cannot be used with stream", "best_of");
+  r.n_best = o.n;
+  o.n = best_of;
 }
 
 }  // namespace
@@ -73,15 +49,7 @@ std::string new_completion_id() {
 CompletionRequest parse_openai_completion(const json& body, const ApiContext& ctx, bool strict) {
   Fields f(body);
   CompletionRequest r;
-  if (const json* m = f.raw("model")) {
-    if (!m->is_string()) throw bad_request(type_message(*m, "string", "model"), "model");
-    if (strict && m->get<std::string>() != ctx.model_id)
-      throw ApiError(
-          404, "The model `" + m->get<std::string>() + "` does not exist. This server serves `" + ctx.model_id + "`.",
-          "model", "model_not_found");
-  } else if (strict) {
-    throw bad_request("you must provide a model parameter", "model");
-  }
+  check_model(f, ctx, strict);
   // OpenAI's default prompt is <|endoftext|>: a new document, which for OPT is </s> alone.
   if (const json* p = f.raw("prompt")) {
     PromptLimits lim;
@@ -93,56 +61,20 @@ CompletionRequest parse_openai_completion(const json& body, const ApiContext& ct
 
   GenerateOptions& o = r.spec.opts;
   o.max_tokens = f.integer("max_tokens", 16, 0, INT64_MAX);
-  if (o.max_tokens > ctx.max_tokens_limit)
-    throw bad_request("max_tokens is " + std::to_string(o.max_tokens) + "; this server allows at most " +
-                          std::to_string(ctx.max_tokens_limit),
-                      "max_tokens");
-  for (const auto& p : r.prompts) {
-    const int64_t total = int64_t(p.size()) + o.max_tokens;
-    if (total > ctx.context)
-      throw bad_request("This model's maximum context length is " + std::to_string(ctx.context) +
-                            " tokens, however you requested " + std::to_string(total) + " tokens (" +
-                            std::to_string(p.size()) + " in your prompt; " + std::to_string(o.max_tokens) +
-                            " for the completion). Please reduce your prompt; or completion length.",
-                        p.size() > size_t(ctx.context) ? "prompt" : "max_tokens");
-  }
-  o.sampling.temperature = float(f.number("temperature", 1.0, 0.0, 2.0));
-  o.sampling.top_p = float(f.number("top_p", 1.0, 0.0, 1.0));
-  o.sampling.top_k = f.integer("top_k", 0, 0, ctx.vocab);                                   // extension (HF's), 0 = off
-  o.sampling.repetition_penalty = float(f.number("repetition_penalty", 1.0, 0.01, 100.0));  // extension
-  o.sampling.seed = f.has("seed") ? uint64_t(f.integer("seed", 0, INT64_MIN, INT64_MAX)) : random_seed();
-  o.n = f.integer("n", 1, 1, ctx.max_n);
-  if (f.has("best_of")) {
-    const int64_t best_of = f.integer("best_of", o.n, 1, ctx.max_n);
-    if (best_of < o.n) throw bad_request("best_of must be greater than or equal to n", "best_of");
-    if (best_of != o.n)
-      throw bad_request("best_of > n (ranking samples by likelihood) is not supported by this server", "best_of");
-  }
-  o.stop = parse_stop(f);
-  o.stop_at_eos = !f.boolean("ignore_eos", false);                        // extension
-  r.spec.controls.min_tokens = f.integer("min_tokens", 0, 0, INT64_MAX);  // extension (alpa, metaseq)
-  r.spec.controls.presence_penalty = float(f.number("presence_penalty", 0.0, -2.0, 2.0));
-  r.spec.controls.frequency_penalty = float(f.number("frequency_penalty", 0.0, -2.0, 2.0));
-  r.spec.controls.logit_bias = parse_logit_bias(f, ctx.vocab);
-  r.stream = f.boolean("stream", false);
-  if (const json* so = f.raw("stream_options")) {
-    if (!r.stream)
-      throw bad_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options");
-    if (!so->is_object()) throw bad_request(type_message(*so, "object", "stream_options"), "stream_options");
-    Fields sf(*so);
-    r.include_usage = sf.boolean("include_usage", false);
-    sf.reject_unknown();
-  }
+  check_max_tokens_limit(o.max_tokens, ctx, "max_tokens");
+  check_context(r.prompts, o.max_tokens, ctx, "max_tokens");
+  parse_sampling_fields(f, ctx, r);
+  parse_best_of(f, ctx, r);
   r.logprobs = f.has("logprobs") ? f.integer("logprobs", 0, 0, 5) : -1;
   r.echo = f.boolean("echo", false);
   o.echo = r.echo && r.logprobs >= 0;  // the prompt's own logprobs are only needed then
   o.top_logprobs = std::max<int64_t>(0, r.logprobs);
-  r.spec.controls.logprobs = r.logprobs >= 0;
+  // Ranking best_of samples needs each sampled token's logprob, asked for or not.
+  r.spec.controls.logprobs = r.logprobs >= 0 || r.n_best > 0;
   if (const json* s = f.raw("suffix")) {
     if (!s->is_string()) throw bad_request(type_message(*s, "string", "suffix"), "suffix");
     if (!s->get<std::string>().empty()) throw bad_request("suffix is not supported: OPT only continues text", "suffix");
   }
-  (void)f.string("user", "");
   if (strict) f.reject_unknown();
   return r;
 }
@@ -231,6 +163,7 @@ std::vector<ojson> CompletionWriter::chunks(const JobEvent& e) {
     case JobEvent::Kind::Token: {
       Choice& c = choices_[size_t(choice_index(e))];
       c.generated += int64_t(e.tokens.size());
+      for (const GeneratedToken& t : e.tokens) c.cumulative_logprob += t.logprob.value_or(0.0f);
       ojson lp = req_.logprobs >= 0 ? add_tokens(c, e.tokens) : ojson(nullptr);
       c.text += e.text;
       out.push_back(chunk(choice_index(e), e.text, std::move(lp), nullptr));
@@ -268,10 +201,27 @@ ojson CompletionWriter::usage_chunk() const {
           {"usage", usage()}};
 }
 
+std::vector<size_t> CompletionWriter::returned_choices() const {
+  std::vector<size_t> out(choices_.size());
+  std::iota(out.begin(), out.end(), size_t(0));
+  if (req_.n_best == 0) return out;
+  out.clear();
+  for (size_t p = 0; p < req_.prompts.size(); ++p) {
+    std::vector<size_t> own(static_cast<size_t>(n_));
+    std::iota(own.begin(), own.end(), p * size_t(n_));
+    std::stable_sort(own.begin(), own.end(), [&](size_t a, size_t b) {
+      return choices_[a].cumulative_logprob > choices_[b].cumulative_logprob;
+    });
+    out.insert(out.end(), own.begin(), own.begin() + req_.n_best);
+  }
+  return out;
+}
+
 ojson CompletionWriter::response() const {
   ojson choices = ojson::array();
-  for (size_t i = 0; i < choices_.size(); ++i) {
-    const Choice& c = choices_[i];
+  const std::vector<size_t> returned = returned_choices();
+  for (size_t i = 0; i < returned.size(); ++i) {
+    const Choice& c = choices_[returned[i]];
     choices.push_back({{"text", c.text},
                        {"index", i},
                        {"logprobs", req_.logprobs >= 0 ? logprobs_json(c.tokens, c.offsets, 0) : ojson(nullptr)},

@@ -11,7 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "serve/chat_template.h"
 #include "serve/job.h"
+#include "serve/response_writer.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/stream_decoder.h"
 
@@ -20,11 +22,12 @@ namespace optforge::serve {
 // What request parsing needs to know about the server.
 struct ApiContext {
   const Tokenizer* tok = nullptr;
-  std::string model_id;             // what /v1/models lists and requests must name
-  int64_t vocab = 50272;            // the model's embedding rows
-  int64_t context = 2048;           // the model's maximum positions
-  int64_t max_tokens_limit = 2048;  // --max-tokens-limit
-  int64_t max_n = 32;               // samples per prompt (the batch size)
+  std::string model_id;                                  // what /v1/models lists and requests must name
+  int64_t vocab = 50272;                                 // the model's embedding rows
+  int64_t context = 2048;                                // the model's maximum positions
+  int64_t max_tokens_limit = 2048;                       // --max-tokens-limit
+  int64_t max_n = 32;                                    // samples per prompt (the batch size)
+  ChatTemplate chat_template = default_chat_template();  // /v1/chat/completions' prompt format
 };
 
 struct CompletionRequest {
@@ -32,6 +35,9 @@ struct CompletionRequest {
   JobSpec spec;  // shared by every prompt; each job gets its own prompt and index
   bool stream = false, include_usage = false, echo = false;
   int64_t logprobs = -1;  // -1: not asked for
+  // best_of > n: spec.opts.n is best_of (the samples generated per prompt) and the n_best = n with
+  // the highest cumulative logprob are returned; 0: every sample is returned.
+  int64_t n_best = 0;
 };
 
 // `strict`: the /v1 route (model required and known, unknown fields rejected, as OpenAI does);
@@ -43,20 +49,23 @@ std::string new_completion_id();
 
 // Builds responses from the jobs' events (ordered JSON: fields and top_logprobs in OpenAI's order): either collect()
 // all events and ask for response(), or feed each event to chunks() and send what it returns as SSE data lines.
-class CompletionWriter {
+// With n_best, response() returns per prompt the n_best samples with the highest cumulative
+// logprob (the sum of the generated tokens' logprobs, as `token_logprobs` reports them), best
+// first (ties: the earlier sample), indexed prompt * n_best + j; usage counts every sample.
+class CompletionWriter : public ResponseWriter {
  public:
   CompletionWriter(const CompletionRequest& req, const ApiContext& ctx, std::string id, int64_t created);
 
   // Streaming: the chunks an event produces (possibly none).
-  std::vector<nlohmann::ordered_json> start_chunks();  // echoed prompt text, when echo comes without logprobs
-  std::vector<nlohmann::ordered_json> chunks(const JobEvent& e);
-  nlohmann::ordered_json usage_chunk() const;  // stream_options.include_usage: empty choices + usage
+  std::vector<nlohmann::ordered_json> start_chunks() override;  // echoed prompt text, when echo comes without logprobs
+  std::vector<nlohmann::ordered_json> chunks(const JobEvent& e) override;
+  nlohmann::ordered_json usage_chunk() const override;  // stream_options.include_usage: empty choices + usage
 
   // Whole response.
-  void collect(const JobEvent& e);
-  nlohmann::ordered_json response() const;
+  void collect(const JobEvent& e) override;
+  nlohmann::ordered_json response() const override;
 
-  bool finished() const { return finished_ == int64_t(choices_.size()); }
+  bool finished() const override { return finished_ == int64_t(choices_.size()); }
   nlohmann::ordered_json usage() const;
 
  private:
@@ -68,9 +77,12 @@ class CompletionWriter {
     std::vector<int64_t> offsets;        // text_offset of each token
     int64_t chars = 0;                   // characters so far (offsets of the next token)
     int64_t generated = 0;
+    double cumulative_logprob = 0;  // of the generated tokens: what best_of ranks by
     std::string finish_reason;
   };
   int64_t choice_index(const JobEvent& e) const { return e.index * n_ + e.sample; }
+  // The choices response() returns, in order: all, or per prompt the n_best best.
+  std::vector<size_t> returned_choices() const;
   // Records tokens and text on the choice; returns the chunk's logprobs (or null).
   nlohmann::ordered_json add_tokens(Choice& c, const std::vector<GeneratedToken>& toks);
   nlohmann::ordered_json logprobs_json(const std::vector<GeneratedToken>& toks, const std::vector<int64_t>& offsets,

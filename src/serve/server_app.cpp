@@ -2,6 +2,7 @@
 
 #include <ctime>
 
+#include "serve/chat_api.h"
 #include "serve/completion_runner.h"
 #include "serve/json_fields.h"
 #include "serve/web_assets.h"
@@ -110,6 +111,11 @@ int ServeApp::route(const HttpRequest& req, HttpExchange& ex, std::string& label
     require_key(req, nullptr);
     return models(ex);
   }
+  if (p == "/v1/chat/completions") {
+    label = p;
+    method("POST");
+    return chat_completions(req, ex);
+  }
   if (p == "/v1/completions" || is_engine_route(p)) {
     label = p == "/v1/completions" ? p : "/engines/*/completions";
     method("POST");
@@ -150,6 +156,14 @@ int ServeApp::completions(const HttpRequest& req, HttpExchange& ex, bool strict)
   const json body = parse_json_object(req.body);
   const CompletionRequest r = parse_openai_completion(body, ctx_, strict);
   return run_completion(scheduler_, r, ctx_, ApiFlavor::OpenAI, ex);
+}
+
+int ServeApp::chat_completions(const HttpRequest& req, HttpExchange& ex) {
+  require_key(req, nullptr);
+  const json body = parse_json_object(req.body);
+  const CompletionRequest r = parse_chat_completion(body, ctx_, ctx_.chat_template);
+  ChatWriter w(r, ctx_, new_chat_completion_id(), int64_t(std::time(nullptr)));
+  return run_jobs(scheduler_, r, w, ex);
 }
 
 int ServeApp::alpa_completions(const HttpRequest& req, HttpExchange& ex) {

@@ -1,4 +1,4 @@
-// The server's routes: the OpenAI API (/v1/completions, /v1/models), metaseq's engine aliases,
+// The server's routes: the OpenAI API (/v1/completions, /v1/chat/completions, /v1/models), metaseq's engine aliases,
 // alpa's /completions and /logprobs, llama.cpp's /tokenize and /detokenize, /health, /metrics
 // and the embedded web page. Checks the API key, turns every failure into an error object with
 // the right status, and counts each answer in the metrics.
@@ -36,6 +36,7 @@ class ServeApp {
   int send_json(HttpExchange& ex, int status, const nlohmann::json& j);
 
   int completions(const HttpRequest& req, HttpExchange& ex, bool strict);
+  int chat_completions(const HttpRequest& req, HttpExchange& ex);
   int alpa_completions(const HttpRequest& req, HttpExchange& ex);
   int alpa_logprobs(const HttpRequest& req, HttpExchange& ex);
   int tokenize(const HttpRequest& req, HttpExchange& ex);

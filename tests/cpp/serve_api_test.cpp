@@ -78,7 +78,7 @@ TEST(OpenAiParse, RefusesBadFieldsWithTheRightStatus) {
   EXPECT_EQ(status_of(with("temperature", 2.5)), 400);
   EXPECT_EQ(status_of(with("top_p", -0.1)), 400);
   EXPECT_EQ(status_of(with("n", 5)), 400);
-  EXPECT_EQ(status_of(with("best_of", 3)), 400);
+  EXPECT_EQ(status_of(with("best_of", 5)), 400);  // above the batch, as n is (best_of > n itself is served)
   EXPECT_EQ(status_of(with("logprobs", 6)), 400);
   EXPECT_EQ(status_of(with("stop", json::array({"a", "b", "c", "d", "e"}))), 400);
   EXPECT_EQ(status_of(with("stop", 3)), 400);

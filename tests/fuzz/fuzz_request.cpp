@@ -5,6 +5,7 @@
 //   'e'  POST /v1/engines/*/completions   parse_openai_completion(lenient, metaseq's routes)
 //   'a'  POST /completions  (alpa)        parse_alpa_completion
 //   'l'  POST /logprobs     (alpa)        parse_alpa_logprobs + the cache_id check
+//   'c'  POST /v1/chat/completions        parse_chat_completion (the default chat template)
 // (Raw HTTP bytes, head and framing included, are fuzz_http_request's.)
 // A body either parses or gives an ApiError with a 4xx status; a parsed request must hold only
 // token ids inside the embedding and prompts that fit the context.
@@ -14,6 +15,7 @@
 
 #include "serve/alpa_api.h"
 #include "serve/api_error.h"
+#include "serve/chat_api.h"
 #include "serve/json_fields.h"
 #include "serve/openai_api.h"
 #include "tokenizer/bpe.h"
@@ -49,6 +51,13 @@ void parse(char route, const std::string& body, const ApiContext& ctx) {
     CompletionRequest r = route == 'a' ? parse_alpa_completion(j, ctx) : parse_openai_completion(j, ctx, route == 'o');
     check_prompts(r.prompts, ctx);
     if (r.spec.opts.n < 1 || r.spec.opts.n > ctx.max_n || r.spec.opts.max_tokens > ctx.max_tokens_limit) std::abort();
+  } else if (route == 'c') {
+    CompletionRequest r = parse_chat_completion(j, ctx, ctx.chat_template);
+    check_prompts(r.prompts, ctx);
+    if (r.prompts.size() != 1 || r.spec.opts.n < 1 || r.spec.opts.n > ctx.max_n ||
+        r.spec.opts.max_tokens > ctx.max_tokens_limit ||
+        int64_t(r.prompts[0].size()) + r.spec.opts.max_tokens > ctx.context)
+      std::abort();
   } else if (route == 'l') {
     AlpaLogprobsRequest r = parse_alpa_logprobs(j, ctx, ctx.max_n);
     check_prompts(r.prompts, ctx);

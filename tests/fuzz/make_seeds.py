@@ -175,6 +175,34 @@ def openai_bodies():
     return bodies
 
 
+def chat_bodies():
+    """The bodies the openai client sends for chat.completions.create, captured at its transport."""
+    bodies = []
+
+    def handler(request):
+        bodies.append(request)
+        return httpx.Response(200, json={"id": "chatcmpl-x", "object": "chat.completion", "created": 0,
+                                         "model": "opt-125m", "choices": [
+                                             {"index": 0, "finish_reason": "length", "logprobs": None,
+                                              "message": {"role": "assistant", "content": ""}}]})
+
+    client = openai.OpenAI(api_key="sk-x", base_url="http://fuzz/v1", http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    calls = [dict(messages=[{"role": "user", "content": "Hello"}], max_tokens=5),
+             dict(messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Why?"}],
+                  n=2, temperature=0.7, top_p=0.9, stop=["\n"], seed=1, logprobs=True, top_logprobs=3),
+             dict(messages=[{"role": "developer", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
+                  max_completion_tokens=3, presence_penalty=0.5, logit_bias={"50118": -100}, user="u")]
+    for kw in calls:
+        client.chat.completions.create(model="opt-125m", **kw)
+    return bodies
+
+
+def chat_request_seeds(d):
+    for i, req in enumerate(chat_bodies()):
+        write(d, "chat-%d" % i, b"c" + req.content)
+
+
 def request_seeds(tmp):
     d = out_dir("fuzz_request")
     requests = openai_bodies()
@@ -194,6 +222,7 @@ def request_seeds(tmp):
         write(d, "alpa-completions-%d" % i, b"a" + json.dumps(body).encode())
     for i, body in enumerate(alpa_logprobs):
         write(d, "alpa-logprobs-%d" % i, b"l" + json.dumps(body).encode())
+    chat_request_seeds(d)
 
 
 def main():

@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "model/runtime.h"
 #include "model_options.h"
+#include "serve/chat_template.h"
 #include "serve/http_client.h"
 #include "serve/http_server.h"
 #include "serve/server_app.h"
@@ -31,7 +32,7 @@ namespace {
 struct Options {
   TokenizerOptions tokenizer;
   RuntimeOptions runtime;
-  std::string host = "127.0.0.1", api_key, model_name, once;
+  std::string host = "127.0.0.1", api_key, model_name, once, chat_template;
   int port = 8080;
   int64_t max_batch = 32, kv_cache_tokens = 0, max_tokens_limit = 0, max_body_bytes = 1 << 20, max_connections = 64,
           max_connections_per_client = 48, max_queue = 1024, once_max_tokens = 32;
@@ -75,6 +76,22 @@ int once(const Options& o, serve::HttpServer& server, const serve::ApiContext& c
   return 0;
 }
 
+// The model's folder: the path itself when it is one, else the folder holding the file.
+std::string model_folder(const std::string& path) {
+  std::filesystem::path p(path);
+  if (std::filesystem::is_directory(p)) return p.string();
+  return p.has_parent_path() ? p.parent_path().string() : ".";
+}
+
+// --chat-template FILE, or the default, which is refused when the model's or tokenizer's folder
+// carries a Jinja chat template: the model was tuned on that format, and ours would differ.
+serve::ChatTemplate chat_template(const Options& o) {
+  if (!o.chat_template.empty()) return serve::load_chat_template(o.chat_template);
+  serve::refuse_jinja_chat_template(model_folder(o.runtime.model));
+  if (!o.tokenizer.dir.empty()) serve::refuse_jinja_chat_template(o.tokenizer.dir);
+  return serve::default_chat_template();
+}
+
 void run(const Options& o) {
   // Every thread started from here on inherits this mask, so SIGTERM and SIGINT stay pending
   // for the sigwait below instead of killing the process mid-request.
@@ -85,6 +102,7 @@ void run(const Options& o) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const Tokenizer tok = load_tokenizer(o.tokenizer);
+  const serve::ChatTemplate chat = chat_template(o);  // before the model loads: a refusal comes at once
   auto rt = open_model(o.runtime);
   const OptConfig& cfg = rt->model->config();
   serve::Metrics metrics;
@@ -101,6 +119,7 @@ void run(const Options& o) {
   ctx.context = cfg.max_positions;
   ctx.max_tokens_limit = o.max_tokens_limit > 0 ? o.max_tokens_limit : cfg.max_positions;
   ctx.max_n = o.max_batch;
+  ctx.chat_template = chat;
   serve::ServeApp app(scheduler, metrics, ctx, o.api_key);
 
   serve::HttpServerOptions ho;
@@ -186,6 +205,11 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--max-queue", o->max_queue, "Prompts waiting for a batch slot (429 beyond)")->capture_default_str();
   cmd->add_option("--shutdown-grace", o->shutdown_grace, "Seconds running requests may take to finish on SIGTERM")
       ->capture_default_str();
+  cmd->add_option("--chat-template", o->chat_template,
+                  "JSON file of /v1/chat/completions' prompt format: per-role prefix and suffix, generation_prompt, "
+                  "stop (docs/serving.md). Default: 'User: ...' lines, or an error if the model carries a Jinja "
+                  "chat_template")
+      ->check(CLI::ExistingFile);
   add_runtime_options(cmd, o->runtime);
   add_tokenizer_options(cmd, o->tokenizer);
   cmd->add_option("--once", o->once,

@@ -1,0 +1,32 @@
+// What turns a request's job events into an API's answer: a whole JSON response, or the chunks
+// of a server-sent event stream. /v1/completions (CompletionWriter) and /v1/chat/completions
+// (ChatWriter) differ only here; run_completion drives either the same way.
+#pragma once
+
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "serve/job.h"
+
+namespace optforge::serve {
+
+class ResponseWriter {
+ public:
+  virtual ~ResponseWriter() = default;
+
+  // Streaming: the chunks sent before any event (possibly none), then those each event produces.
+  virtual std::vector<nlohmann::ordered_json> start_chunks() = 0;
+  virtual std::vector<nlohmann::ordered_json> chunks(const JobEvent& e) = 0;
+  // stream_options.include_usage: the last chunk, with empty choices and usage.
+  virtual nlohmann::ordered_json usage_chunk() const = 0;
+
+  // Whole response: every event collect()ed, then response().
+  virtual void collect(const JobEvent& e) = 0;
+  virtual nlohmann::ordered_json response() const = 0;
+
+  // Every choice has its Finish event.
+  virtual bool finished() const = 0;
+};
+
+}  // namespace optforge::serve
