@@ -110,10 +110,13 @@ void run(const Options& o) {
   } else {
     const uint64_t kv_bytes = uint64_t(scheduler.kv_budget()) * uint64_t(2 * cfg.layers * cfg.embed_dim) *
                               dtype_size(rt->backend->kv_dtype());
-    std::fprintf(stderr, "optforge serve: %s (%s, %lld parameters) on %s; batch %lld, KV budget %lld tokens (%s)\n",
+    std::fprintf(stderr,
+                 "optforge serve: %s (%s, %lld parameters) on %s; batch %lld, KV cache %lld tokens in blocks of %lld "
+                 "(%s)\n",
                  ctx.model_id.c_str(), o.runtime.model.c_str(), static_cast<long long>(cfg.parameter_count()),
                  rt->backend->name().c_str(), static_cast<long long>(scheduler.max_batch()),
-                 static_cast<long long>(scheduler.kv_budget()), human_bytes(kv_bytes).c_str());
+                 static_cast<long long>(scheduler.kv_budget()), static_cast<long long>(kKvBlockSize),
+                 human_bytes(kv_bytes).c_str());
     std::printf("optforge serve: listening on http://%s:%d/ (web page; OpenAI API under /v1)\n",
                 o.host.find(':') != std::string::npos ? ("[" + o.host + "]").c_str() : o.host.c_str(), server.port());
     std::fflush(stdout);
@@ -143,7 +146,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--model-name", o->model_name, "Model id for the API (default: the checkpoint's file name)");
   cmd->add_option("--max-batch", o->max_batch, "Sequences decoded together (continuous batching slots)")
       ->capture_default_str();
-  cmd->add_option("--kv-cache-tokens", o->kv_cache_tokens, "KV cache budget in tokens (default: max-batch x context)");
+  cmd->add_option("--kv-cache-tokens", o->kv_cache_tokens, "KV cache pool in tokens, shared by all sequences in blocks of 16 (default: max-batch x context)");
   cmd->add_option("--max-tokens-limit", o->max_tokens_limit,
                   "Largest max_tokens a request may ask for (default: the context)");
   cmd->add_option("--max-body-bytes", o->max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
