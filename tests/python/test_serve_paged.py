@@ -20,7 +20,7 @@ import torch
 from transformers import GPT2Tokenizer
 
 from hf_reference import random_opt
-from serve_util import call, metric, serve
+from serve_util import call, make_tiny_model, metric, serve
 from tokenizer_reference import MERGES, VOCAB
 
 V, CONTEXT, MAX_TOKENS, TOL = 1003, 256, 24, 1e-4
@@ -139,3 +139,27 @@ def test_prompt_beyond_the_pool_is_refused(model):
         status, body = call("POST", s.url + "/v1/completions",
                             {"model": s.model_id, "prompt": [2] + [7] * 39, "max_tokens": 20})
         assert status == 200, body
+
+
+def vm_kib(pid, field):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def test_memory_is_the_pool_not_sequences_times_context(tmp_path):
+    """The cache reserves its pool once (address space, VmSize), whatever --max-batch is: 64
+    sequences of the 2048-token context would be 128 MiB of f32 cache for this model (2 layers x
+    64 wide: 1 KiB per token), the pools here are 1 MiB and 64 MiB. Resident memory (VmRSS) only
+    grows as blocks are used, so at start it stays far below a large pool."""
+    path = make_tiny_model(tmp_path / "opt-mem.pt")
+    kib = {}
+    for batch, pool in ((4, 1024), (64, 1024), (4, 65536)):
+        with serve(path, "--kv-dtype", "f32", "--max-batch", batch, "--kv-cache-tokens", pool) as s:
+            kib[batch, pool] = vm_kib(s.proc.pid, "VmSize"), vm_kib(s.proc.pid, "VmRSS")
+    pool_kib = (65536 - 1024) * 1024 // 1024  # 1 KiB per token
+    grown = kib[4, 65536][0] - kib[4, 1024][0]
+    assert abs(grown - pool_kib) < 4096, (grown, pool_kib)
+    assert abs(kib[64, 1024][0] - kib[4, 1024][0]) < 4096, kib  # not sequences x context
+    assert kib[4, 65536][1] - kib[4, 1024][1] < pool_kib // 4, kib  # untouched until used
