@@ -9,6 +9,12 @@
 
 namespace optforge {
 
+// Tokens per KV cache block: vLLM's default; the prefill kernel's key block (64) is a multiple.
+inline constexpr int64_t kKvBlockSize = 16;
+
+// Blocks that hold `tokens` tokens.
+inline int64_t kv_blocks_for(int64_t tokens) { return (tokens + kKvBlockSize - 1) / kKvBlockSize; }
+
 class BlockAllocator {
  public:
   // Throws Error when blocks < 1 or does not fit an int32_t block id.

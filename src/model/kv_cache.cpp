@@ -18,7 +18,9 @@ KvCache::KvCache(Backend& backend, const OptConfig& c, int64_t sequences, int64_
       table_(size_t(std::max<int64_t>(0, sequences))),
       length_(size_t(std::max<int64_t>(0, sequences)), 0),
       n_valid_(size_t(std::max<int64_t>(0, sequences)), 0),
-      mask_(size_t(std::max<int64_t>(0, sequences))) {
+      mask_(size_t(std::max<int64_t>(0, sequences))),
+      tokens_(size_t(std::max<int64_t>(0, sequences))),
+      nodes_(size_t(std::max<int64_t>(0, sequences))) {
   const int64_t rows = alloc_.total() * heads_ * kKvBlockSize;
   for (int64_t l = 0; l < c.layers; ++l) {
     k_.push_back(backend.alloc_kv(rows, head_dim_));
@@ -57,8 +59,11 @@ cpu::KvRows KvCache::values(int64_t layer, int64_t seq, int64_t head) const {
   return rows(v_[size_t(layer)], seq, head);
 }
 
+int64_t KvCache::free_blocks() const { return alloc_.free() + (prefix_caching_ ? prefix_.evictable(alloc_) : 0); }
+
 int32_t KvCache::take_block() {
-  const std::optional<int32_t> b = alloc_.allocate();
+  std::optional<int32_t> b = alloc_.allocate();
+  if (!b && prefix_caching_ && prefix_.evict_one(alloc_)) b = alloc_.allocate();
   if (!b)
     throw Error("the KV cache is full (" + std::to_string(alloc_.total()) + " blocks of " +
                 std::to_string(kKvBlockSize) + " tokens)");
@@ -88,8 +93,8 @@ void KvCache::begin(const Step& step) {
     appends.emplace_back(s.seq, s.rows);
   }
   const int64_t need = blocks_needed(appends);
-  if (need > alloc_.free())
-    throw Error("the step needs " + std::to_string(need) + " KV cache blocks; " + std::to_string(alloc_.free()) +
+  if (need > free_blocks())
+    throw Error("the step needs " + std::to_string(need) + " KV cache blocks; " + std::to_string(free_blocks()) +
                 " of " + std::to_string(alloc_.total()) + " are free");
   for (const Step::Seq& s : step.seqs) {
     if (s.rows > 0) make_last_block_writable(s.seq);
@@ -98,6 +103,9 @@ void KvCache::begin(const Step& step) {
     std::vector<uint8_t>& m = mask_[size_t(s.seq)];
     m.resize(size_t(s.start + s.rows));
     std::copy_n(step.mask.begin() + s.row0, s.rows, m.begin() + s.start);
+    tokens_[size_t(s.seq)].resize(size_t(s.start));  // a step that failed before commit wrote nothing
+    tokens_[size_t(s.seq)].insert(tokens_[size_t(s.seq)].end(), step.tokens.begin() + s.row0,
+                                  step.tokens.begin() + s.row0 + s.rows);
   }
 }
 
@@ -105,13 +113,48 @@ void KvCache::commit(const Step& step) {
   for (const Step::Seq& s : step.seqs) {
     length_[size_t(s.seq)] += s.rows;
     n_valid_[size_t(s.seq)] += std::count(step.mask.begin() + s.row0, step.mask.begin() + s.row0 + s.rows, uint8_t(1));
+    if (prefix_caching_) cache_full_blocks(s.seq);
   }
+}
+
+// The sequence's blocks that became full are cached under their prefix. A sequence with padding
+// is not: its positions depend on the mask, which the key does not hold.
+void KvCache::cache_full_blocks(int64_t seq) {
+  if (n_valid(seq) != length(seq)) return;
+  std::vector<uint64_t>& nodes = nodes_[size_t(seq)];
+  const std::vector<int32_t>& t = tokens_[size_t(seq)];
+  for (int64_t b = int64_t(nodes.size()); b < length(seq) / kKvBlockSize; ++b) {
+    const uint64_t parent = b == 0 ? 0 : nodes[size_t(b - 1)];
+    nodes.push_back(prefix_.insert(parent, t.data() + b * kKvBlockSize, table_[size_t(seq)][size_t(b)], alloc_));
+  }
+}
+
+int64_t KvCache::attach_prefix(int64_t seq, const std::vector<int32_t>& tokens) {
+  if (!prefix_caching_ || length(seq) != 0) return 0;
+  const int64_t whole = (int64_t(tokens.size()) - 1) / kKvBlockSize;  // the last token is computed
+  uint64_t parent = 0;
+  int64_t b = 0;
+  for (; b < whole; ++b) {
+    const std::optional<PrefixCache::Hit> hit = prefix_.find(parent, tokens.data() + b * kKvBlockSize);
+    if (!hit) break;
+    alloc_.retain(hit->block);
+    table_[size_t(seq)].push_back(hit->block);
+    nodes_[size_t(seq)].push_back(hit->node);
+    parent = hit->node;
+  }
+  const int64_t n = b * kKvBlockSize;
+  tokens_[size_t(seq)].assign(tokens.begin(), tokens.begin() + n);
+  mask_[size_t(seq)].assign(size_t(n), 1);
+  length_[size_t(seq)] = n_valid_[size_t(seq)] = n;
+  return n;
 }
 
 void KvCache::clear(int64_t seq) {
   for (int32_t b : table_[size_t(seq)]) alloc_.release(b);
   table_[size_t(seq)].clear();
   mask_[size_t(seq)].clear();
+  tokens_[size_t(seq)].clear();
+  nodes_[size_t(seq)].clear();
   length_[size_t(seq)] = 0;
   n_valid_[size_t(seq)] = 0;
 }
@@ -122,6 +165,8 @@ void KvCache::fork(int64_t src, int64_t dst) {
   for (int32_t b : table_[size_t(src)]) alloc_.retain(b);
   table_[size_t(dst)] = table_[size_t(src)];
   mask_[size_t(dst)] = mask_[size_t(src)];
+  tokens_[size_t(dst)] = tokens_[size_t(src)];
+  nodes_[size_t(dst)] = nodes_[size_t(src)];
   length_[size_t(dst)] = length_[size_t(src)];
   n_valid_[size_t(dst)] = n_valid_[size_t(src)];
 }

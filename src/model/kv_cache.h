@@ -9,6 +9,9 @@
 // needs). Each sequence also keeps its length, its count of real tokens (which gives the next
 // position) and a mask of which slots are padding. Stored in the backend's kv_dtype (f16 by
 // default: half the memory and bandwidth of f32; attention converts in registers).
+// With prefix caching on (model/prefix_cache.h), every full block of a sequence without padding
+// stays cached after the sequence ends, and attach_prefix() lets a new sequence start from the
+// longest cached prefix of its tokens.
 #pragma once
 
 #include <cstdint>
@@ -18,17 +21,12 @@
 #include "kernels/cpu/attention.h"
 #include "model/backend.h"
 #include "model/block_allocator.h"
+#include "model/prefix_cache.h"
 #include "opt/config.h"
 
 namespace optforge {
 
 struct Step;
-
-// Tokens per block: vLLM's default; a multiple of it is the prefill kernel's key block (64).
-inline constexpr int64_t kKvBlockSize = 16;
-
-// Blocks that hold `tokens` tokens.
-inline int64_t kv_blocks_for(int64_t tokens) { return (tokens + kKvBlockSize - 1) / kKvBlockSize; }
 
 class KvCache {
  public:
@@ -47,6 +45,17 @@ class KvCache {
   const uint8_t* key_mask(int64_t seq) const { return mask_[size_t(seq)].data(); }
   const std::vector<int32_t>& block_table(int64_t seq) const { return table_[size_t(seq)]; }
   const BlockAllocator& blocks() const { return alloc_; }
+  // Blocks a step can take: free ones, and cached ones no sequence holds (evicted on demand).
+  int64_t free_blocks() const;
+  // Blocks sequences hold (the rest are free or only cached).
+  int64_t used_blocks() const { return alloc_.total() - free_blocks(); }
+
+  // Off by default (generate and score gain nothing from it); the server turns it on.
+  void set_prefix_caching(bool on) { prefix_caching_ = on; }
+  // Makes the empty sequence `seq` start with the longest cached prefix of `tokens` that is whole
+  // blocks and leaves at least the last token to compute (its logits are wanted), sharing those
+  // blocks. Returns the tokens attached (0 with prefix caching off); the caller feeds the rest.
+  int64_t attach_prefix(int64_t seq, const std::vector<int32_t>& tokens);
   // Bytes of one block over all layers, keys and values: what --kv-cache-tokens is sized in.
   static int64_t block_bytes(const OptConfig& c, DType kv_dtype);
 
@@ -76,6 +85,7 @@ class KvCache {
   cpu::KvRows rows(const KvTensor& t, int64_t seq, int64_t head) const;
   void make_last_block_writable(int64_t seq);
   int32_t take_block();
+  void cache_full_blocks(int64_t seq);
 
   Backend& backend_;
   int64_t capacity_, heads_, head_dim_;
@@ -84,6 +94,10 @@ class KvCache {
   std::vector<std::vector<int32_t>> table_;
   std::vector<int64_t> length_, n_valid_;
   std::vector<std::vector<uint8_t>> mask_;
+  bool prefix_caching_ = false;
+  PrefixCache prefix_;
+  std::vector<std::vector<int32_t>> tokens_;  // per sequence: its tokens (prefix cache keys)
+  std::vector<std::vector<uint64_t>> nodes_;  // per sequence: the prefix cache node of each full block
 };
 
 }  // namespace optforge

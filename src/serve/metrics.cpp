@@ -79,6 +79,11 @@ void Metrics::observe_step(int64_t sequences, int64_t rows, double seconds) {
   step_seconds_.observe(seconds);
   batch_size_.observe(double(sequences));
 }
+void Metrics::count_prefix_cache(int64_t queried_tokens, int64_t hit_tokens) {
+  std::lock_guard<std::mutex> l(mu_);
+  prefix_queries_ += uint64_t(queried_tokens);
+  prefix_hits_ += uint64_t(hit_tokens);
+}
 void Metrics::count_preemption() {
   std::lock_guard<std::mutex> l(mu_);
   ++preemptions_;
@@ -127,6 +132,12 @@ std::string Metrics::render(int64_t open_connections) const {
   header(o, "optforge_num_preemptions_total", "counter",
          "Running requests preempted for want of KV cache blocks (recomputed when re-admitted).");
   sample(o, "optforge_num_preemptions_total", double(preemptions_));
+  header(o, "optforge_prefix_cache_queries_total", "counter",
+         "Prompt tokens looked up in the prefix cache (vLLM's prefix_cache_queries).");
+  sample(o, "optforge_prefix_cache_queries_total", double(prefix_queries_));
+  header(o, "optforge_prefix_cache_hits_total", "counter",
+         "Prompt tokens found in the prefix cache, not computed (vLLM's prefix_cache_hits).");
+  sample(o, "optforge_prefix_cache_hits_total", double(prefix_hits_));
   header(o, "optforge_kv_cache_usage_ratio", "gauge", "Fraction of the KV cache pool in use.");
   sample(o, "optforge_kv_cache_usage_ratio",
          gauges_.kv_tokens_capacity ? double(gauges_.kv_tokens_used) / double(gauges_.kv_tokens_capacity) : 0.0);

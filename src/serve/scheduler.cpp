@@ -32,6 +32,7 @@ Scheduler::Scheduler(OptModel& model, const Tokenizer& tokenizer, SchedulerOptio
                               pool_blocks(options, model.config().max_positions))),
       total_blocks_(cache_.blocks().total()) {
   if (opt_.max_batch < 1) throw Error("--max-batch must be at least 1");
+  cache_.set_prefix_caching(opt_.prefix_caching);
   for (int64_t s = opt_.max_batch - 1; s >= 0; --s) free_slots_.push_back(s);
   publish_gauges();
   thread_ = std::thread([this] { loop(); });
@@ -140,7 +141,7 @@ void Scheduler::loop() {
 
 void Scheduler::admit_locked() {
   // Blocks the running jobs' next step takes are spoken for already.
-  int64_t free = cache_.blocks().free();
+  int64_t free = cache_.free_blocks();
   for (const Running& r : running_)
     if (!r.preempted) free -= step_blocks(r);
   // Preempted jobs first, oldest first: they went back to the front of the queue.
@@ -235,7 +236,7 @@ void Scheduler::step() {
         ready.push_back(&r);
         continue;
       }
-      batch.push_back({r.samples[0].slot, s.prompt, {}});
+      batch.push_back({r.samples[0].slot, uncached(r.samples[0].slot, s.prompt), {}});
       owner.emplace_back(&r, -1);
       continue;
     }
@@ -243,7 +244,7 @@ void Scheduler::step() {
       Sample& smp = r.samples[i];
       if (smp.done) continue;
       if (smp.recompute)  // re-admitted after preemption: the whole sequence again, then on as before
-        batch.push_back({smp.slot, smp.dec->history(), {}});
+        batch.push_back({smp.slot, uncached(smp.slot, smp.dec->history()), {}});
       else
         batch.push_back({smp.slot, {smp.dec->last_token()}, {}});
       smp.recompute = false;
@@ -336,8 +337,8 @@ void Scheduler::publish_gauges() {
   }
   g.running_requests = running;
   g.running_sequences = seqs;
-  g.kv_blocks_used = cache_.blocks().used();
-  g.kv_blocks_free = cache_.blocks().free();
+  g.kv_blocks_used = cache_.used_blocks();
+  g.kv_blocks_free = cache_.free_blocks();
   g.kv_tokens_used = g.kv_blocks_used * kKvBlockSize;
   g.kv_tokens_capacity = kv_budget();
   g.max_batch = opt_.max_batch;

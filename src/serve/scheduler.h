@@ -12,6 +12,9 @@
 // are freed and it goes back to the front of the queue, keeping its samples' state (tokens, RNG);
 // re-admitted, each sample's cache is recomputed from its prompt and the tokens generated so far,
 // and it continues as if nothing happened. The head of the queue waits until it fits (FIFO).
+// With prefix caching (vLLM's automatic prefix caching, on unless --no-prefix-caching), a prompt
+// (or a recomputed sequence) starts from the cached blocks of its longest cached prefix and only
+// the rest is computed.
 #pragma once
 
 #include <atomic>
@@ -37,6 +40,7 @@ struct SchedulerOptions {
   int64_t max_batch = 32;       // samples decoded together (cache sequences)
   int64_t kv_cache_tokens = 0;  // the KV cache pool in tokens (rounded up to blocks); 0: max_batch x context
   int64_t max_queue = 1024;     // waiting jobs beyond this are refused (429)
+  bool prefix_caching = true;   // reuse cached KV blocks of earlier prompts (--no-prefix-caching)
 };
 
 class Scheduler {
@@ -95,6 +99,7 @@ class Scheduler {
   bool readmit_locked(Running& r, int64_t& free_blocks);
   void make_room();
   void preempt(Running& r);
+  std::vector<int32_t> uncached(int64_t slot, const std::vector<int32_t>& tokens);
 
   OptModel& model_;
   TokenBytes token_bytes_;  // text_bytes(tokenizer): the samples' text

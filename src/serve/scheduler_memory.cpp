@@ -45,6 +45,14 @@ bool Scheduler::readmit_locked(Running& r, int64_t& free_blocks) {
   return true;
 }
 
+// Attaches the longest cached prefix of `tokens` to the empty sequence `slot` and returns the
+// tokens still to compute; counts the prefix cache's queries and hits (in tokens, as vLLM).
+std::vector<int32_t> Scheduler::uncached(int64_t slot, const std::vector<int32_t>& tokens) {
+  const int64_t hit = cache_.attach_prefix(slot, tokens);
+  if (opt_.prefix_caching) metrics_.count_prefix_cache(int64_t(tokens.size()), hit);
+  return {tokens.begin() + hit, tokens.end()};
+}
+
 // Preempts running jobs, newest first, until the next step's blocks are free. The oldest job can
 // always finish alone (submit refuses what could not), so the batch keeps moving.
 void Scheduler::make_room() {
@@ -56,7 +64,7 @@ void Scheduler::make_room() {
       need += step_blocks(r);
       newest = &r;
     }
-    if (newest == nullptr || need <= cache_.blocks().free()) return;
+    if (newest == nullptr || need <= cache_.free_blocks()) return;
     preempt(*newest);
   }
 }

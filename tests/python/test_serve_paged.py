@@ -20,7 +20,7 @@ import torch
 from transformers import GPT2Tokenizer
 
 from hf_reference import random_opt
-from serve_util import call, make_tiny_model, metric, serve
+from serve_util import call, make_tiny_model, metric, serve, wait_until
 from tokenizer_reference import MERGES, VOCAB
 
 V, CONTEXT, MAX_TOKENS, TOL = 1003, 256, 24, 1e-4
@@ -91,6 +91,8 @@ def answers(model):
         with serve(path, "--kv-dtype", "f32", "--max-batch", 16, *args) as s:
             greedy = run_all(s, greedy_bodies())
             sampled = run_all(s, sampled_bodies())
+            # The gauges are published after the last answer went out.
+            assert wait_until(lambda: metric(call("GET", s.url + "/metrics")[1], "optforge_batch_size") == 0)
             out[name] = (greedy, sampled, call("GET", s.url + "/metrics")[1])
     return out
 

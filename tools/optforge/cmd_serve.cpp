@@ -36,6 +36,7 @@ struct Options {
           max_connections_per_client = 48, max_queue = 1024, once_max_tokens = 32;
   double shutdown_grace = 10, request_timeout = 30, idle_timeout = 5, sse_keepalive = 15;
   std::vector<std::string> allowed_origins;
+  bool no_prefix_caching = false;
 };
 
 std::string default_model_name(const std::string& path) {
@@ -77,6 +78,7 @@ void run(const Options& o) {
   so.max_batch = o.max_batch;
   so.kv_cache_tokens = o.kv_cache_tokens;
   so.max_queue = o.max_queue;
+  so.prefix_caching = !o.no_prefix_caching;
   serve::Scheduler scheduler(*rt->model, tok, so, metrics);
 
   serve::ApiContext ctx;
@@ -146,7 +148,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--model-name", o->model_name, "Model id for the API (default: the checkpoint's file name)");
   cmd->add_option("--max-batch", o->max_batch, "Sequences decoded together (continuous batching slots)")
       ->capture_default_str();
-  cmd->add_option("--kv-cache-tokens", o->kv_cache_tokens, "KV cache pool in tokens, shared by all sequences in blocks of 16 (default: max-batch x context)");
+  cmd->add_option("--kv-cache-tokens", o->kv_cache_tokens,
+                  "KV cache pool in tokens, shared by all sequences in blocks of 16 (default: max-batch x context)");
   cmd->add_option("--max-tokens-limit", o->max_tokens_limit,
                   "Largest max_tokens a request may ask for (default: the context)");
   cmd->add_option("--max-body-bytes", o->max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
@@ -170,6 +173,8 @@ void register_serve(CLI::App& app) {
                   "Origins allowed to call the API from a browser (CORS), e.g. https://app.example; '*' for any. "
                   "Default: none (no CORS headers)")
       ->delimiter(',');
+  cmd->add_flag("--no-prefix-caching", o->no_prefix_caching,
+                "Compute every prompt in full instead of reusing the KV cache blocks of earlier prompts' prefixes");
   cmd->add_option("--max-queue", o->max_queue, "Prompts waiting for a batch slot (429 beyond)")->capture_default_str();
   cmd->add_option("--shutdown-grace", o->shutdown_grace, "Seconds running requests may take to finish on SIGTERM")
       ->capture_default_str();
