@@ -39,7 +39,8 @@ int64_t PrefixCache::evictable(const BlockAllocator& alloc) const {
 bool PrefixCache::evict_one(BlockAllocator& alloc) {
   auto victim = map_.end();
   for (auto it = map_.begin(); it != map_.end(); ++it)
-    if (alloc.refcount(it->second.block) == 1 && (victim == map_.end() || it->second.last_use < victim->second.last_use))
+    if (alloc.refcount(it->second.block) == 1 &&
+        (victim == map_.end() || it->second.last_use < victim->second.last_use))
       victim = it;
   if (victim == map_.end()) return false;
   alloc.release(victim->second.block);

@@ -1,5 +1,6 @@
 // The paged KV cache's bookkeeping: the block pool (allocate, share, free, exhaustion) and the
 // cache over it (blocks taken as sequences grow, shared by fork, copied on write, given back).
+// The prefix cache: exact keys, LRU eviction of blocks no sequence holds, attach_prefix.
 // That attention through block tables gives the model's results is checked against transformers
 // by tests/python/test_model.py and test_serve_paged.py.
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 
 #include "model/block_allocator.h"
 #include "model/kv_cache.h"
+#include "model/prefix_cache.h"
 #include "model/step.h"
 #include "util/error.h"
 
@@ -133,6 +135,77 @@ TEST_F(CacheFixture, AStepThatDoesNotFitTakesNothing) {
   EXPECT_TRUE(cache.block_table(1).empty());
   KvCache capped(*backend, c, 1, 20, 4);  // a sequence passing its capacity
   EXPECT_THROW(capped.begin(plan_step(capped, {{0, std::vector<int32_t>(21, 5), {}}})), Error);
+}
+
+std::vector<int32_t> block_of(int32_t first) {
+  std::vector<int32_t> t(kKvBlockSize);
+  for (int64_t i = 0; i < kKvBlockSize; ++i) t[size_t(i)] = first + int32_t(i);
+  return t;
+}
+
+TEST(PrefixCache, KeysNameTheWholePrefixAndEvictionIsLeastRecentlyUsed) {
+  BlockAllocator a(4);
+  PrefixCache pc;
+  const auto x = block_of(10), y = block_of(50);
+  const int32_t b0 = *a.allocate(), b1 = *a.allocate(), b2 = *a.allocate();
+  const uint64_t n0 = pc.insert(0, x.data(), b0, a);
+  const uint64_t n1 = pc.insert(n0, y.data(), b1, a);  // x then y
+  const uint64_t n2 = pc.insert(0, y.data(), b2, a);   // y at the start: another prefix
+  EXPECT_NE(n1, n2);
+  EXPECT_EQ(pc.insert(0, x.data(), b2, a), n0);  // cached already: the first block stays, b2 gains nothing
+  EXPECT_EQ(a.refcount(b2), 2);
+  EXPECT_EQ(pc.find(n0, y.data())->block, b1);
+  EXPECT_EQ(pc.find(0, y.data())->block, b2);
+  EXPECT_FALSE(pc.find(n2, y.data()).has_value());  // y after y: never cached
+  EXPECT_FALSE(pc.find(0, block_of(11).data()).has_value());
+  EXPECT_EQ(pc.evictable(a), 0);  // the sequences still hold them
+  for (int32_t b : {b0, b1, b2}) a.release(b);
+  EXPECT_EQ(pc.evictable(a), 3);
+  EXPECT_EQ(a.free(), 1);
+  pc.find(0, x.data());  // x is now the most recently used, then y-first's (found above) ...
+  ASSERT_TRUE(pc.evict_one(a));
+  EXPECT_FALSE(pc.find(n0, y.data()).has_value());  // ... so x-then-y, used longest ago, went first
+  EXPECT_EQ(a.free(), 2);
+  ASSERT_TRUE(pc.evict_one(a));
+  ASSERT_TRUE(pc.evict_one(a));
+  EXPECT_FALSE(pc.evict_one(a));
+  EXPECT_EQ(a.free(), 4);
+  EXPECT_EQ(pc.size(), 0);
+}
+
+TEST_F(CacheFixture, APromptStartsFromItsLongestCachedPrefix) {
+  KvCache cache(*backend, c, 2, 64, 4);
+  cache.set_prefix_caching(true);
+  std::vector<int32_t> prompt;
+  for (int32_t i = 0; i < 40; ++i) prompt.push_back(3 + i);
+  const Step step = plan_step(cache, {{0, prompt, {}}});
+  cache.begin(step);
+  cache.commit(step);  // 2 full blocks cached, 8 tokens in a third
+  EXPECT_EQ(cache.blocks().used(), 3);
+  cache.clear(0);
+  EXPECT_EQ(cache.free_blocks(), 4);  // cached blocks no sequence holds count as free
+  EXPECT_EQ(cache.used_blocks(), 0);
+  std::vector<int32_t> other = prompt;
+  other[20] = 7;  // differs in the second block
+  EXPECT_EQ(cache.attach_prefix(1, other), 16);
+  EXPECT_EQ(cache.length(1), 16);
+  EXPECT_EQ(cache.n_valid(1), 16);
+  cache.clear(1);
+  // The whole prompt is cached up to 32: a prompt of exactly 32 recomputes its last block.
+  EXPECT_EQ(cache.attach_prefix(1, {prompt.begin(), prompt.begin() + 32}), 16);
+  cache.clear(1);
+  EXPECT_EQ(cache.attach_prefix(1, prompt), 32);
+  EXPECT_EQ(cache.block_table(1).size(), 2u);
+  // Allocating past the free list evicts what no sequence holds, least recently used first.
+  cache.clear(1);
+  const Step more = plan_step(cache, {{0, std::vector<int32_t>(48, 9), {}}});
+  cache.begin(more);  // 3 blocks: the 2 free ones and the prompt's first block (used before its second)
+  cache.commit(more);
+  EXPECT_EQ(cache.blocks().free(), 0);
+  EXPECT_EQ(cache.free_blocks(), 1);             // the prompt's second block, cached still
+  EXPECT_EQ(cache.attach_prefix(1, prompt), 0);  // but unreachable without the first
+  cache.set_prefix_caching(false);
+  EXPECT_EQ(cache.attach_prefix(0, prompt), 0);
 }
 
 }  // namespace
