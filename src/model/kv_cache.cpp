@@ -49,8 +49,8 @@ int64_t KvCache::blocks_needed(const std::vector<std::pair<int64_t, int64_t>>& a
 
 cpu::KvRows KvCache::rows(const KvTensor& t, int64_t seq, int64_t head) const {
   const int64_t row_bytes = head_dim_ * int64_t(dtype_size(t.dtype));
-  return {t.row(head * kKvBlockSize), table_[size_t(seq)].data(), kKvBlockSize, heads_ * kKvBlockSize * row_bytes,
-          row_bytes};
+  return {t.row(head * alloc_.total() * kKvBlockSize), table_[size_t(seq)].data(), kKvBlockSize,
+          kKvBlockSize * row_bytes, row_bytes};
 }
 
 cpu::KvRows KvCache::keys(int64_t layer, int64_t seq, int64_t head) const { return rows(k_[size_t(layer)], seq, head); }
@@ -75,11 +75,13 @@ void KvCache::make_last_block_writable(int64_t seq) {
   std::vector<int32_t>& t = table_[size_t(seq)];
   if (length(seq) % kKvBlockSize == 0 || alloc_.refcount(t.back()) == 1) return;
   const int32_t copy = take_block(), shared = t.back();
-  const int64_t block_rows = heads_ * kKvBlockSize;  // every head's rows of a block are contiguous
-  for (size_t l = 0; l < k_.size(); ++l) {
-    backend_.copy_kv_rows(k_[l], shared * block_rows, k_[l], copy * block_rows, block_rows);
-    backend_.copy_kv_rows(v_[l], shared * block_rows, v_[l], copy * block_rows, block_rows);
-  }
+  for (size_t l = 0; l < k_.size(); ++l)
+    for (int64_t h = 0; h < heads_; ++h) {
+      const int64_t from = (h * alloc_.total() + shared) * kKvBlockSize,
+                    to = (h * alloc_.total() + copy) * kKvBlockSize;
+      backend_.copy_kv_rows(k_[l], from, k_[l], to, kKvBlockSize);
+      backend_.copy_kv_rows(v_[l], from, v_[l], to, kKvBlockSize);
+    }
   alloc_.release(shared);
   t.back() = copy;
 }

@@ -1,9 +1,11 @@
 // The KV cache, paged as vLLM does it: one pool of fixed-size blocks (kKvBlockSize tokens each)
 // shared by all sequences, each sequence holding a block table (its blocks in order), so memory
 // follows the tokens actually cached rather than sequences x context. A block holds, per layer,
-// the keys and values of block_size() tokens for every head, laid out
-// [block][head][slot in block][head_dim], so one head's rows inside a block are contiguous (the
-// attention kernels read a block as a matrix). Blocks are reference-counted: fork() shares a
+// the keys and values of block_size() tokens for every head. Each layer's keys (and values) are
+// laid out [head][block][slot in block][head_dim]: one head's rows inside a block are contiguous
+// (the attention kernels read a block as a matrix), and so are a head's rows across blocks with
+// consecutive ids, which a sequence growing in a quiet pool gets, so decoding streams them as it
+// would an unpaged cache. Blocks are reference-counted: fork() shares a
 // sequence's blocks with another (n samples of one prompt), and a shared block is copied only
 // when a sequence writes into it (copy-on-write, which only a partly filled last block ever
 // needs). Each sequence also keeps its length, its count of real tokens (which gives the next
@@ -90,7 +92,7 @@ class KvCache {
   Backend& backend_;
   int64_t capacity_, heads_, head_dim_;
   BlockAllocator alloc_;
-  std::vector<KvTensor> k_, v_;  // per layer: [blocks x heads x block_size, head_dim]
+  std::vector<KvTensor> k_, v_;  // per layer: [heads x blocks x block_size, head_dim]
   std::vector<std::vector<int32_t>> table_;
   std::vector<int64_t> length_, n_valid_;
   std::vector<std::vector<uint8_t>> mask_;
