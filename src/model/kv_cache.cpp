@@ -8,28 +8,32 @@
 #include "util/error.h"
 
 namespace optforge {
+namespace {
+
+int64_t pool_size(int64_t sequences, int64_t capacity, int64_t blocks) {
+  if (sequences <= 0 || capacity <= 0) throw Error("a KV cache needs at least one sequence and one slot");
+  return blocks > 0 ? blocks : sequences * kv_blocks_for(capacity);
+}
+
+}  // namespace
 
 KvCache::KvCache(Backend& backend, const OptConfig& c, int64_t sequences, int64_t capacity, int64_t blocks)
     : backend_(backend),
       capacity_(capacity),
       heads_(c.heads),
       head_dim_(c.head_dim()),
-      alloc_(sequences > 0 && capacity > 0 ? (blocks > 0 ? blocks : sequences * kv_blocks_for(capacity)) : 0),
-      table_(size_t(std::max<int64_t>(0, sequences))),
-      length_(size_t(std::max<int64_t>(0, sequences)), 0),
-      n_valid_(size_t(std::max<int64_t>(0, sequences)), 0),
-      mask_(size_t(std::max<int64_t>(0, sequences))),
-      tokens_(size_t(std::max<int64_t>(0, sequences))),
-      nodes_(size_t(std::max<int64_t>(0, sequences))) {
+      alloc_(pool_size(sequences, capacity, blocks)),
+      table_(size_t(sequences)),
+      length_(size_t(sequences), 0),
+      n_valid_(size_t(sequences), 0),
+      mask_(size_t(sequences)),
+      tokens_(size_t(sequences)),
+      nodes_(size_t(sequences)) {
   const int64_t rows = alloc_.total() * heads_ * kKvBlockSize;
   for (int64_t l = 0; l < c.layers; ++l) {
     k_.push_back(backend.alloc_kv(rows, head_dim_));
     v_.push_back(backend.alloc_kv(rows, head_dim_));
   }
-}
-
-int64_t KvCache::block_bytes(const OptConfig& c, DType kv_dtype) {
-  return 2 * c.layers * c.heads * kKvBlockSize * c.head_dim() * int64_t(dtype_size(kv_dtype));
 }
 
 int64_t KvCache::blocks_needed(const std::vector<std::pair<int64_t, int64_t>>& appends) const {

@@ -58,8 +58,6 @@ class KvCache {
   // blocks and leaves at least the last token to compute (its logits are wanted), sharing those
   // blocks. Returns the tokens attached (0 with prefix caching off); the caller feeds the rest.
   int64_t attach_prefix(int64_t seq, const std::vector<int32_t>& tokens);
-  // Bytes of one block over all layers, keys and values: what --kv-cache-tokens is sized in.
-  static int64_t block_bytes(const OptConfig& c, DType kv_dtype);
 
   // Blocks that appending tokens to sequences ({seq, tokens} each, distinct sequences) takes from
   // the pool: new blocks, plus copies of shared, partly filled last blocks, except that the last

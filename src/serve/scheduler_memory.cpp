@@ -6,9 +6,10 @@
 namespace optforge::serve {
 
 // A job not yet prefilled takes its prompt's blocks (its samples share them later); a sample
-// whose cache is to be recomputed takes its whole history's; a decoding sample takes a block when
-// its last one is full (or shared: copy-on-write). Counts from the cache, so the figure is exact:
-// only a job's own samples share blocks.
+// whose cache is to be recomputed takes its whole history's (both at most: prefix cache hits take
+// fewer); a decoding sample takes a block when its last one is full, or shared (copy-on-write).
+// The decode figure is exact: only a job's own samples share a partly filled block (the prefix
+// cache shares full blocks only, which nobody writes).
 int64_t Scheduler::step_blocks(const Running& r) const {
   const JobSpec& spec = r.job->spec;
   if (!r.prefilled) {

@@ -72,8 +72,7 @@ TEST_P(PagedDtype, BlockTableReadsEqualContiguousReads) {
     cpu::attend_head(q.data(), hd, s, pk.rows(row_bytes), pv.rows(row_bytes), dt, mask.data(), t0, hd, got.data(), hd,
                      scratch.data());
     EXPECT_EQ(got, want) << "per query, t0 " << t0;
-    cpu::attend_head_blocked(q.data(), hd, s, k.bytes.data(), v.bytes.data(), dt, mask.data(), t0, hd, want.data(),
-                             hd);
+    cpu::attend_head_blocked(q.data(), hd, s, k.bytes.data(), v.bytes.data(), dt, mask.data(), t0, hd, want.data(), hd);
     cpu::attend_head_blocked(q.data(), hd, s, pk.rows(row_bytes), pv.rows(row_bytes), dt, mask.data(), t0, hd,
                              got.data(), hd);
     EXPECT_EQ(got, want) << "blocked, t0 " << t0;
