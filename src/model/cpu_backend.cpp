@@ -117,28 +117,25 @@ class CpuBackend final : public Backend {
   void attention(const Act& q, const Act& k, const Act& v, KvCache& cache, int64_t layer, const Step& step,
                  Act& out) override {
     const int64_t H = cache.heads(), hd = cache.head_dim(), E = H * hd;
-    KvTensor& K = cache.keys(layer);
-    KvTensor& V = cache.values(layer);
     const int64_t units = int64_t(step.seqs.size()) * H;
     cpu::parallel_for(units, 1, [&](int64_t u0, int64_t u1) {
       std::vector<float> scratch;
       for (int64_t u = u0; u < u1; ++u) {
         const Step::Seq& s = step.seqs[size_t(u / H)];
-        const int64_t h = u % H, r0 = cache.row(s.seq, h, 0);
-        for (int64_t i = 0; i < s.rows; ++i) {  // append this step's keys and values
-          store_kv(k.data() + (s.row0 + i) * E + h * hd, K.row(r0 + s.start + i), hd);
-          store_kv(v.data() + (s.row0 + i) * E + h * hd, V.row(r0 + s.start + i), hd);
+        const int64_t h = u % H;
+        const cpu::KvRows K = cache.keys(layer, s.seq, h), V = cache.values(layer, s.seq, h);
+        for (int64_t i = 0; i < s.rows; ++i) {  // append this step's keys and values (begin() gave the blocks)
+          store_kv(k.data() + (s.row0 + i) * E + h * hd, const_cast<uint8_t*>(K.row(s.start + i)), hd);
+          store_kv(v.data() + (s.row0 + i) * E + h * hd, const_cast<uint8_t*>(V.row(s.start + i)), hd);
         }
         const float* qh = q.data() + s.row0 * E + h * hd;
         float* oh = out.data() + s.row0 * E + h * hd;
         if (s.rows > 1) {  // a prompt: blocked, online softmax
-          cpu::attend_head_blocked(qh, E, s.rows, K.row(r0), V.row(r0), kv_dtype_, cache.key_mask(s.seq), s.start, hd,
-                                   oh, E);
+          cpu::attend_head_blocked(qh, E, s.rows, K, V, kv_dtype_, cache.key_mask(s.seq), s.start, hd, oh, E);
           continue;
         }
         scratch.resize(size_t(s.start + s.rows));
-        cpu::attend_head(qh, E, s.rows, K.row(r0), V.row(r0), kv_dtype_, cache.key_mask(s.seq), s.start, hd, oh, E,
-                         scratch.data());
+        cpu::attend_head(qh, E, s.rows, K, V, kv_dtype_, cache.key_mask(s.seq), s.start, hd, oh, E, scratch.data());
       }
     });
   }

@@ -50,7 +50,7 @@ std::vector<Completion> generate(OptModel& model, const std::vector<int32_t>& pr
     for (Completion& c : result) c.prompt = echoed;
     logits.erase(logits.begin(), logits.end() - V);
   }
-  for (int64_t s = 1; s < opts.n; ++s) cache.copy_sequence(0, s);
+  for (int64_t s = 1; s < opts.n; ++s) cache.fork(0, s);         // shares the prompt's blocks
   std::vector<std::vector<float>> next(size_t(opts.n), logits);  // every sample starts from the prompt
 
   t0 = std::chrono::steady_clock::now();

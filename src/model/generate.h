@@ -1,4 +1,4 @@
-// Text generation on top of the model: prefill the prompt once, copy its KV cache to n sample
+// Text generation on top of the model: prefill the prompt once, share its KV cache blocks with n sample
 // slots, then decode the samples together (one batched step per token; each sample's choice and
 // text through a SampleDecoder, model/sample_decoder.h) until each hits max_tokens,
 // end-of-sequence or a stop sequence. Reports per-token logprobs of the model's own

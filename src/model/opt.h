@@ -23,7 +23,11 @@ class OptModel {
 
   const OptConfig& config() const { return config_; }
   Backend& backend() { return backend_; }
-  KvCache make_cache(int64_t sequences, int64_t capacity) { return KvCache(backend_, config_, sequences, capacity); }
+  // A paged KV cache (model/kv_cache.h) for `sequences` sequences of at most `capacity` tokens, over
+  // `blocks` blocks (0: each sequence's full capacity).
+  KvCache make_cache(int64_t sequences, int64_t capacity, int64_t blocks = 0) {
+    return KvCache(backend_, config_, sequences, capacity, blocks);
+  }
 
   enum class Logits { Last, All };
   // Appends the batch's tokens to their sequences in `cache` and returns logits [rows, V]:

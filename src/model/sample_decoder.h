@@ -53,6 +53,8 @@ class SampleDecoder {
   const std::string& finish_reason() const { return finish_reason_; }  // "stop" or "length"
   int64_t generated() const { return generated_; }
   int32_t last_token() const { return history_.back(); }  // the prompt's last before any is generated
+  // The prompt and the tokens generated so far: what a preempted sample's cache is recomputed from.
+  const std::vector<int32_t>& history() const { return history_; }
 
  private:
   int32_t choose(const float* raw, int64_t vocab);

@@ -79,6 +79,15 @@ void Metrics::observe_step(int64_t sequences, int64_t rows, double seconds) {
   step_seconds_.observe(seconds);
   batch_size_.observe(double(sequences));
 }
+void Metrics::count_prefix_cache(int64_t queried_tokens, int64_t hit_tokens) {
+  std::lock_guard<std::mutex> l(mu_);
+  prefix_queries_ += uint64_t(queried_tokens);
+  prefix_hits_ += uint64_t(hit_tokens);
+}
+void Metrics::count_preemption() {
+  std::lock_guard<std::mutex> l(mu_);
+  ++preemptions_;
+}
 void Metrics::set_scheduler(const SchedulerGauges& g) {
   std::lock_guard<std::mutex> l(mu_);
   gauges_ = g;
@@ -112,11 +121,24 @@ std::string Metrics::render(int64_t open_connections) const {
   sample(o, "optforge_batch_size", double(gauges_.running_sequences));
   header(o, "optforge_batch_size_max", "gauge", "Batch slots (--max-batch).");
   sample(o, "optforge_batch_size_max", double(gauges_.max_batch));
-  header(o, "optforge_kv_cache_used_tokens", "gauge", "KV cache tokens reserved by running sequences.");
+  header(o, "optforge_kv_cache_used_tokens", "gauge", "KV cache tokens in used blocks (used blocks x block size).");
   sample(o, "optforge_kv_cache_used_tokens", double(gauges_.kv_tokens_used));
-  header(o, "optforge_kv_cache_capacity_tokens", "gauge", "KV cache token budget (--kv-cache-tokens).");
+  header(o, "optforge_kv_cache_capacity_tokens", "gauge", "KV cache pool size in tokens (--kv-cache-tokens).");
   sample(o, "optforge_kv_cache_capacity_tokens", double(gauges_.kv_tokens_capacity));
-  header(o, "optforge_kv_cache_usage_ratio", "gauge", "Fraction of the KV cache budget in use.");
+  header(o, "optforge_kv_cache_used_blocks", "gauge", "KV cache blocks held by sequences.");
+  sample(o, "optforge_kv_cache_used_blocks", double(gauges_.kv_blocks_used));
+  header(o, "optforge_kv_cache_free_blocks", "gauge", "KV cache blocks free in the pool.");
+  sample(o, "optforge_kv_cache_free_blocks", double(gauges_.kv_blocks_free));
+  header(o, "optforge_num_preemptions_total", "counter",
+         "Running requests preempted for want of KV cache blocks (recomputed when re-admitted).");
+  sample(o, "optforge_num_preemptions_total", double(preemptions_));
+  header(o, "optforge_prefix_cache_queries_total", "counter",
+         "Prompt tokens looked up in the prefix cache (vLLM's prefix_cache_queries).");
+  sample(o, "optforge_prefix_cache_queries_total", double(prefix_queries_));
+  header(o, "optforge_prefix_cache_hits_total", "counter",
+         "Prompt tokens found in the prefix cache, not computed (vLLM's prefix_cache_hits).");
+  sample(o, "optforge_prefix_cache_hits_total", double(prefix_hits_));
+  header(o, "optforge_kv_cache_usage_ratio", "gauge", "Fraction of the KV cache pool in use.");
   sample(o, "optforge_kv_cache_usage_ratio",
          gauges_.kv_tokens_capacity ? double(gauges_.kv_tokens_used) / double(gauges_.kv_tokens_capacity) : 0.0);
   header(o, "optforge_decode_steps_total", "counter", "Batched forward steps run.");

@@ -29,6 +29,7 @@ class Histogram {
 struct SchedulerGauges {
   int64_t queued = 0, running_requests = 0, running_sequences = 0, kv_tokens_used = 0, kv_tokens_capacity = 0,
           max_batch = 0;
+  int64_t kv_blocks_used = 0, kv_blocks_free = 0;  // the paged cache's pool
 };
 
 class Metrics {
@@ -42,6 +43,8 @@ class Metrics {
   void observe_ttft(double seconds);
   void observe_token_latency(double seconds);
   void observe_step(int64_t sequences, int64_t rows, double seconds);
+  void count_preemption();  // a running job gave its cache blocks back to be recomputed later
+  void count_prefix_cache(int64_t queried_tokens, int64_t hit_tokens);
   void set_scheduler(const SchedulerGauges& g);
 
   std::string render(int64_t open_connections) const;
@@ -50,7 +53,8 @@ class Metrics {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   std::map<std::string, uint64_t> finished_;
-  uint64_t prompt_tokens_ = 0, generated_tokens_ = 0, steps_ = 0;
+  uint64_t prompt_tokens_ = 0, generated_tokens_ = 0, steps_ = 0, preemptions_ = 0, prefix_queries_ = 0,
+           prefix_hits_ = 0;
   SchedulerGauges gauges_;
   Histogram ttft_, token_latency_, step_seconds_, batch_size_;
 };

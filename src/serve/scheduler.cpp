@@ -10,6 +10,12 @@ namespace {
 
 double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// The pool: --kv-cache-tokens rounded up to whole blocks; by default max_batch full contexts
+// (what the cache held before it was paged).
+int64_t pool_blocks(const SchedulerOptions& o, int64_t context) {
+  return kv_blocks_for(o.kv_cache_tokens > 0 ? o.kv_cache_tokens : std::max<int64_t>(1, o.max_batch) * context);
+}
+
 }  // namespace
 
 Scheduler::Scheduler(OptModel& model, const Tokenizer& tokenizer, SchedulerOptions options, Metrics& metrics)
@@ -20,11 +26,13 @@ Scheduler::Scheduler(OptModel& model, const Tokenizer& tokenizer, SchedulerOptio
       context_(model.config().max_positions),
       vocab_(model.config().vocab),
       eos_(int32_t(model.config().eos_token_id)),
-      // Every slot can hold a full context; pages are only touched as tokens are written, so the
-      // resident size follows what admission lets the batch use.
-      cache_(model.make_cache(std::max<int64_t>(1, options.max_batch), model.config().max_positions)) {
+      // Any sequence may grow to a full context; the pool bounds them together. Its pages are only
+      // touched as blocks are first used, so the resident size follows the peak use.
+      cache_(model.make_cache(std::max<int64_t>(1, options.max_batch), model.config().max_positions,
+                              pool_blocks(options, model.config().max_positions))),
+      total_blocks_(cache_.blocks().total()) {
   if (opt_.max_batch < 1) throw Error("--max-batch must be at least 1");
-  if (opt_.kv_cache_tokens <= 0) opt_.kv_cache_tokens = opt_.max_batch * context_;
+  cache_.set_prefix_caching(opt_.prefix_caching);
   for (int64_t s = opt_.max_batch - 1; s >= 0; --s) free_slots_.push_back(s);
   publish_gauges();
   thread_ = std::thread([this] { loop(); });
@@ -48,11 +56,17 @@ void Scheduler::submit(const std::shared_ptr<Job>& job) {
     throw bad_request("n = " + std::to_string(s.opts.n) + " is more than the server's batch size (" +
                           std::to_string(opt_.max_batch) + ")",
                       "n");
-  const int64_t need = s.opts.n * (P + budget_for(s));
-  if (need > opt_.kv_cache_tokens)
-    throw bad_request("the request needs " + std::to_string(need) +
-                      " KV cache tokens (n x (prompt + max_tokens)); the server's budget is " +
-                      std::to_string(opt_.kv_cache_tokens));
+  const std::string pool = std::to_string(total_blocks_) + " blocks of " + std::to_string(kKvBlockSize) +
+                           " tokens (--kv-cache-tokens " + std::to_string(kv_budget()) + ")";
+  if (kv_blocks_for(P) > total_blocks_)
+    throw bad_request("the prompt has " + std::to_string(P) + " tokens, " + std::to_string(kv_blocks_for(P)) +
+                          " KV cache blocks; the server's KV cache holds " + pool,
+                      "prompt");
+  // Alone with the whole pool it must be able to finish, or preemption could never make room.
+  const int64_t alone = s.opts.n * kv_blocks_for(P + budget_for(s));
+  if (alone > total_blocks_)
+    throw bad_request("the request needs " + std::to_string(alone) +
+                      " KV cache blocks to finish (n x (prompt + max_tokens)); the server's KV cache holds " + pool);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (draining_ || abort_) throw ApiError(503, "the server is shutting down");
@@ -126,6 +140,13 @@ void Scheduler::loop() {
 }
 
 void Scheduler::admit_locked() {
+  // Blocks the running jobs' next step takes are spoken for already.
+  int64_t free = cache_.free_blocks();
+  for (const Running& r : running_)
+    if (!r.preempted) free -= step_blocks(r);
+  // Preempted jobs first, oldest first: they went back to the front of the queue.
+  for (Running& r : running_)
+    if (r.preempted && !r.job->cancelled.load() && !readmit_locked(r, free)) return;
   while (!queue_.empty()) {
     std::shared_ptr<Job> job = queue_.front();
     if (job->cancelled.load()) {
@@ -137,11 +158,10 @@ void Scheduler::admit_locked() {
     Running r;
     r.job = job;
     r.budget = budget_for(s);
-    r.reserve_per_sample = int64_t(s.prompt.size()) + r.budget;
-    if (int64_t(free_slots_.size()) < s.opts.n || kv_used_ + s.opts.n * r.reserve_per_sample > opt_.kv_cache_tokens)
-      break;  // the head waits for room; nothing overtakes it
+    const int64_t need = step_blocks(r);                               // the prompt's blocks; its samples share them
+    if (int64_t(free_slots_.size()) < s.opts.n || need > free) break;  // the head waits; nothing overtakes it
     queue_.pop_front();
-    kv_used_ += s.opts.n * r.reserve_per_sample;
+    free -= need;
     for (int64_t i = 0; i < s.opts.n; ++i) {
       Sample smp;
       smp.slot = free_slots_.back();
@@ -162,7 +182,7 @@ void Scheduler::drop_cancelled() {
         if (!s.done) finish_sample(r, s, "cancelled", {});
 }
 
-// Ends one sample: its final text goes out, its slot and KV reservation come back, and the job
+// Ends one sample: its final text goes out, its slot and cache blocks come back, and the job
 // leaves the batch once its last sample is done.
 void Scheduler::finish_sample(Running& r, Sample& s, const std::string& reason, std::string text) {
   s.done = true;
@@ -175,10 +195,11 @@ void Scheduler::finish_sample(Running& r, Sample& s, const std::string& reason, 
     e.finish_reason = reason;
     r.job->sink->push(std::move(e));
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  if (s.slot < 0) return;  // preempted: holds nothing
   cache_.clear(s.slot);
+  std::lock_guard<std::mutex> lock(mu_);
   free_slots_.push_back(s.slot);
-  kv_used_ -= r.reserve_per_sample;
+  s.slot = -1;
 }
 
 // Jobs whose samples are all done leave the batch (only here, so no reference dangles mid-step).
@@ -198,11 +219,13 @@ void Scheduler::fail(Running& r, int status, const std::string& message) {
 }
 
 void Scheduler::step() {
+  make_room();
   const auto t0 = Clock::now();
   std::vector<SeqTokens> batch;
   std::vector<std::pair<Running*, int64_t>> owner;  // per batch row: job, sample (-1: its prefill)
   std::vector<Running*> ready;                      // jobs finished without a forward step
   for (Running& r : running_) {
+    if (r.preempted) continue;
     if (!r.prefilled) {
       const JobSpec& s = r.job->spec;
       if (s.opts.echo) {
@@ -213,15 +236,20 @@ void Scheduler::step() {
         ready.push_back(&r);
         continue;
       }
-      batch.push_back({r.samples[0].slot, s.prompt, {}});
+      batch.push_back({r.samples[0].slot, uncached(r.samples[0].slot, s.prompt), {}});
       owner.emplace_back(&r, -1);
       continue;
     }
-    for (size_t i = 0; i < r.samples.size(); ++i)
-      if (!r.samples[i].done) {
-        batch.push_back({r.samples[i].slot, {r.samples[i].dec->last_token()}, {}});
-        owner.emplace_back(&r, int64_t(i));
-      }
+    for (size_t i = 0; i < r.samples.size(); ++i) {
+      Sample& smp = r.samples[i];
+      if (smp.done) continue;
+      if (smp.recompute)  // re-admitted after preemption: the whole sequence again, then on as before
+        batch.push_back({smp.slot, uncached(smp.slot, smp.dec->history()), {}});
+      else
+        batch.push_back({smp.slot, {smp.dec->last_token()}, {}});
+      smp.recompute = false;
+      owner.emplace_back(&r, int64_t(i));
+    }
   }
   for (Running* r : ready) {
     r->prefilled = true;
@@ -254,7 +282,7 @@ void Scheduler::prefill_with_prompt_logprobs(Running& r) {
   after_prefill(r, logits.data() + (s.prompt.size() - 1) * size_t(vocab_));
 }
 
-// The prompt is in sample 0's slot: copy it to the other samples, which all start from the
+// The prompt is in sample 0's slot: the other samples share its blocks and all start from the
 // prompt's last logits (generate() does the same, so n samples match `generate --n`).
 void Scheduler::after_prefill(Running& r, const float* last) {
   const JobSpec& s = r.job->spec;
@@ -266,7 +294,7 @@ void Scheduler::after_prefill(Running& r, const float* last) {
     e.next = top_logprobs(log_softmax(last, vocab_), s.next_logprobs);
     r.job->sink->push(std::move(e));
   }
-  for (size_t i = 1; i < r.samples.size(); ++i) cache_.copy_sequence(r.samples[0].slot, r.samples[i].slot);
+  for (size_t i = 1; i < r.samples.size(); ++i) cache_.fork(r.samples[0].slot, r.samples[i].slot);
   for (Sample& smp : r.samples) {
     if (r.budget == 0)
       finish_sample(r, smp, "length", {});
@@ -298,17 +326,21 @@ void Scheduler::advance(Running& r, Sample& s, const float* logits) {
 
 void Scheduler::publish_gauges() {
   SchedulerGauges g;
-  int64_t seqs = 0;
-  for (const Running& r : running_)
-    for (const Sample& s : r.samples) seqs += s.done ? 0 : 1;
+  int64_t seqs = 0, running = 0, preempted = 0;
+  for (const Running& r : running_) {
+    (r.preempted ? preempted : running) += 1;
+    for (const Sample& s : r.samples) seqs += !s.done && s.slot >= 0 ? 1 : 0;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    g.queued = int64_t(queue_.size());
-    g.kv_tokens_used = kv_used_;
+    g.queued = int64_t(queue_.size()) + preempted;  // preempted jobs wait at the queue's front
   }
-  g.running_requests = int64_t(running_.size());
+  g.running_requests = running;
   g.running_sequences = seqs;
-  g.kv_tokens_capacity = opt_.kv_cache_tokens;
+  g.kv_blocks_used = cache_.used_blocks();
+  g.kv_blocks_free = cache_.free_blocks();
+  g.kv_tokens_used = g.kv_blocks_used * kKvBlockSize;
+  g.kv_tokens_capacity = kv_budget();
   g.max_batch = opt_.max_batch;
   metrics_.set_scheduler(g);
 }

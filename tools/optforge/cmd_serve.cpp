@@ -38,6 +38,7 @@ struct Options {
           max_connections_per_client = 48, max_queue = 1024, once_max_tokens = 32;
   double shutdown_grace = 10, request_timeout = 30, idle_timeout = 5, sse_keepalive = 15;
   std::vector<std::string> allowed_origins;
+  bool no_prefix_caching = false;
 };
 
 // An origin as browsers send it (scheme "://" host [":" port], no path, no spaces; an IPv6 host in brackets),
@@ -110,6 +111,7 @@ void run(const Options& o) {
   so.max_batch = o.max_batch;
   so.kv_cache_tokens = o.kv_cache_tokens;
   so.max_queue = o.max_queue;
+  so.prefix_caching = !o.no_prefix_caching;
   serve::Scheduler scheduler(*rt->model, tok, so, metrics);
 
   serve::ApiContext ctx;
@@ -144,10 +146,13 @@ void run(const Options& o) {
   } else {
     const uint64_t kv_bytes = uint64_t(scheduler.kv_budget()) * uint64_t(2 * cfg.layers * cfg.embed_dim) *
                               dtype_size(rt->backend->kv_dtype());
-    std::fprintf(stderr, "optforge serve: %s (%s, %lld parameters) on %s; batch %lld, KV budget %lld tokens (%s)\n",
+    std::fprintf(stderr,
+                 "optforge serve: %s (%s, %lld parameters) on %s; batch %lld, KV cache %lld tokens in blocks of %lld "
+                 "(%s)\n",
                  ctx.model_id.c_str(), o.runtime.model.c_str(), static_cast<long long>(cfg.parameter_count()),
                  rt->backend->name().c_str(), static_cast<long long>(scheduler.max_batch()),
-                 static_cast<long long>(scheduler.kv_budget()), human_bytes(kv_bytes).c_str());
+                 static_cast<long long>(scheduler.kv_budget()), static_cast<long long>(kKvBlockSize),
+                 human_bytes(kv_bytes).c_str());
     std::printf("optforge serve: listening on http://%s:%d/ (web page; OpenAI API under /v1)\n",
                 o.host.find(':') != std::string::npos ? ("[" + o.host + "]").c_str() : o.host.c_str(), server.port());
     std::fflush(stdout);
@@ -177,7 +182,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--model-name", o->model_name, "Model id for the API (default: the checkpoint's file name)");
   cmd->add_option("--max-batch", o->max_batch, "Sequences decoded together (continuous batching slots)")
       ->capture_default_str();
-  cmd->add_option("--kv-cache-tokens", o->kv_cache_tokens, "KV cache budget in tokens (default: max-batch x context)");
+  cmd->add_option("--kv-cache-tokens", o->kv_cache_tokens,
+                  "KV cache pool in tokens, shared by all sequences in blocks of 16 (default: max-batch x context)");
   cmd->add_option("--max-tokens-limit", o->max_tokens_limit,
                   "Largest max_tokens a request may ask for (default: the context)");
   cmd->add_option("--max-body-bytes", o->max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
@@ -200,8 +206,14 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--allowed-origins", o->allowed_origins,
                   "Origins allowed to call the API from a browser (CORS), e.g. https://app.example; '*' for any. "
                   "Default: none (no CORS headers)")
+<<<<<<< HEAD
       ->delimiter(',')
       ->check(origin_validator());
+=======
+      ->delimiter(',');
+  cmd->add_flag("--no-prefix-caching", o->no_prefix_caching,
+                "Compute every prompt in full instead of reusing the KV cache blocks of earlier prompts' prefixes");
+>>>>>>> wt-paged
   cmd->add_option("--max-queue", o->max_queue, "Prompts waiting for a batch slot (429 beyond)")->capture_default_str();
   cmd->add_option("--shutdown-grace", o->shutdown_grace, "Seconds running requests may take to finish on SIGTERM")
       ->capture_default_str();

@@ -62,8 +62,13 @@ void softmax_step(QueryBlock& b, const uint8_t* key_mask, int64_t j0, int64_t n,
 
 void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values, DType kv_dtype,
                          const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo) {
+  attend_head_blocked(q, ldq, s, contiguous_rows(keys, kv_dtype, hd), contiguous_rows(values, kv_dtype, hd), kv_dtype,
+                      key_mask, t0, hd, out, ldo);
+}
+
+void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const KvRows& keys, const KvRows& values,
+                         DType kv_dtype, const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo) {
   QueryBlock b;
-  const int64_t row_bytes = hd * int64_t(dtype_size(kv_dtype));
   b.scores.resize(size_t(kQueries * kKeys));
   for (int64_t i0 = 0; i0 < s; i0 += kQueries) {
     b.q = q + i0 * ldq;
@@ -76,11 +81,20 @@ void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const void* key
     const int64_t visible = b.first_slot + b.rows;  // slots the block's last query sees
     for (int64_t j0 = 0; j0 < visible; j0 += kKeys) {
       const int64_t n = std::min(kKeys, visible - j0);
-      const MatrixRef K{kv_dtype, static_cast<const uint8_t*>(keys) + j0 * row_bytes, n, hd};
-      skinny_gemm(b.q, b.ldq, b.rows, K, nullptr, b.scores.data(), kKeys, 0, n, true);
+      // The key block's scores column by column of contiguous runs (cache blocks), so the softmax
+      // still sees kKeys keys at once whatever the cache's block size.
+      for (int64_t j = j0; j < j0 + n;) {
+        const int64_t m = std::min(keys.run(j), j0 + n - j);
+        skinny_gemm(b.q, b.ldq, b.rows, MatrixRef{kv_dtype, keys.row(j), m, hd}, nullptr, b.scores.data() + (j - j0),
+                    kKeys, 0, m, true);
+        j += m;
+      }
       softmax_step(b, key_mask, j0, n, hd);
-      block_pv(b.scores.data(), kKeys, b.rows, static_cast<const uint8_t*>(values) + j0 * row_bytes, kv_dtype, n, hd,
-               b.acc.data());
+      for (int64_t j = j0; j < j0 + n;) {
+        const int64_t m = std::min(values.run(j), j0 + n - j);
+        block_pv(b.scores.data() + (j - j0), kKeys, b.rows, values.row(j), kv_dtype, m, hd, b.acc.data());
+        j += m;
+      }
     }
     for (int64_t r = 0; r < b.rows; ++r) {  // normalise; no visible key (left padding): zeros
       float* o = out + (i0 + r) * ldo;
