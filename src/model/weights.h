@@ -24,7 +24,11 @@ struct OptWeights {
   OptConfig config;
   RoleTensors model;                // model roles (token embedding [V, Ein], positions [T + 2, E], ...)
   std::vector<RoleTensors> layers;  // layer roles, separate q/k/v, shapes as role_shape()
-  std::string description;          // where the weights came from, for messages
+  // Int8 matrices' per-row f32 scales [rows], in the slot of their matrix's role (model/quantize.h);
+  // empty (and layer_scales empty or all empty) when nothing is quantized.
+  RoleTensors model_scales;
+  std::vector<RoleTensors> layer_scales;
+  std::string description;  // where the weights came from, for messages
   // The output projection is the token embedding: OPT ties them (a reader refuses anything else).
 };
 

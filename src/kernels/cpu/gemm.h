@@ -1,5 +1,6 @@
 // y = x · Wᵀ + bias, the one matrix product of the model (every Linear and the tied head).
-// x is f32 [M, K]; W is [N, K] in f32, f16 or bf16; y is f32 [M, N]; accumulation is f32.
+// x is f32 [M, K]; W is [N, K] in f32, f16, bf16 or int8 with a per-row f32 scale (matrix.h);
+// y is f32 [M, N]; accumulation is f32.
 // Small M (decode) streams W once through our own kernel, converting in registers; large M
 // (prompts) goes to oneDNN's matmul (onednn_gemm.h says how each dtype is computed there).
 #pragma once
@@ -18,6 +19,10 @@ constexpr int64_t streaming_rows(DType dt) {
   switch (dt) {
     case DType::F32: return 1;
     case DType::BF16: return 19;
+    // int8 goes to oneDNN as f16 does (rows dequantized to f32 a block at a time); the streaming
+    // kernel reads half the bytes of f16, so it holds out at least as long (f16's count until
+    // bench/gemm_rows.sh's int8 table is measured on the reference machine).
+    case DType::I8: return 17;
     default: return 17;
   }
 }
@@ -26,13 +31,15 @@ constexpr int64_t streaming_rows(DType dt) {
 // at (model_kernels_test); it takes any count, but `linear` gives it at most streaming_rows.
 constexpr int64_t kSkinnyMaxRows = 64;
 static_assert(streaming_rows(DType::F32) <= kSkinnyMaxRows && streaming_rows(DType::BF16) <= kSkinnyMaxRows &&
-              streaming_rows(DType::F16) <= kSkinnyMaxRows);
+              streaming_rows(DType::F16) <= kSkinnyMaxRows && streaming_rows(DType::I8) <= kSkinnyMaxRows);
 
 void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y);
 
 // The streaming kernel on its own: y[m * ldy + n] = x_m · W_n (+ bias[n]) for rows n in [n0, n1)
 // of W and all M rows of x (f32, row m at x + m * ldx, K = w.cols values each); bias may be null.
-// Any M works; the kernel is built for few (it re-reads x for every 4 rows of W). simd false, or
+// Any M works; the kernel is built for few (it re-reads x for every 4 rows of W). An int8 W is
+// accumulated as f32 x · q over the row and multiplied by the row's scale once at the end
+// (dequantize in registers: q widened to int32, converted to f32, FMA). simd false, or
 // a CPU without AVX2/FMA/F16C, takes the scalar loop. Single-threaded; `linear` splits the rows
 // over threads.
 void skinny_gemm(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
