@@ -10,32 +10,6 @@
 
 namespace optforge {
 
-std::string_view quantization_name(Quantization q) { return q == Quantization::Int8 ? "int8" : "none"; }
-
-std::optional<Quantization> quantization_from_name(std::string_view s) {
-  if (s == "none") return Quantization::None;
-  if (s == "int8") return Quantization::Int8;
-  return std::nullopt;
-}
-
-float quantize_row_int8(const float* w, int64_t K, int8_t* q) {
-  float amax = 0.0f;
-  for (int64_t k = 0; k < K; ++k) amax = std::fmax(amax, std::fabs(w[k]));
-  for (int64_t k = 0; k < K; ++k)  // NaN would be skipped by fmax: make it reach the scale
-    if (std::isnan(w[k])) amax = w[k];
-  const float scale = amax / 127.0f;
-  if (scale == 0.0f || !std::isfinite(scale)) {
-    for (int64_t k = 0; k < K; ++k) q[k] = 0;
-    return scale;
-  }
-  for (int64_t k = 0; k < K; ++k) {
-    // nearbyint rounds half to even in the default rounding mode, as numpy's rint does.
-    const float r = std::nearbyint(w[k] / scale);
-    q[k] = int8_t(std::fmin(127.0f, std::fmax(-127.0f, r)));
-  }
-  return scale;
-}
-
 QuantizedMatrix quantize_int8(const Tensor& w, const std::string& where, const std::string& name) {
   const std::string what = "tensor '" + name + "'";
   if (w.dim() != 2) throw Error("int8 quantization needs a matrix, got shape " + w.shape_string(), where, what);
@@ -72,8 +46,7 @@ void quantize_weights(OptWeights& w, Quantization q, bool embeddings) {
     t = std::move(qm.q);
     scales[size_t(r)] = std::move(qm.scale);
   };
-  w.model_scales = {};
-  w.layer_scales.resize(w.layers.size());
+  w.layer_scales.resize(w.layers.size());  // scales of a stored int8 file stay
   for (size_t r = 0; r < kRoleCount; ++r) {
     const RoleSpec& spec = role_spec(Role(r));
     const bool wanted = spec.is_matmul() || (embeddings && Role(r) == Role::TokenEmbed);

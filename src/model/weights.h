@@ -1,8 +1,8 @@
 // OPT's weights by role (opt/roles.h), whatever layout they came in: anything
 // convert/opt_tensors.h reads (a metaseq singleton or sharded checkpoint, an HF folder or state
 // dict, .pt/.bin/.safetensors, an alpa numpy folder). Tensors are views into the mmapped files in
-// their stored dtype (f32, f16 or bf16); only a sharded checkpoint's tensors, produced while it
-// is consolidated, are copied.
+// their stored dtype (f32, f16 or bf16; matrices of a quantized file int8 with f32 row scales); only a sharded
+// checkpoint's tensors, produced while it is consolidated, are copied.
 #pragma once
 
 #include <array>

@@ -21,10 +21,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from transformers import OPTForCausalLM
 
 from conftest import assert_clean_error, assert_usage_error, run_optforge
 from hf_reference import check_greedy_prompts, hf_logits, max_diff, our_logits, random_opt
-from quant_reference import dequantized_model
+from quant_reference import dequantized_model, is_matmul, quantize_int8
 
 TOL = 1e-4
 VOCAB = 1003
@@ -131,3 +132,135 @@ def test_non_finite_weight_is_refused_naming_the_tensor(models, tmp_path):
     broken.save_pretrained(tmp_path / "st", safe_serialization=True)
     proc = run_optforge("generate", tmp_path / "st", "--prompt-ids", "2", "--quantize", "int8", check=False)
     assert_clean_error(proc, "model.decoder.layers.1.fc2.weight", "row 3", "non-finite")
+
+
+# --- the stored layout: convert --quantize int8 (docs/formats.md) ---
+
+def convert_int8(src, out, *extra):
+    run_optforge("convert", src, "-o", out, "--to", "hf", "--quantize", "int8", *extra)
+    return out
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_convert_stores_the_documented_scheme_bit_for_bit(models, arch, tmp_path):
+    """I8 weights and F32 scales equal numpy's scheme exactly; every other tensor is the source's
+    bytes; the header's metadata names the scheme. Read with the safetensors package."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+    _, path = models[arch]
+    out = convert_int8(path, tmp_path / "q8")
+    src = load_file(path / "model.safetensors")
+    got = load_file(out / "model.safetensors")
+    with safe_open(str(out / "model.safetensors"), "np") as f:
+        assert f.metadata()["optforge_quantization"] == "int8-per-channel-symmetric"
+    matmul = [n for n in src if is_matmul(n)]
+    assert len(matmul) == 6 * 3 + (2 if arch == "post_ln_350m" else 0)
+    for name, w in src.items():
+        if name == "lm_head.weight":
+            continue  # tied: not stored by either
+        if is_matmul(name):
+            q, scale = quantize_int8(w)
+            assert got[name].dtype == np.int8 and got[name].shape == w.shape, name
+            assert got[name + "_scale"].dtype == np.float32 and got[name + "_scale"].shape == (w.shape[0],), name
+            assert np.array_equal(got[name], q), name
+            assert got[name + "_scale"].tobytes() == scale.tobytes(), name
+        else:
+            assert got[name].dtype == w.dtype and got[name].tobytes() == w.tobytes(), name
+    assert set(got) == {n for n in src if n != "lm_head.weight"} | {n + "_scale" for n in matmul}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_stored_int8_runs_identically_to_load_time_quantization(models, arch, tmp_path):
+    _, path = models[arch]
+    out = convert_int8(path, tmp_path / "q8")
+    seqs = sequences(3, 30, seed=9)
+    for d in "abc":
+        (tmp_path / d).mkdir()
+    loaded = our_logits(path, seqs, tmp_path / "a", "--quantize", "int8")
+    stored = our_logits(out, seqs, tmp_path / "b")  # used as stored, no option needed
+    again = our_logits(out, seqs, tmp_path / "c", "--quantize", "int8")  # already int8: a no-op
+    assert np.array_equal(loaded, stored) and np.array_equal(loaded, again)
+
+
+def test_convert_int8_from_f16_and_to_a_bare_safetensors(models, tmp_path):
+    """An f16 source is quantized from its f16 values; --to safetensors carries the scales and the
+    metadata too, and score reads it."""
+    from safetensors.numpy import load_file
+    model, _ = models["pre_ln"]
+    model.half().save_pretrained(tmp_path / "f16", safe_serialization=True)
+    model.float()
+    run_optforge("convert", tmp_path / "f16", "-o", tmp_path / "q.safetensors", "--to", "safetensors",
+                 "--quantize", "int8")
+    src, got = load_file(tmp_path / "f16" / "model.safetensors"), load_file(tmp_path / "q.safetensors")
+    name = "model.decoder.layers.2.fc1.weight"
+    q, scale = quantize_int8(src[name])
+    assert np.array_equal(got[name], q) and got[name + "_scale"].tobytes() == scale.tobytes()
+    assert got["model.decoder.embed_tokens.weight"].dtype == np.float16
+    seqs = sequences(2, 12, seed=10)
+    ref = dequantized_model(OPTForCausalLM.from_pretrained(tmp_path / "f16", torch_dtype=torch.float32).eval())
+    ours = our_logits(tmp_path / "q.safetensors", seqs, tmp_path)
+    assert max(max_diff(ours[b, :len(s)], hf_logits(ref, s)) for b, s in enumerate(seqs)) < TOL
+
+
+def test_inspect_shows_int8_tensors_and_scales(models, tmp_path):
+    _, path = models["pre_ln"]
+    out = convert_int8(path, tmp_path / "q8")
+    text = run_optforge("inspect", out / "model.safetensors").stdout
+    assert "model.decoder.layers.0.fc1.weight" in text and "model.decoder.layers.0.fc1.weight_scale" in text
+    info = json.loads(run_optforge("inspect", "--json", out / "model.safetensors").stdout)
+    dtypes = {t["name"]: t["dtype"] for t in info["tensors"]}
+    assert dtypes["model.decoder.layers.0.fc1.weight"] in ("i8", "I8", "int8")
+    assert dtypes["model.decoder.layers.0.fc1.weight_scale"] in ("f32", "F32", "float32")
+    folder = run_optforge("inspect", out).stdout  # the model view: roles, with the scheme named
+    assert "int8-per-channel-symmetric" in folder and "decoder.layers.0.fc1.weight_scale  f32  [100]" in folder
+
+
+def rewrite(src_file, dst_file, edit):
+    """A copy of a safetensors file with edit(dict of numpy arrays) applied, metadata kept."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+    with safe_open(str(src_file), "np") as f:
+        md = f.metadata()
+    d = load_file(src_file)
+    edit(d)
+    save_file(d, str(dst_file), metadata=md)
+
+
+@pytest.mark.parametrize("case,mention", [
+    ("missing", "model.decoder.layers.1.fc2.weight"),
+    ("shape", "model.decoder.layers.1.fc2.weight_scale"),
+    ("dtype", "model.decoder.layers.1.fc2.weight_scale"),
+    ("stray", "model.decoder.layers.1.fc2.weight_scale"),
+])
+def test_bad_scales_are_refused_naming_file_and_tensor(models, case, mention, tmp_path):
+    _, path = models["pre_ln"]
+    out = convert_int8(path, tmp_path / "q8")
+    (tmp_path / "bad").mkdir()
+    for f in out.iterdir():
+        if f.name != "model.safetensors":
+            (tmp_path / "bad" / f.name).write_bytes(f.read_bytes())
+    name = "model.decoder.layers.1.fc2.weight"
+
+    def edit(d):
+        if case == "missing":
+            del d[name + "_scale"]
+        elif case == "shape":
+            d[name + "_scale"] = d[name + "_scale"][:-1].copy()
+        elif case == "dtype":
+            d[name + "_scale"] = d[name + "_scale"].astype(np.float16)
+        else:  # a float weight with a scale beside it
+            d[name] = (d[name].astype(np.float32) * d[name + "_scale"][:, None]).astype(np.float32)
+    rewrite(out / "model.safetensors", tmp_path / "bad" / "model.safetensors", edit)
+    proc = run_optforge("score", tmp_path / "bad", "-", "--ids", input="[2, 5, 6]\n", check=False)
+    assert_clean_error(proc, str(tmp_path / "bad"), mention)
+
+
+def test_int8_output_other_than_safetensors_is_refused(models, tmp_path):
+    _, path = models["pre_ln"]
+    proc = run_optforge("convert", path, "-o", tmp_path / "m.pt", "--to", "metaseq", "--quantize", "int8",
+                        check=False)
+    assert_clean_error(proc, "--quantize int8", "safetensors")
+    assert not (tmp_path / "m.pt").exists()
+    out = convert_int8(path, tmp_path / "q8")
+    proc = run_optforge("convert", out, "-o", tmp_path / "alpa", "--to", "alpa", check=False)
+    assert_clean_error(proc, "int8-quantized input")
