@@ -82,7 +82,7 @@ int64_t measure(DType dt, int64_t max_rows, int calls) {
   const WeightPool pools[2] = {WeightPool(dt, shapes[0]), WeightPool(dt, shapes[1])};
   std::vector<float> x(size_t(max_rows * 3072), 0.5f), y(size_t(max_rows * 3072));
   std::printf("\n%s weights (now streaming_rows = %lld)\n", std::string(dtype_name(dt)).c_str(),
-              (long long)cpu::streaming_rows(dt));
+              (long long)cpu::streaming_rows_here(dt));
   std::printf("%5s | %22s | %22s | %s\n", "rows", "W 3072x768 us", "W 768x3072 us", "faster (both shapes)");
   std::printf("%5s | %10s %11s | %10s %11s |\n", "", "streaming", "oneDNN", "streaming", "oneDNN");
   int64_t last_even = 0;
@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
   for (DType dt : {DType::F32, DType::BF16, DType::F16, DType::I8}) {
     const int64_t n = measure(dt, max_rows, calls);
     summary += "  " + std::string(dtype_name(dt)) + ": streaming within 5% of oneDNN or faster up to " +
-               std::to_string(n) + " rows (streaming_rows now " + std::to_string(cpu::streaming_rows(dt)) + ")\n";
+               std::to_string(n) + " rows (streaming_rows now " + std::to_string(cpu::streaming_rows_here(dt)) + ")\n";
   }
   std::printf("\noneDNN %s: %s\n%s", cpu::onednn_isa().c_str(), cpu::onednn_kernels().c_str(), summary.c_str());
 }

@@ -1,14 +1,18 @@
 // Int8 weight-only quantization: the scheme (model/quantize.h) on hand-made rows, and every int8
 // matrix-product path (AVX2 streaming kernel, its scalar loop, oneDNN through `linear`) against a
-// double-precision product with the dequantized weights q * scale, on odd shapes.
+// double-precision product with the dequantized weights q * scale, on odd shapes. On a CPU with
+// AVX-512 the int8 kernel has a third path; both SIMD paths are run wherever the CPU has them.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <random>
 #include <vector>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/onednn_gemm.h"
 #include "model/quantize.h"
 #include "util/error.h"
 
@@ -93,7 +97,8 @@ TEST(QuantizeMatrix, NonFiniteWeightIsAnErrorNamingTheTensor) {
 
 class Int8Linear : public ::testing::TestWithParam<std::tuple<int64_t, int64_t>> {};
 
-// Rows 1..64 (the streaming kernel, and oneDNN past streaming_rows), K not a multiple of 8 or 16.
+// Rows 1..70 (the streaming kernel; oneDNN past the streaming rows, and called directly at every
+// count), K not a multiple of 8 or 16.
 TEST_P(Int8Linear, EveryPathMatchesTheDequantizedProduct) {
   const auto [M, K] = GetParam();
   const int64_t N = 37;  // tails of the 4-row tiles
@@ -103,25 +108,34 @@ TEST_P(Int8Linear, EveryPathMatchesTheDequantizedProduct) {
   cpu::MatrixRef ref{DType::I8, w.q.data(), N, K};
   ref.scale = w.scale.data();
   const double tol = 1e-5 + 2e-6 * double(K);  // f32 accumulation of K terms of size ~0.5
-  std::vector<float> y(size_t(M * N), -1.0f);
+  std::vector<float> y(size_t(M * N), -1.0f), dnn(size_t(M * N), -1.0f);
   cpu::linear(x.data(), M, ref, bias.data(), y.data());
-  std::vector<float> scalar(size_t(M * N), -1.0f), simd(size_t(M * N), -1.0f);
+  cpu::onednn_linear(x.data(), M, ref, bias.data(), dnn.data());  // the prefill path at any M
+  std::vector<float> scalar(size_t(M * N), -1.0f), simd(size_t(M * N), -1.0f), wide(size_t(M * N), -1.0f);
   cpu::skinny_gemm(x.data(), K, M, ref, bias.data(), scalar.data(), N, 0, N, false);
-  cpu::skinny_gemm(x.data(), K, M, ref, bias.data(), simd.data(), N, 0, N, true);
+  cpu::skinny_gemm(x.data(), K, M, ref, bias.data(), simd.data(), N, 0, N, true, false);  // AVX2
+  cpu::skinny_gemm(x.data(), K, M, ref, bias.data(), wide.data(), N, 0, N, true, true);   // AVX-512 if any
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
       const size_t i = size_t(m * N + n);
       const double want = reference(x, w, bias, K, m, n);
       EXPECT_NEAR(y[i], want, tol) << "linear m=" << m << " n=" << n;
+      EXPECT_NEAR(dnn[i], want, tol) << "oneDNN m=" << m << " n=" << n;
       EXPECT_NEAR(scalar[i], want, tol) << "scalar m=" << m << " n=" << n;
       EXPECT_NEAR(simd[i], scalar[i], tol) << "avx2 vs scalar m=" << m << " n=" << n;
+      EXPECT_NEAR(wide[i], scalar[i], tol) << "avx512 vs scalar m=" << m << " n=" << n;
     }
 }
 
 INSTANTIATE_TEST_SUITE_P(OddShapes, Int8Linear,
-                         ::testing::Combine(::testing::Values(int64_t(1), int64_t(2), int64_t(3), int64_t(17),
-                                                              int64_t(18), int64_t(40), int64_t(64)),
+                         ::testing::Combine(::testing::Values(int64_t(1), int64_t(2), int64_t(3), int64_t(4),
+                                                              int64_t(5), int64_t(17), int64_t(18), int64_t(40),
+                                                              int64_t(64), int64_t(70)),
                                             ::testing::Values(int64_t(7), int64_t(83), int64_t(257))));
+
+TEST(Int8Linear, ReportsTheKernels) {  // which paths the test above covered on this machine
+  std::printf("AVX2: %s, AVX-512: %s\n", cpu::has_avx2_fma_f16c() ? "yes" : "no", cpu::has_avx512() ? "yes" : "no");
+}
 
 TEST(Int8Linear, LoadRowDequantizes) {
   const Int8Matrix w = quantized(5, 29, 9);

@@ -49,10 +49,14 @@ void load_row(const MatrixRef& m, int64_t r, float* dst) {
   }
 }
 
+int64_t streaming_rows_here(DType dt) {
+  return dt == DType::I8 && has_avx512() ? kInt8Avx512StreamingRows : streaming_rows(dt);
+}
+
 void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y) {
   const int64_t N = w.rows;
   if (M <= 0 || N <= 0) return;
-  if (M <= streaming_rows(w.dtype)) {
+  if (M <= streaming_rows_here(w.dtype)) {
     // Split W's rows over threads; each chunk is whole 4-row tiles so no tile is split.
     const int64_t tiles = (N + 3) / 4;
     parallel_for(tiles, 8, [&](int64_t t0, int64_t t1) {

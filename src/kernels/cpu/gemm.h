@@ -19,9 +19,8 @@ constexpr int64_t streaming_rows(DType dt) {
   switch (dt) {
     case DType::F32: return 1;
     case DType::BF16: return 19;
-    // int8 goes to oneDNN as f16 does (rows dequantized to f32 a block at a time); the streaming
-    // kernel reads half the bytes of f16, so it holds out at least as long (f16's count until
-    // bench/gemm_rows.sh's int8 table is measured on the reference machine).
+    // int8 with the AVX2 kernel (oneDNN dequantizes blocks of rows to f32): 17 and 19 in two runs
+    // on the same EPYC; with AVX-512, kInt8Avx512StreamingRows below.
     case DType::I8: return 17;
     default: return 17;
   }
@@ -33,6 +32,15 @@ constexpr int64_t kSkinnyMaxRows = 64;
 static_assert(streaming_rows(DType::F32) <= kSkinnyMaxRows && streaming_rows(DType::BF16) <= kSkinnyMaxRows &&
               streaming_rows(DType::F16) <= kSkinnyMaxRows && streaming_rows(DType::I8) <= kSkinnyMaxRows);
 
+// int8 W on a CPU with AVX-512 (skinny_int8_avx512.h: 4 x 4 tiles, 16 lanes): the streaming
+// kernel was ahead of oneDNN at every row count measured (1..64, by 1.3-1.5x at 17-37 rows), so it
+// takes every count it is tested at.
+constexpr int64_t kInt8Avx512StreamingRows = kSkinnyMaxRows;
+
+// The row limit `linear` applies on this CPU: streaming_rows(dt), or kInt8Avx512StreamingRows for
+// int8 where has_avx512() (cpu_features.h).
+int64_t streaming_rows_here(DType dt);
+
 void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y);
 
 // The streaming kernel on its own: y[m * ldy + n] = x_m · W_n (+ bias[n]) for rows n in [n0, n1)
@@ -42,7 +50,8 @@ void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, fl
 // (dequantize in registers: q widened to int32, converted to f32, FMA). simd false, or
 // a CPU without AVX2/FMA/F16C, takes the scalar loop. Single-threaded; `linear` splits the rows
 // over threads.
+// avx512 false keeps an int8 W on the AVX2 kernel where the CPU has AVX-512 (tests compare them).
 void skinny_gemm(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
-                 int64_t n0, int64_t n1, bool simd);
+                 int64_t n0, int64_t n1, bool simd, bool avx512 = true);
 
 }  // namespace optforge::cpu

@@ -6,6 +6,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/skinny_int8_avx512.h"
 
 namespace optforge::cpu {
 namespace {
@@ -88,8 +89,10 @@ void rows(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, const floa
 }  // namespace
 
 void skinny_gemm(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
-                 int64_t n0, int64_t n1, bool simd) {
+                 int64_t n0, int64_t n1, bool simd, bool avx512) {
   simd = simd && has_avx2_fma_f16c();
+  if (simd && avx512 && w.dtype == DType::I8 && has_avx512())
+    return skinny_int8_avx512(x, ldx, M, w, bias, y, ldy, n0, n1);
   switch (w.dtype) {
     case DType::F32: return rows<DType::F32>(x, ldx, M, w, bias, y, ldy, n0, n1, simd);
     case DType::F16: return rows<DType::F16>(x, ldx, M, w, bias, y, ldy, n0, n1, simd);
