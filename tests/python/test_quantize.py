@@ -264,3 +264,19 @@ def test_int8_output_other_than_safetensors_is_refused(models, tmp_path):
     out = convert_int8(path, tmp_path / "q8")
     proc = run_optforge("convert", out, "-o", tmp_path / "alpa", "--to", "alpa", check=False)
     assert_clean_error(proc, "int8-quantized input")
+
+
+def test_serve_quantize_int8_completes_as_transformers_on_dequantized_weights(models):
+    """serve --quantize int8: a greedy completion's text is transformers' greedy continuation on
+    the dequantized weights, decoded by transformers' OPT tokenizer."""
+    from serve_util import complete, serve
+    from tokenizer_reference import opt_slow_tokenizer
+    model, path = models["pre_ln"]
+    ref_model = dequantized_model(model)
+    prompt = sequences(1, 6, seed=12)[0]
+    with torch.no_grad():
+        out = ref_model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False, min_new_tokens=12)
+    want = opt_slow_tokenizer().decode(out[0, len(prompt):].tolist())
+    with serve(path, "--quantize", "int8", "--kv-dtype", "f32") as server:
+        got = complete(server, prompt, max_tokens=12)
+    assert got == want
