@@ -10,14 +10,14 @@
 
 namespace optforge {
 
-QuantizedMatrix quantize_int8(const Tensor& w, const std::string& where, const std::string& name) {
+QuantizedTensors quantize_int8(const Tensor& w, const std::string& where, const std::string& name) {
   const std::string what = "tensor '" + name + "'";
   if (w.dim() != 2) throw Error("int8 quantization needs a matrix, got shape " + w.shape_string(), where, what);
   if (w.dtype != DType::F32 && w.dtype != DType::F16 && w.dtype != DType::BF16)
     throw Error("int8 quantization reads f32, f16 or bf16, not " + std::string(dtype_name(w.dtype)), where, what);
   const Tensor src = w.is_contiguous() && !w.storage->is_lazy() ? w : w.contiguous();
   const int64_t N = w.shape[0], K = w.shape[1];
-  QuantizedMatrix out{Tensor::empty(DType::I8, {N, K}), Tensor::empty(DType::F32, {N})};
+  QuantizedTensors out{Tensor::empty(DType::I8, {N, K}), Tensor::empty(DType::F32, {N})};
   auto* q = reinterpret_cast<int8_t*>(out.q.storage->mutable_data());
   auto* scale = reinterpret_cast<float*>(out.scale.storage->mutable_data());
   const cpu::MatrixRef m{src.dtype, src.data(), N, K};
@@ -42,7 +42,7 @@ void quantize_weights(OptWeights& w, Quantization q, bool embeddings) {
     std::optional<Tensor>& t = slots[size_t(r)];
     if (!t || t->dtype == DType::I8) return;  // absent, or stored quantized already
     const std::string name = role_name(role_spec(r), Layout::Hf, layer);
-    QuantizedMatrix qm = quantize_int8(*t, w.description, name);
+    QuantizedTensors qm = quantize_int8(*t, w.description, name);
     t = std::move(qm.q);
     scales[size_t(r)] = std::move(qm.scale);
   };
