@@ -21,10 +21,13 @@ std::optional<Quantization> quantization_from_name(std::string_view s) {
 }
 
 float quantize_row_int8(const float* w, int64_t K, int8_t* q) {
+  // Plain comparisons, not fmax/nearbyint: those are library calls on baseline x86-64, and this
+  // runs over every weight of the model at load.
   float amax = 0.0f;
   bool finite = true;
   for (int64_t k = 0; k < K; ++k) {
-    amax = std::fmax(amax, std::fabs(w[k]));
+    const float a = std::fabs(w[k]);
+    amax = a > amax ? a : amax;
     finite = finite && std::isfinite(w[k]);
   }
   const float scale = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
@@ -32,10 +35,12 @@ float quantize_row_int8(const float* w, int64_t K, int8_t* q) {
     std::fill(q, q + K, int8_t(0));
     return scale;
   }
+  // Round half to even as IEEE's default mode does (numpy's rint): adding and subtracting 1.5 * 2^23
+  // leaves v rounded to an integer for |v| < 2^22; here |v| <= 127 and a bit.
+  constexpr float kRound = 12582912.0f;
   for (int64_t k = 0; k < K; ++k) {
-    // nearbyint rounds half to even in the default rounding mode, as numpy's rint does.
-    const float r = std::nearbyint(w[k] / scale);
-    q[k] = int8_t(std::fmin(127.0f, std::fmax(-127.0f, r)));
+    const float r = (w[k] / scale + kRound) - kRound;
+    q[k] = int8_t(r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r);
   }
   return scale;
 }

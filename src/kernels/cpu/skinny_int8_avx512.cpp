@@ -63,6 +63,10 @@ void skinny_int8_avx512(const float* x, int64_t ldx, int64_t M, const MatrixRef&
                         int64_t ldy, int64_t n0, int64_t n1) {
 #if defined(__x86_64__)
   int64_t n = n0;
+  // One activation row (batch-1 decode): 8 weight rows in flight rather than 4 keeps more memory
+  // streams going; bench/gemm_rows.sh: 1.3x at 1 row on the EPYC of docs/inference.md.
+  if (M == 1)
+    for (; n + 8 <= n1; n += 8) tile<8, 1>(x, ldx, w, bias, y, ldy, n);
   for (; n + 4 <= n1; n += 4) tile_all_rows<4>(x, ldx, M, w, bias, y, ldy, n);
   for (; n < n1; ++n) tile_all_rows<1>(x, ldx, M, w, bias, y, ldy, n);
 #else

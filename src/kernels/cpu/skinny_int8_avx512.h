@@ -1,6 +1,7 @@
 // The int8 streaming kernel with AVX-512 (skinny_gemm's int8 case on CPUs with AVX-512 F/BW/VL):
 // 16 weights per instruction and, with 32 vector registers, tiles of 4 weight rows x 4 activation
-// rows, so each row's int8 -> f32 conversion serves four activation rows instead of two.
+// rows, so each row's int8 -> f32 conversion serves four activation rows instead of two (8 x 1
+// for a single activation row).
 #pragma once
 
 #include <cstdint>
