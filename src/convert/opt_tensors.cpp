@@ -350,6 +350,14 @@ SourceConfig hf_source_config_from(const nlohmann::json& cfg, const std::string&
   return sc;
 }
 
+// A safetensors header naming a quantization scheme names ours (tensor/quantize.h); the tensors
+// themselves are checked by take_scale.
+void check_quantization_metadata(const AnyFile& f, const std::string& path) {
+  for (const auto& [key, text] : f.metadata)
+    if (key == kQuantizationKey && text != kInt8Scheme)
+      throw Error("__metadata__ " + key + " is '" + text + "', expected '" + kInt8Scheme + "'", path);
+}
+
 std::vector<std::string> hf_weight_files(const fs::path& dir) {
   std::vector<std::string> files;
   for (const char* index : {"model.safetensors.index.json", "pytorch_model.bin.index.json"}) {
@@ -385,7 +393,9 @@ OptTensors read_hf_folder(const fs::path& dir, const ReadModelOptions& opts) {
       throw Error(ec ? "cannot access the weights file the index names: " + ec.message()
                      : "weights file listed in the index is missing",
                   (dir / f).string());
-    auto part = state_dict(open_any((dir / f).string()));
+    const AnyFile file = open_any((dir / f).string());
+    check_quantization_metadata(file, (dir / f).string());
+    auto part = state_dict(file);
     sd.insert(sd.end(), part.begin(), part.end());
   }
   OptTensors m = opt_model_from_named(std::move(sd), sc, src, opts.heads_may_be_unknown);
@@ -452,9 +462,8 @@ OptTensors read_single_file(const std::string& path, const AnyFile& f, const Rea
     sc = metaseq_source_config(*fields, path);
     have_config = true;
   }
+  check_quantization_metadata(f, path);
   for (const auto& [key, text] : f.metadata) {
-    if (key == kQuantizationKey && text != kInt8Scheme)
-      throw Error("__metadata__ " + key + " is '" + text + "', expected '" + kInt8Scheme + "'", path);
     if (key == "opt_config") {  // written by write_safetensors_state: an HF config.json
       const std::string where = path + " (__metadata__ opt_config)";
       sc = hf_source_config_from(parse_json_object(text, where), where);

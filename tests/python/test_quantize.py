@@ -216,13 +216,13 @@ def test_inspect_shows_int8_tensors_and_scales(models, tmp_path):
 
 
 def rewrite(src_file, dst_file, edit):
-    """A copy of a safetensors file with edit(dict of numpy arrays) applied, metadata kept."""
+    """A copy of a safetensors file with edit(tensors, metadata) applied (dicts, edited in place)."""
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
     with safe_open(str(src_file), "np") as f:
         md = f.metadata()
     d = load_file(src_file)
-    edit(d)
+    edit(d, md)
     save_file(d, str(dst_file), metadata=md)
 
 
@@ -231,6 +231,7 @@ def rewrite(src_file, dst_file, edit):
     ("shape", "model.decoder.layers.1.fc2.weight_scale"),
     ("dtype", "model.decoder.layers.1.fc2.weight_scale"),
     ("stray", "model.decoder.layers.1.fc2.weight_scale"),
+    ("scheme", "int4-grouped"),
 ])
 def test_bad_scales_are_refused_naming_file_and_tensor(models, case, mention, tmp_path):
     _, path = models["pre_ln"]
@@ -241,8 +242,10 @@ def test_bad_scales_are_refused_naming_file_and_tensor(models, case, mention, tm
             (tmp_path / "bad" / f.name).write_bytes(f.read_bytes())
     name = "model.decoder.layers.1.fc2.weight"
 
-    def edit(d):
-        if case == "missing":
+    def edit(d, md):
+        if case == "scheme":
+            md["optforge_quantization"] = "int4-grouped"
+        elif case == "missing":
             del d[name + "_scale"]
         elif case == "shape":
             d[name + "_scale"] = d[name + "_scale"][:-1].copy()
