@@ -17,11 +17,33 @@ std::optional<ModelFormat> model_format_from_name(const std::string& s) {
   return std::nullopt;
 }
 
+namespace {
+
+// Every matmul weight not already int8 replaced by its lazily quantized form (computed while it is
+// written), its scales beside it.
+void quantize_matmul_weights(OptTensors& m) {
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    auto& [name, t] = m.tensors[i];
+    if (!role_spec(m.roles[i].role).is_matmul() || t.dtype == DType::I8) continue;
+    QuantizedTensors q = quantize_int8_lazy(t, m.layout, m.name_in(i, Layout::Hf));
+    t = q.q;
+    m.scales[i] = q.scale;
+  }
+}
+
+}  // namespace
+
 void convert_model(const std::string& in, const std::string& out, const ModelConvertOptions& o) {
   ReadModelOptions ro;
   ro.heads = o.heads;
   ro.threads = o.threads;
   OptTensors m = read_opt_model(in, ro);
+  const bool holds_int8 = o.to == ModelFormat::Safetensors || (o.to == ModelFormat::Hf && o.hf.safetensors);
+  if ((o.quantize != Quantization::None || !m.scales.empty()) && !holds_int8)
+    throw Error(std::string(m.scales.empty() ? "--quantize int8" : "an int8-quantized input") +
+                    " can be written only as safetensors (--to hf with --format safetensors, or --to safetensors)",
+                in);
+  if (o.quantize == Quantization::Int8) quantize_matmul_weights(m);
   if (o.dtype) {
     std::unordered_map<const Storage*, std::shared_ptr<Storage>> cache;
     for (auto& [name, t] : m.tensors)

@@ -12,6 +12,7 @@
 #include "formats/npy.h"
 #include "io/json_file.h"
 #include "io/mmap_file.h"
+#include "tensor/quantize.h"
 #include "tensor/views.h"
 #include "util/error.h"
 
@@ -36,7 +37,8 @@ namespace {
 // The input's tensors by role: fused qkv split into K, V, Q (metaseq's row order), the tied
 // head checked against the embedding and dropped, metaseq's version buffer dropped.
 struct ByRole {
-  std::map<std::pair<int64_t, Role>, std::pair<std::string, Tensor>> t;  // (layer, role) -> (input name, tensor)
+  std::map<std::pair<int64_t, Role>, std::pair<std::string, Tensor>> t;       // (layer, role) -> (input name, tensor)
+  std::map<std::pair<int64_t, Role>, std::pair<std::string, Tensor>> scales;  // int8 matrices' "<name>_scale"
   const Tensor* find(Role r, int64_t layer = -1) const {
     auto it = t.find({role_spec(r).scope == Scope::Layer ? layer : -1, r});
     return it == t.end() ? nullptr : &it->second.second;
@@ -52,9 +54,18 @@ bool same_values(const Tensor& a, const Tensor& b) {
   return std::memcmp(ca.data(), cb.data(), size_t(ca.nbytes())) == 0;
 }
 
-void add_role(ByRole& m, RoleRef ref, std::string name, Tensor t, const std::string& source) {
-  if (!m.t.emplace(std::make_pair(ref.layer, ref.role), std::make_pair(name, t)).second)
+void add_role(ByRole& m, RoleRef ref, std::string name, Tensor t, const std::string& source, bool scale = false) {
+  auto& to = scale ? m.scales : m.t;
+  if (!to.emplace(std::make_pair(ref.layer, ref.role), std::make_pair(name, t)).second)
     throw Error("tensor '" + name + "' appears twice (under this or another spelling)", source);
+}
+
+// "<matrix name>_scale": the role of the matrix it scales; nullopt for any other name.
+std::optional<RoleRef> scale_role(const std::string& name) {
+  if (name.size() <= kScaleSuffix.size() ||
+      name.compare(name.size() - kScaleSuffix.size(), std::string::npos, kScaleSuffix.data(), kScaleSuffix.size()) != 0)
+    return std::nullopt;
+  return parse_any_role_name(name.substr(0, name.size() - kScaleSuffix.size()));
 }
 
 ByRole by_role(std::vector<std::pair<std::string, Tensor>> named, const std::string& source) {
@@ -63,6 +74,17 @@ ByRole by_role(std::vector<std::pair<std::string, Tensor>> named, const std::str
   for (auto& [name, t] : named) {
     if (name == "decoder.version") continue;
     auto ref = parse_any_role_name(name);
+    const auto scaled = ref ? std::nullopt : scale_role(name);
+    if (scaled) {  // an int8 matrix's row scales (fused qkv: split as its rows are)
+      if (scaled->role == Role::QkvWeight) {
+        const auto kvq = kvq_roles(scaled->role);
+        auto parts = chunk(t, 0, 3);
+        for (size_t j = 0; j < 3; ++j) add_role(m, {kvq[j], scaled->layer}, name, parts[j], source, true);
+      } else {
+        add_role(m, *scaled, name, t, source, true);
+      }
+      continue;
+    }
     if (!ref) throw Error("unknown tensor name '" + name + "' for an OPT model", source);
     if (ref->role == Role::LmHead) {
       head = t;
@@ -159,6 +181,28 @@ bool decide_heads(OptConfig& c, bool stated, bool may_be_unknown, const std::str
   return known;
 }
 
+// An int8 matrix's scales into out.scales (at the index the matrix is about to take): int8 only
+// for matmul weights, each with an F32 [N] scale tensor.
+void take_scale(OptTensors& out, const ByRole& m, const ParamSpec& p, const Tensor& t, const std::string& source) {
+  if (t.dtype != DType::I8) return;
+  const RoleSpec& r = role_spec(p.ref.role);
+  const auto key = std::make_pair(r.scope == Scope::Layer ? p.ref.layer : -1, p.ref.role);
+  const std::string what = "tensor '" + m.t.at(key).first + "'";  // as the input names it
+  if (!r.is_matmul())
+    throw Error(std::string("int8 is stored only for matmul weights, not for the ") + r.id, source, what);
+  auto it = m.scales.find(key);
+  if (it == m.scales.end())
+    throw Error("int8 weight without its row scales (a tensor named as the weight + '" + std::string(kScaleSuffix) +
+                    "', f32 [" + std::to_string(t.shape[0]) + "])",
+                source, what);
+  const Tensor& sc = it->second.second;
+  if (sc.dtype != DType::F32 || sc.shape != Shape{t.shape[0]})
+    throw Error("scale tensor is " + std::string(dtype_name(sc.dtype)) + " " + sc.shape_string() + ", expected f32 [" +
+                    std::to_string(t.shape[0]) + "]",
+                source, "tensor '" + it->second.first + "'");
+  out.scales.emplace(out.tensors.size(), sc);
+}
+
 // Exactly the tensors the config calls for, with their shapes and one dtype, in table order.
 void take_expected(OptTensors& out, const ByRole& m, const std::string& source) {
   const OptConfig& c = out.config;
@@ -171,10 +215,15 @@ void take_expected(OptTensors& out, const ByRole& m, const std::string& source) 
                       " for this model (L=" + std::to_string(c.layers) + ", E=" + std::to_string(c.embed_dim) +
                       ", F=" + std::to_string(c.ffn_dim) + ")",
                   source, "tensor '" + p.name + "'");
+    take_scale(out, m, p, *t, source);
     out.tensors.emplace_back(p.name, *t);
     out.roles.push_back(p.ref);
     ++found;
   }
+  for (const auto& [key, v] : m.scales)
+    if (!m.find(key.second, key.first) || m.find(key.second, key.first)->dtype != DType::I8)
+      throw Error("scale tensor for a weight that is not stored as int8 (or not in this model)", source,
+                  "tensor '" + v.first + "'");
   if (found != m.t.size())
     for (const auto& [key, v] : m.t) {
       const RoleSpec& r = role_spec(key.second);
@@ -185,7 +234,7 @@ void take_expected(OptTensors& out, const ByRole& m, const std::string& source) 
     }
   const DType dt = out.tensors.front().second.dtype;
   for (const auto& [n, t] : out.tensors)
-    if (t.dtype != dt)
+    if (t.dtype != dt && t.dtype != DType::I8)  // int8 matrices: checked by take_scale
       throw Error(
           "dtype " + std::string(dtype_name(t.dtype)) + " differs from the embedding's " + std::string(dtype_name(dt)),
           source, "tensor '" + n + "'");
@@ -301,6 +350,14 @@ SourceConfig hf_source_config_from(const nlohmann::json& cfg, const std::string&
   return sc;
 }
 
+// A safetensors header naming a quantization scheme names ours (tensor/quantize.h); the tensors
+// themselves are checked by take_scale.
+void check_quantization_metadata(const AnyFile& f, const std::string& path) {
+  for (const auto& [key, text] : f.metadata)
+    if (key == kQuantizationKey && text != kInt8Scheme)
+      throw Error("__metadata__ " + key + " is '" + text + "', expected '" + kInt8Scheme + "'", path);
+}
+
 std::vector<std::string> hf_weight_files(const fs::path& dir) {
   std::vector<std::string> files;
   for (const char* index : {"model.safetensors.index.json", "pytorch_model.bin.index.json"}) {
@@ -336,7 +393,9 @@ OptTensors read_hf_folder(const fs::path& dir, const ReadModelOptions& opts) {
       throw Error(ec ? "cannot access the weights file the index names: " + ec.message()
                      : "weights file listed in the index is missing",
                   (dir / f).string());
-    auto part = state_dict(open_any((dir / f).string()));
+    const AnyFile file = open_any((dir / f).string());
+    check_quantization_metadata(file, (dir / f).string());
+    auto part = state_dict(file);
     sd.insert(sd.end(), part.begin(), part.end());
   }
   OptTensors m = opt_model_from_named(std::move(sd), sc, src, opts.heads_may_be_unknown);
@@ -403,12 +462,14 @@ OptTensors read_single_file(const std::string& path, const AnyFile& f, const Rea
     sc = metaseq_source_config(*fields, path);
     have_config = true;
   }
-  for (const auto& [key, text] : f.metadata)
+  check_quantization_metadata(f, path);
+  for (const auto& [key, text] : f.metadata) {
     if (key == "opt_config") {  // written by write_safetensors_state: an HF config.json
       const std::string where = path + " (__metadata__ opt_config)";
       sc = hf_source_config_from(parse_json_object(text, where), where);
       have_config = true;
     }
+  }
   const fs::path sibling_config = p.parent_path() / "config.json";
   if (!have_config && fs::exists(sibling_config))
     sc = hf_source_config_from(read_json_object(sibling_config.string()), sibling_config.string());

@@ -4,6 +4,7 @@
 // of the inputs (or lazily generated), so a conversion never holds the model in memory.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,9 @@ struct OptTensors {
   OptConfig config;
   std::vector<std::pair<std::string, Tensor>> tensors;  // canonical order, no decoder.version
   std::vector<RoleRef> roles;                           // the role of each of `tensors`
+  // Int8 matrices (a stored quantized file, or convert --quantize int8; tensor/quantize.h):
+  // tensors[i] is then I8 [N, K] and scales.at(i) its F32 [N] row scales. Empty otherwise.
+  std::map<size_t, Tensor> scales;
   ValuePtr metaseq_root;                   // the metaseq checkpoint's other top-level keys (cfg, ...), if any
   std::string layout;                      // what the input was, for messages ("HF folder", "alpa numpy folder")
   std::shared_ptr<const void> keep_alive;  // whatever the tensors' bytes come from (a plan)
@@ -29,7 +33,8 @@ struct OptTensors {
 
   // The tensor of a role (layer ignored for model roles); nullptr if the model has none.
   const Tensor* find(Role role, int64_t layer = -1) const;
-  // The dtype of the weights (every tensor has the same one; checked when read).
+  // The dtype of the weights (every tensor has the same one, int8 matrices apart; checked when
+  // read).
   DType dtype() const;
   // The name of tensors[i] in another layout.
   std::string name_in(size_t i, Layout layout) const {
@@ -50,6 +55,9 @@ struct ReadModelOptions {
 // an HF folder (safetensors or bin, single or sharded with an index), a .safetensors or .bin
 // state dict, an alpa numpy folder.
 // Checks that every tensor OPT needs is there with the right shape, and that nothing unknown is.
+// Int8 matrices need their "<name>_scale" F32 [N] tensor beside them (tensor/quantize.h): a
+// missing, misshapen or stray scale, or int8 outside the matmul weights, throws naming the file
+// and tensor.
 OptTensors read_opt_model(const std::string& path, const ReadModelOptions& opts = {});
 
 // What an input's own config states (config.json, a metaseq cfg). Anything unset is read off

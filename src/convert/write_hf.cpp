@@ -9,6 +9,7 @@
 #include "io/atomic_dir.h"
 #include "io/atomic_file.h"
 #include "io/mmap_file.h"
+#include "tensor/quantize.h"
 #include "tensor/views.h"
 #include "tokenizer/embedded_data.h"
 #include "util/error.h"
@@ -89,6 +90,24 @@ void write_tokenizer(const AtomicDir& dir, const std::string& from) {
           "\n");
 }
 
+// The tensors as stored under HF names: each int8 matrix followed by its "<name>_scale".
+std::vector<std::pair<std::string, Tensor>> hf_named(const OptTensors& m) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    out.emplace_back(m.name_in(i, Layout::Hf), m.tensors[i].second);
+    if (auto it = m.scales.find(i); it != m.scales.end())
+      out.emplace_back(out.back().first + std::string(kScaleSuffix), it->second);
+  }
+  return out;
+}
+
+// safetensors' __metadata__: the format, and the quantization scheme when there is one.
+std::vector<std::pair<std::string, std::string>> st_metadata(const OptTensors& m) {
+  std::vector<std::pair<std::string, std::string>> md{{"format", "pt"}};
+  if (!m.scales.empty()) md.emplace_back(kQuantizationKey, kInt8Scheme);
+  return md;
+}
+
 }  // namespace
 
 uint64_t parse_size(const std::string& s) {
@@ -127,13 +146,12 @@ void write_hf(const OptTensors& m, const std::string& outdir, const HfWriteOptio
   // Shards as HF cuts them: tensors in order, a new shard when the next would pass the limit.
   std::vector<std::vector<std::pair<std::string, Tensor>>> shards(1);
   uint64_t in_shard = 0, total = 0;
-  for (size_t i = 0; i < m.tensors.size(); ++i) {
-    const Tensor& t = m.tensors[i].second;
+  for (const auto& [name, t] : hf_named(m)) {
     if (in_shard > 0 && in_shard + t.nbytes() > o.max_shard_bytes) {
       shards.emplace_back();
       in_shard = 0;
     }
-    shards.back().emplace_back(m.name_in(i, Layout::Hf), compact(t));
+    shards.back().emplace_back(name, compact(t));
     in_shard += t.nbytes();
     total += t.nbytes();
   }
@@ -147,7 +165,7 @@ void write_hf(const OptTensors& m, const std::string& outdir, const HfWriteOptio
       file = stem + buf + ext;
     }
     if (o.safetensors) {
-      save_safetensors(dir.path(file), shards[i], {{"format", "pt"}});
+      save_safetensors(dir.path(file), shards[i], st_metadata(m));
     } else {
       auto sd = Value::dict(true);
       for (const auto& [n, t] : shards[i]) sd->entries.emplace_back(Value::str(n), Value::of_tensor(t));
@@ -162,11 +180,11 @@ void write_hf(const OptTensors& m, const std::string& outdir, const HfWriteOptio
 }
 
 void write_safetensors_state(const OptTensors& m, const std::string& outfile) {
-  std::vector<std::pair<std::string, Tensor>> named;
-  for (size_t i = 0; i < m.tensors.size(); ++i) named.emplace_back(m.name_in(i, Layout::Hf), m.tensors[i].second);
   // A bare state dict has no config.json: the model's config travels in the header's metadata
   // (strings only), so that activation, LN switches and token ids survive a round trip.
-  save_safetensors(outfile, named, {{"format", "pt"}, {"opt_config", hf_config(m).dump()}});
+  auto md = st_metadata(m);
+  md.emplace_back("opt_config", hf_config(m).dump());
+  save_safetensors(outfile, hf_named(m), md);
 }
 
 }  // namespace optforge

@@ -45,7 +45,9 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
 
-  virtual Weight upload(const Tensor& t) = 0;
+  // t: a weight as loaded (f32/f16/bf16; an int8 matrix [N, K] with row_scale f32 [N]: the weight
+  // is q * scale, model/quantize.h). Throws optforge::Error for an int8 tensor without scales.
+  virtual Weight upload(const Tensor& t, const Tensor* row_scale = nullptr) = 0;
   virtual Act alloc(int64_t rows, int64_t cols) = 0;
   virtual void read(const Act& x, float* host) = 0;  // x's rows*cols values to host memory
   // The dtype KV caches are stored in (fixed when the backend is made).

@@ -22,6 +22,7 @@ namespace {
 
 struct CpuWeight : BackendWeight {
   Tensor tensor;           // keeps the mapping alive
+  Tensor scale;            // int8 matrices: the per-row scales matrix.scale points into
   cpu::MatrixRef matrix;   // 2-D weights, viewed as stored
   std::vector<float> f32;  // 1-D weights, converted
 };
@@ -52,12 +53,19 @@ class CpuBackend final : public Backend {
     std::memmove(dst.row(dst_row), src.row(src_row), size_t(rows * src.cols) * dtype_size(src.dtype));
   }
 
-  Weight upload(const Tensor& t) override {
+  Weight upload(const Tensor& t, const Tensor* row_scale) override {
     auto w = std::make_shared<CpuWeight>();
     w->shape = t.shape;
     w->tensor = t.is_contiguous() ? t : t.contiguous();
+    if (t.dtype == DType::I8) {
+      if (t.dim() != 2 || !row_scale || row_scale->dtype != DType::F32 || row_scale->shape != Shape{t.shape[0]})
+        throw Error("an int8 weight " + t.shape_string() + " needs f32 scales [" +
+                    (t.dim() ? std::to_string(t.shape[0]) : std::string("?")) + "]");
+      w->scale = row_scale->is_contiguous() ? *row_scale : row_scale->contiguous();
+    }
     if (t.dim() == 2) {
       w->matrix = {t.dtype, w->tensor.data(), t.shape[0], t.shape[1]};
+      if (t.dtype == DType::I8) w->matrix.scale = reinterpret_cast<const float*>(w->scale.data());
     } else {
       w->f32.resize(size_t(t.numel()));
       convert_elements(t.dtype, w->tensor.data(), DType::F32, reinterpret_cast<uint8_t*>(w->f32.data()),

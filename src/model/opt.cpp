@@ -9,15 +9,17 @@ constexpr float kLayerNormEps = 1e-5f;  // torch's default, which OPT was traine
 }
 
 OptModel::OptModel(const OptWeights& w, Backend& backend) : config_(w.config), backend_(backend) {
-  auto up = [&](const RoleTensors& ts) {
+  const RoleTensors none;
+  auto up = [&](const RoleTensors& ts, const RoleTensors& scales) {
     RoleWeights out;
     for (size_t r = 0; r < kRoleCount; ++r)
-      if (ts[r]) out[r] = backend_.upload(*ts[r]);
+      if (ts[r]) out[r] = backend_.upload(*ts[r], scales[r] ? &*scales[r] : nullptr);
     return out;
   };
-  model_ = up(w.model);
+  model_ = up(w.model, w.model_scales);
   model_[size_t(Role::LmHead)] = model_[size_t(Role::TokenEmbed)];  // tied
-  for (const RoleTensors& l : w.layers) layers_.push_back(up(l));
+  for (size_t l = 0; l < w.layers.size(); ++l)
+    layers_.push_back(up(w.layers[l], l < w.layer_scales.size() ? w.layer_scales[l] : none));
 }
 
 Act OptModel::linear(const Act& x, const RoleWeights& W, Role w, std::optional<Role> b) {

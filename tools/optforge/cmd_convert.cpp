@@ -3,6 +3,7 @@
 //   convert IN -o OUT --to FORMAT  an OPT model from any layout (metaseq, HF folder, safetensors,
 //                                  alpa folder) to hf | safetensors | alpa | alpa-tree | metaseq
 // --dtype f32|f16|bf16 casts floating-point tensors (round to nearest even, as torch's .to()).
+// --quantize int8 (with --to hf or safetensors) stores every matmul weight as int8 + row scales.
 #include <algorithm>
 #include <thread>
 
@@ -15,7 +16,7 @@ namespace optforge::cli {
 
 void register_convert(CLI::App& app) {
   struct Options {
-    std::string in, out, dtype, to, max_shard_size = "5GB", tokenizer, format = "safetensors";
+    std::string in, out, dtype, to, max_shard_size = "5GB", tokenizer, format = "safetensors", quantize = "none";
     int64_t mp = 1, heads = 0;
     int threads = int(std::thread::hardware_concurrency());
   };
@@ -39,6 +40,11 @@ void register_convert(CLI::App& app) {
   cmd->add_option("--heads", o->heads,
                   "Attention heads, for inputs that do not record it (alpa folders of unpublished sizes)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
+  cmd->add_option("--quantize", o->quantize,
+                  "With --to hf/safetensors: int8 stores every matmul weight as I8 [N, K] plus an F32 [N] "
+                  "'<name>_scale' (symmetric per output channel; docs/formats.md)")
+      ->check(CLI::IsMember({"none", "int8"}))
+      ->capture_default_str();
   cmd->callback([o] {
     std::optional<DType> dtype;
     if (!o->dtype.empty()) {
@@ -46,6 +52,7 @@ void register_convert(CLI::App& app) {
       if (!dtype || !is_floating(*dtype)) throw Error("--dtype must be f32, f16 or bf16, got '" + o->dtype + "'");
     }
     if (o->to.empty()) {
+      if (o->quantize != "none") throw Error("--quantize needs --to hf or --to safetensors (a model conversion)");
       convert_file(o->in, o->out, FileConvertOptions{dtype});
       return;
     }
@@ -55,6 +62,7 @@ void register_convert(CLI::App& app) {
     if (o->format != "safetensors" && o->format != "bin") throw Error("--format must be safetensors or bin");
     mo.to = *to;
     mo.dtype = dtype;
+    mo.quantize = *quantization_from_name(o->quantize);
     mo.hf.safetensors = o->format == "safetensors";
     mo.hf.max_shard_bytes = parse_size(o->max_shard_size);
     mo.hf.tokenizer_dir = o->tokenizer;

@@ -11,6 +11,7 @@
 #include "formats/any_file.h"
 #include "io/crc32.h"
 #include "pickle/value_json.h"
+#include "tensor/quantize.h"
 #include "util/error.h"
 #include "util/human.h"
 
@@ -178,7 +179,19 @@ std::string describe_model(const OptTensors& m) {
          (c.has_projections() ? ", project_in/out " + std::to_string(c.input_dim) : "") +
          (c.activation != Activation::Relu ? std::string(", ") + hf_activation_name(c.activation) : "") +
          (c.enable_bias ? "" : ", no biases") + (c.ln_affine ? "" : ", layer norms without weights") +
-         (c.remove_final_norm ? ", no final layer norm" : "") + ", " + std::string(dtype_name(m.dtype()));
+         (c.remove_final_norm ? ", no final layer norm" : "") + ", " + std::string(dtype_name(m.dtype())) +
+         (m.scales.empty() ? "" : ", matmul weights int8 (" + std::string(kInt8Scheme) + ")");
+}
+
+// The model's tensors in order, each int8 matrix followed by its "<name>_scale".
+std::vector<std::pair<std::string, Tensor>> named_with_scales(const OptTensors& m) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    out.push_back(m.tensors[i]);
+    if (auto it = m.scales.find(i); it != m.scales.end())
+      out.emplace_back(m.tensors[i].first + std::string(kScaleSuffix), it->second);
+  }
+  return out;
 }
 
 void run(const Options& o) {
@@ -190,13 +203,13 @@ void run(const Options& o) {
       OptTensors m = read_opt_model(path, ro);
       if (o.json_out) {
         json t = json::array();
-        for (const auto& [n, x] : m.tensors)
+        for (const auto& [n, x] : named_with_scales(m))
           t.push_back({{"name", n}, {"dtype", std::string(dtype_name(x.dtype))}, {"shape", x.shape}});
         all.push_back(
             {{"file", path}, {"format", "folder"}, {"layout", m.layout}, {"model", describe_model(m)}, {"tensors", t}});
       } else {
         std::cout << path << ": " << m.layout << ", " << describe_model(m) << "\n";
-        for (const auto& [n, x] : m.tensors)
+        for (const auto& [n, x] : named_with_scales(m))
           std::cout << "  " << n << "  " << dtype_name(x.dtype) << "  " << x.shape_string() << "\n";
       }
       continue;

@@ -1,6 +1,6 @@
 // The options every command that runs a model shares (generate, score, serve): which checkpoint,
-// how many CPU threads, the head count for checkpoints that do not record it, and the KV cache's
-// dtype.
+// how many CPU threads, the head count for checkpoints that do not record it, the KV cache's
+// dtype and the weights' quantization.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -18,6 +18,8 @@ struct RuntimeOptions {
   int threads = 0;                                    // 0: every hardware thread
   int64_t heads = 0;                                  // 0: from the checkpoint's config
   std::string kv_dtype{dtype_name(kDefaultKvDtype)};  // "f32", "f16" or "bf16" (CLI checks it)
+  std::string quantize = "none";                      // "none" or "int8" (CLI checks it)
+  bool quantize_embeddings = false;                   // needs quantize int8 (CLI checks it)
 };
 
 // The positional MODEL argument (added first, before a command's other positionals).
@@ -28,7 +30,7 @@ inline void add_model_argument(CLI::App* cmd, RuntimeOptions& o) {
       ->required();
 }
 
-// --threads, --heads, --kv-dtype.
+// --threads, --heads, --kv-dtype, --quantize, --quantize-embeddings.
 inline void add_runtime_options(CLI::App* cmd, RuntimeOptions& o) {
   cmd->add_option("--threads", o.threads, "CPU threads for the model (default: all)");
   cmd->add_option("--heads", o.heads, "Attention heads, if the checkpoint does not record them")
@@ -37,11 +39,20 @@ inline void add_runtime_options(CLI::App* cmd, RuntimeOptions& o) {
                   "KV cache dtype: f16 (half the memory of f32), bf16 or f32; attention accumulates in f32")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->capture_default_str();
+  auto* q = cmd->add_option("--quantize", o.quantize,
+                            "Weight quantization at load: int8 (matmul weights, symmetric per output channel; "
+                            "a file stored as int8 is used as it is) or none")
+                ->check(CLI::IsMember({"none", "int8"}))
+                ->capture_default_str();
+  cmd->add_flag("--quantize-embeddings", o.quantize_embeddings,
+                "With --quantize int8: the tied token embedding / output projection too (default: as stored)")
+      ->needs(q);
 }
 
 // The model the options name, ready to run. Throws what open_model (model/runtime.h) throws.
 inline std::unique_ptr<ModelRuntime> open_model(const RuntimeOptions& o) {
-  return optforge::open_model(o.model, o.threads, o.heads, *dtype_from_name(o.kv_dtype));
+  return optforge::open_model(o.model, o.threads, o.heads, *dtype_from_name(o.kv_dtype),
+                              *quantization_from_name(o.quantize), o.quantize_embeddings);
 }
 
 }  // namespace optforge::cli

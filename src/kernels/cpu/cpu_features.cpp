@@ -31,4 +31,23 @@ bool has_avx2_fma_f16c() {
   return yes;
 }
 
+bool has_avx512() {
+  static const bool yes = [] {
+    const char* off = std::getenv("OPTFORGE_NO_AVX512");
+    if ((off && *off && *off != '0') || !has_avx2_fma_f16c()) return false;
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31);
+    if (!f || !bw || !vl) return false;
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 0xe6) == 0xe6;  // YMM plus the opmask and both halves of the ZMM state
+#else
+    return false;
+#endif
+  }();
+  return yes;
+}
+
 }  // namespace optforge::cpu

@@ -5,5 +5,8 @@
 namespace optforge::cpu {
 
 bool has_avx2_fma_f16c();
+// AVX-512 F, BW and VL with the OS saving the ZMM and mask registers (and AVX2/FMA/F16C, so
+// callers may fall back to those kernels). OPTFORGE_NO_AVX512=1 (or OPTFORGE_NO_SIMD=1) says no.
+bool has_avx512();
 
 }  // namespace optforge::cpu

@@ -20,6 +20,9 @@ namespace optforge::cpu {
 //    arithmetic than one f32 product and without converting W.
 //  - F16, or BF16 elsewhere: oneDNN 2.6 has no native f16 (or fast bf16) kernel there, so W is
 //    converted to f32 a block of rows at a time and multiplied in f32 (exact, as before).
+//  - I8 (with per-row scales, matrix.h): the same, each row dequantized to q * scale in f32 (one
+//    rounding) a block at a time; oneDNN's s8 weights would need s8 activations or its
+//    weight-decompression attributes, which oneDNN 2.6 lacks.
 // Throws optforge::Error if oneDNN cannot build a kernel for the shape.
 void onednn_linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y);
 

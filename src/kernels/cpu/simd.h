@@ -22,6 +22,8 @@ template <DType D>
 inline float load1(const void* p, int64_t i) {
   if constexpr (D == DType::F32)
     return static_cast<const float*>(p)[i];
+  else if constexpr (D == DType::I8)
+    return float(static_cast<const int8_t*>(p)[i]);  // the integer; the row's scale is applied by the caller
   else if constexpr (D == DType::F16)
     return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
   else
@@ -30,11 +32,15 @@ inline float load1(const void* p, int64_t i) {
 
 #if OPTFORGE_HAVE_X86
 // Eight elements from i on, converted to f32 in registers: f16 through F16C's vcvtph2ps; bf16 is
-// the top half of an f32, so widening and shifting left by 16 is exact.
+// the top half of an f32, so widening and shifting left by 16 is exact; int8 is sign-extended to
+// int32 and converted (exact: |q| <= 127), without its row's scale.
 template <DType D>
 OPTFORGE_AVX2 inline __m256 load8(const void* p, int64_t i) {
   if constexpr (D == DType::F32) {
     return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+  } else if constexpr (D == DType::I8) {
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(p) + i));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
   } else {
     __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
     if constexpr (D == DType::F16)

@@ -6,6 +6,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/skinny_int8_avx512.h"
 
 namespace optforge::cpu {
 namespace {
@@ -20,6 +21,7 @@ void rows_scalar(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, con
       const float* xm = x + m * ldx;
       float s = 0;
       for (int64_t k = 0; k < K; ++k) s += load1<D>(row, k) * xm[k];
+      if constexpr (D == DType::I8) s *= w.scale[n];  // W[n, k] = q[n, k] * scale[n]
       y[m * ldy + n] = s + (bias ? bias[n] : 0.0f);
     }
   }
@@ -33,7 +35,7 @@ OPTFORGE_AVX2 void tile_avx2(const float* x, int64_t ldx, const MatrixRef& w, co
   const int64_t K = w.cols;
   // Row addresses with the element size known here (MatrixRef::row asks dtype_size at run time,
   // a call per row that shows when K is short, as for attention's scores).
-  constexpr int64_t kElem = D == DType::F32 ? 4 : 2;
+  constexpr int64_t kElem = D == DType::F32 ? 4 : D == DType::I8 ? 1 : 2;
   const void* row[NR];
   for (int r = 0; r < NR; ++r) row[r] = static_cast<const uint8_t*>(w.data) + (n + r) * K * kElem;
   __m256 acc[NR][MR];
@@ -52,6 +54,7 @@ OPTFORGE_AVX2 void tile_avx2(const float* x, int64_t ldx, const MatrixRef& w, co
     for (int m = 0; m < MR; ++m) {
       float s = hsum(acc[r][m]);
       for (int64_t kk = k; kk < K; ++kk) s += load1<D>(row[r], kk) * x[m * ldx + kk];
+      if constexpr (D == DType::I8) s *= w.scale[n + r];  // the row's scale, once per output
       y[m * ldy + n + r] = s + (bias ? bias[n + r] : 0.0f);
     }
 }
@@ -86,11 +89,14 @@ void rows(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, const floa
 }  // namespace
 
 void skinny_gemm(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
-                 int64_t n0, int64_t n1, bool simd) {
+                 int64_t n0, int64_t n1, bool simd, bool avx512) {
   simd = simd && has_avx2_fma_f16c();
+  if (simd && avx512 && w.dtype == DType::I8 && has_avx512())
+    return skinny_int8_avx512(x, ldx, M, w, bias, y, ldy, n0, n1);
   switch (w.dtype) {
     case DType::F32: return rows<DType::F32>(x, ldx, M, w, bias, y, ldy, n0, n1, simd);
     case DType::F16: return rows<DType::F16>(x, ldx, M, w, bias, y, ldy, n0, n1, simd);
+    case DType::I8: return rows<DType::I8>(x, ldx, M, w, bias, y, ldy, n0, n1, simd);
     default: return rows<DType::BF16>(x, ldx, M, w, bias, y, ldy, n0, n1, simd);
   }
 }
