@@ -206,14 +206,10 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--allowed-origins", o->allowed_origins,
                   "Origins allowed to call the API from a browser (CORS), e.g. https://app.example; '*' for any. "
                   "Default: none (no CORS headers)")
-<<<<<<< HEAD
       ->delimiter(',')
       ->check(origin_validator());
-=======
-      ->delimiter(',');
   cmd->add_flag("--no-prefix-caching", o->no_prefix_caching,
                 "Compute every prompt in full instead of reusing the KV cache blocks of earlier prompts' prefixes");
->>>>>>> wt-paged
   cmd->add_option("--max-queue", o->max_queue, "Prompts waiting for a batch slot (429 beyond)")->capture_default_str();
   cmd->add_option("--shutdown-grace", o->shutdown_grace, "Seconds running requests may take to finish on SIGTERM")
       ->capture_default_str();
