@@ -91,8 +91,9 @@ void OptConfig::validate_token_ids(const std::string& source) const {
   for (auto [field, id] : {std::pair{"pad_token_id", pad_token_id}, std::pair{"bos_token_id", bos_token_id},
                            std::pair{"eos_token_id", eos_token_id}})
     if (id < 0 || id >= vocab)
-      throw Error(source + ": the config's " + field + " " + std::to_string(id) + " is not a token id (the vocabulary has " +
-                  std::to_string(vocab) + " tokens); the model cannot run with it");
+      throw Error(source + ": the config's " + field + " " + std::to_string(id) +
+                  " is not a token id (the vocabulary has " + std::to_string(vocab) +
+                  " tokens); the model cannot run with it");
 }
 
 }  // namespace optforge

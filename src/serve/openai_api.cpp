@@ -17,11 +17,6 @@ namespace {
 
 using nlohmann::json;
 
-uint64_t random_seed() {
-  std::random_device rd;
-  return (uint64_t(rd()) << 32) ^ rd();
-}
-
 // OpenAI's best_of: best_of samples per prompt, the n with the highest cumulative logprob
 // returned. Generated like n = best_of samples (spec.opts.n); the writer picks the n.
 void parse_best_of(Fields& f, const ApiContext& ctx, CompletionRequest& r) {

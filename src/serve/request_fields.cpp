@@ -6,14 +6,15 @@
 #include "serve/api_error.h"
 
 namespace optforge::serve {
-namespace {
-
-using nlohmann::json;
 
 uint64_t random_seed() {
   std::random_device rd;
   return (uint64_t(rd()) << 32) ^ rd();
 }
+
+namespace {
+
+using nlohmann::json;
 
 std::vector<std::string> parse_stop(Fields& f) {
   const json* v = f.raw("stop");

@@ -13,6 +13,9 @@
 
 namespace optforge::serve {
 
+// 64 bits from std::random_device: the seed of a request that gives none, and of ids.
+uint64_t random_seed();
+
 // `model`: required and equal to ctx.model_id when `strict` (404 model_not_found otherwise);
 // when lenient (metaseq's routes) only its type is checked. Throws ApiError.
 void check_model(Fields& f, const ApiContext& ctx, bool strict);

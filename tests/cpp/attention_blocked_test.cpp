@@ -11,18 +11,11 @@
 #include "tensor/convert.h"
 
 using namespace optforge;
+using optforge::test_util::randn;
 using optforge::test_util::store;
 using optforge::test_util::Stored;
 
 namespace {
-
-std::vector<float> randn(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 // Query i (slot t0 + i) of the reference, in double; zeros when it sees no unmasked slot.
 std::vector<double> reference(const std::vector<float>& q, const Stored& k, const Stored& v,

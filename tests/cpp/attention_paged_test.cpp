@@ -14,20 +14,13 @@
 #include "stored_values.h"
 
 using namespace optforge;
+using optforge::test_util::randn;
 using optforge::test_util::store;
 using optforge::test_util::Stored;
 
 namespace {
 
 constexpr int64_t kBlock = 16;
-
-std::vector<float> randn(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 // The rows of `contiguous` ([T, hd] as stored) copied block by block into a pool of `pool_blocks`
 // blocks filled with garbage, at the blocks `table` names.

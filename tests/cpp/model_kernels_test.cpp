@@ -14,21 +14,12 @@
 #include "tensor/dtype.h"
 
 using namespace optforge;
+using optforge::test_util::random_floats;
 using optforge::test_util::reference_linear;
 using optforge::test_util::store;
 using optforge::test_util::Stored;
 
-namespace {
-
-std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(-scale, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(g);
-  return v;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 class LinearTest : public ::testing::TestWithParam<std::tuple<DType, int64_t>> {};
 

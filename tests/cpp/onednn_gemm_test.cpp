@@ -13,23 +13,16 @@
 #include "stored_values.h"
 
 using namespace optforge;
+using optforge::test_util::random_floats;
 using optforge::test_util::reference_linear;
 using optforge::test_util::store;
 using optforge::test_util::Stored;
 
 namespace {
 
-std::vector<float> uniform(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
 void check(DType dt, int64_t M, int64_t N, int64_t K, bool with_bias) {
-  const auto x = uniform(size_t(M * K), 1), bias = uniform(size_t(N), 3);
-  const Stored w = store(uniform(size_t(N * K), 2), dt);  // the reference multiplies W as stored
+  const auto x = random_floats(size_t(M * K), 1), bias = random_floats(size_t(N), 3);
+  const Stored w = store(random_floats(size_t(N * K), 2), dt);  // the reference multiplies W as stored
   const std::vector<float> no_bias, &b = with_bias ? bias : no_bias;
   std::vector<float> y(size_t(M * N), -7.0f);
   cpu::linear(x.data(), M, {dt, w.bytes.data(), N, K}, with_bias ? bias.data() : nullptr, y.data());

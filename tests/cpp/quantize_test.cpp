@@ -14,19 +14,13 @@
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/onednn_gemm.h"
 #include "model/quantize.h"
+#include "stored_values.h"
 #include "util/error.h"
 
 using namespace optforge;
+using optforge::test_util::random_floats;
 
 namespace {
-
-std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(-scale, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(g);
-  return v;
-}
 
 struct Int8Matrix {
   std::vector<int8_t> q;

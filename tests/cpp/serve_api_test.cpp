@@ -6,31 +6,19 @@
 #include "serve/json_fields.h"
 #include "serve/metrics.h"
 #include "serve/openai_api.h"
+#include "serve_test_context.h"
 
 using namespace optforge;
 using namespace optforge::serve;
 using nlohmann::json;
+using optforge::serve::testing::test_context;
+using optforge::serve::testing::test_tokenizer;
 
 namespace {
 
-const Tokenizer& tok() {
-  static const Tokenizer t = Tokenizer::builtin();
-  return t;
-}
-
-ApiContext ctx() {
-  ApiContext c;
-  c.tok = &tok();
-  c.model_id = "opt-test";
-  c.context = 64;
-  c.max_tokens_limit = 40;
-  c.max_n = 4;
-  return c;
-}
-
 int status_of(const json& body, bool strict = true) {
   try {
-    parse_openai_completion(body, ctx(), strict);
+    parse_openai_completion(body, test_context(), strict);
     return 200;
   } catch (const ApiError& e) { return e.status(); }
 }
@@ -38,24 +26,26 @@ int status_of(const json& body, bool strict = true) {
 }  // namespace
 
 TEST(OpenAiParse, DefaultsAndPromptForms) {
-  const auto r = parse_openai_completion(json{{"model", "opt-test"}, {"prompt", "Hello world"}}, ctx(), true);
+  const auto r = parse_openai_completion(json{{"model", "opt-test"}, {"prompt", "Hello world"}}, test_context(), true);
   EXPECT_EQ(r.prompts, (std::vector<std::vector<int32_t>>{{2, 31414, 232}}));
   EXPECT_EQ(r.spec.opts.max_tokens, 16);
   EXPECT_EQ(r.spec.opts.n, 1);
   EXPECT_FLOAT_EQ(r.spec.opts.sampling.temperature, 1.0f);
   EXPECT_FALSE(r.stream);
   EXPECT_EQ(r.logprobs, -1);
-  EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {"a", "b"}}}, ctx(), true).prompts.size(),
-            2u);
-  EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {2, 5, 6}}}, ctx(), true).prompts,
+  EXPECT_EQ(
+      parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {"a", "b"}}}, test_context(), true).prompts.size(),
+      2u);
+  EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {2, 5, 6}}}, test_context(), true).prompts,
             (std::vector<std::vector<int32_t>>{{2, 5, 6}}));
-  EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {{2, 5}, {7}}}}, ctx(), true).prompts.size(),
+  EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {{2, 5}, {7}}}}, test_context(), true)
+                .prompts.size(),
             2u);
   // No prompt: OpenAI's <|endoftext|>, i.e. a new document.
-  EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}}, ctx(), true).prompts,
+  EXPECT_EQ(parse_openai_completion(json{{"model", "opt-test"}}, test_context(), true).prompts,
             (std::vector<std::vector<int32_t>>{{2}}));
   const auto e = parse_openai_completion(
-      json{{"model", "opt-test"}, {"echo", true}, {"logprobs", 2}, {"max_tokens", 16.0}}, ctx(), true);
+      json{{"model", "opt-test"}, {"echo", true}, {"logprobs", 2}, {"max_tokens", 16.0}}, test_context(), true);
   EXPECT_TRUE(e.spec.opts.echo);
   EXPECT_EQ(e.spec.opts.top_logprobs, 2);
 }
@@ -93,7 +83,7 @@ TEST(OpenAiParse, RefusesBadFieldsWithTheRightStatus) {
   EXPECT_EQ(status_of(with("whatever", 1)), 400);
   EXPECT_EQ(status_of(with("whatever", 1), false), 200);
   try {
-    parse_openai_completion(with("max_tokens", -1), ctx(), true);
+    parse_openai_completion(with("max_tokens", -1), test_context(), true);
   } catch (const ApiError& e) {
     EXPECT_EQ(e.param(), "max_tokens");
     EXPECT_EQ(e.message(), "-1 is less than the minimum of 0 - 'max_tokens'");
@@ -105,8 +95,8 @@ TEST(OpenAiParse, RefusesBadFieldsWithTheRightStatus) {
 
 TEST(OpenAiWriter, ResponseShapeAndChoiceOrder) {
   auto req = parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {"a", "b"}}, {"n", 2}, {"logprobs", 1}},
-                                     ctx(), true);
-  const ApiContext c = ctx();  // the writer keeps a reference
+                                     test_context(), true);
+  const ApiContext c = test_context();  // the writer keeps a reference
   CompletionWriter w(req, c, "cmpl-x", 1);
   for (int64_t p = 0; p < 2; ++p)
     for (int64_t j = 0; j < 2; ++j) {
@@ -146,8 +136,9 @@ TEST(AlpaApi, LogprobsCacheMustBeExtendedByOneToken) {
   EXPECT_THROW(cache.check_and_store(r), ApiError);
   r.cache_id = "nope";
   EXPECT_THROW(cache.check_and_store(r), ApiError);
-  const auto a = parse_alpa_completion(json{{"prompt", "a\r\nb"}, {"temperature", 0.0004}, {"top_p", 0.74}}, ctx());
-  EXPECT_EQ(a.prompts[0], tok().encode("a\nb"));
+  const auto a =
+      parse_alpa_completion(json{{"prompt", "a\r\nb"}, {"temperature", 0.0004}, {"top_p", 0.74}}, test_context());
+  EXPECT_EQ(a.prompts[0], test_tokenizer().encode("a\nb"));
   EXPECT_TRUE(a.spec.opts.sampling.greedy());
   EXPECT_FLOAT_EQ(a.spec.opts.sampling.top_p, 0.7f);
   EXPECT_EQ(alpa_error_json(ApiError(400, "x"))["type"], "error");

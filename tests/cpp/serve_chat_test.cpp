@@ -9,35 +9,23 @@
 
 #include "serve/api_error.h"
 #include "serve/chat_api.h"
+#include "serve_test_context.h"
 #include "util/error.h"
 
 using namespace optforge;
 using namespace optforge::serve;
 using nlohmann::json;
+using optforge::serve::testing::test_context;
+using optforge::serve::testing::test_tokenizer;
 
 namespace {
-
-const Tokenizer& tok() {
-  static const Tokenizer t = Tokenizer::builtin();
-  return t;
-}
-
-ApiContext ctx() {
-  ApiContext c;
-  c.tok = &tok();
-  c.model_id = "opt-test";
-  c.context = 64;
-  c.max_tokens_limit = 40;
-  c.max_n = 4;
-  return c;
-}
 
 json chat(json messages) { return {{"model", "opt-test"}, {"messages", std::move(messages)}}; }
 
 // The param and message of the ApiError parsing `body` throws ("" when it parses).
 std::pair<std::string, std::string> refusal(const json& body) {
   try {
-    parse_chat_completion(body, ctx(), default_chat_template());
+    parse_chat_completion(body, test_context(), default_chat_template());
   } catch (const ApiError& e) {
     EXPECT_EQ(e.status(), 400);
     return {e.param(), e.message()};
@@ -71,14 +59,15 @@ TEST(ChatParse, PromptStopsAndLogprobs) {
            {"logprobs", true},
            {"top_logprobs", 3},
            {"max_completion_tokens", 5}},
-      ctx(), default_chat_template());
-  EXPECT_EQ(r.prompts[0], tok().encode("System: S\nUser: ab\nAssistant:"));  // </s> first
+      test_context(), default_chat_template());
+  EXPECT_EQ(r.prompts[0], test_tokenizer().encode("System: S\nUser: ab\nAssistant:"));  // </s> first
   EXPECT_EQ(r.spec.opts.stop, (std::vector<std::string>{"x", "\nUser:"}));
   EXPECT_EQ(r.logprobs, 3);
   EXPECT_EQ(r.spec.opts.top_logprobs, 3);
   EXPECT_EQ(r.spec.opts.max_tokens, 5);
   // No max_tokens: the rest of the context, within --max-tokens-limit.
-  const auto d = parse_chat_completion(chat({{{"role", "user"}, {"content", "Hi"}}}), ctx(), default_chat_template());
+  const auto d =
+      parse_chat_completion(chat({{{"role", "user"}, {"content", "Hi"}}}), test_context(), default_chat_template());
   EXPECT_EQ(d.spec.opts.max_tokens, 40);
   EXPECT_EQ(d.logprobs, -1);
 }
@@ -122,7 +111,7 @@ TEST(ChatParse, RefusalsNameTheField) {
 }
 
 TEST(ChatWriter, ResponseAndChunkShapes) {
-  const ApiContext c = ctx();
+  const ApiContext c = test_context();
   const auto req = parse_chat_completion(json{{"model", "opt-test"},
                                               {"messages", {{{"role", "user"}, {"content", "Hi"}}}},
                                               {"n", 2},
@@ -193,7 +182,7 @@ TEST(ChatTemplateFile, LoadsAndNamesBadKeys) {
 }
 
 TEST(BestOf, ReturnsTheNBestByCumulativeLogprob) {
-  const ApiContext c = ctx();
+  const ApiContext c = test_context();
   const auto req =
       parse_openai_completion(json{{"model", "opt-test"}, {"prompt", {"a", "b"}}, {"n", 2}, {"best_of", 3}}, c, true);
   EXPECT_EQ(req.spec.opts.n, 3);  // generated like n = 3 samples

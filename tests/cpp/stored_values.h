@@ -1,15 +1,34 @@
-// Test helpers: values stored as a checkpoint or cache holds them (f32, f16 or bf16 bytes, rounded
+// Test helpers: random values; values stored as a checkpoint or cache holds them (f32, f16 or bf16 bytes, rounded
 // as torch rounds) beside the f32 values those bytes stand for, which the references compute on;
 // and the reference matrix product on those values, in double.
 #pragma once
 
 #include <cstdint>
+#include <random>
 #include <vector>
 
 #include "tensor/convert.h"
 #include "tensor/dtype.h"
 
 namespace optforge::test_util {
+
+// n values drawn from N(0, 1), the same for the same seed.
+inline std::vector<float> randn(size_t n, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+// n values uniform in [-scale, scale), the same for the same seed.
+inline std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(-scale, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(g);
+  return v;
+}
 
 struct Stored {
   std::vector<uint8_t> bytes;  // x.size() elements of the dtype

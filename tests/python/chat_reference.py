@@ -3,16 +3,12 @@
 OPT's settings, transformers' log-softmax and greedy tokens, token bytes from the vocabulary files,
 and docs/serving.md's chat-template rule written again in Python (jinja2, which
 tokenizer.apply_chat_template needs, is not in the reference environment)."""
-import json
-
 import torch
-from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
 
 from hf_reference import random_opt
-from tokenizer_reference import TOK_DIR, opt_slow_tokenizer
+from tokenizer_reference import SPECIAL_IDS as SPECIALS, label, opt_slow_tokenizer, token_bytes  # noqa: F401 (re-exported)
 
 VOCAB = 50272   # the model's embedding rows (the tokenizer's 50265 ids and 7 rows of padding)
-SPECIALS = {0: "<s>", 1: "<pad>", 2: "</s>", 3: "<unk>"}
 
 # docs/serving.md §Chat templates: the default template, as the file format writes it.
 DEFAULT_TEMPLATE = {
@@ -48,30 +44,6 @@ def render(messages, template=DEFAULT_TEMPLATE):
 def prompt_ids(text):
     """transformers' OPT tokenization: </s> first, as /v1/completions encodes a text prompt."""
     return opt_slow_tokenizer().encode(text)
-
-
-def token_bytes():
-    """id -> the token's bytes (GPT-2's byte-to-unicode map undone); special ids -> their vocab
-    string; ids past the vocabulary -> b""."""
-    u2b = {u: b for b, u in bytes_to_unicode().items()}
-    vocab = json.loads((TOK_DIR / "vocab.json").read_text(encoding="utf-8"))
-    table = {i: bytes(u2b[c] for c in tok) for tok, i in vocab.items() if i not in SPECIALS}
-    table.update({i: s.encode() for i, s in SPECIALS.items()})
-    return table
-
-
-def label(tid, table):
-    """docs/serving.md §Logprobs: token names: the vocab string of a special id, the text of
-    well-formed UTF-8, `bytes:` + Python's repr otherwise, `token_id:N` without bytes."""
-    if tid in SPECIALS:
-        return SPECIALS[tid]
-    b = table.get(tid, b"")
-    if not b:
-        return f"token_id:{tid}"
-    try:
-        return b.decode("utf-8")
-    except UnicodeDecodeError:
-        return "bytes:" + repr(b)[2:-1].replace("\\'", "'")
 
 
 def label_to_id(table):

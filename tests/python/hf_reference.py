@@ -87,3 +87,33 @@ def check_greedy_prompts(model, runs, steps, tol):
         print(f"near-tie after {n} of {steps} greedy steps (prompt of {length} tokens): compared up to it")
     if len(ties) == len(runs):
         pytest.skip(f"every prompt met a near-tie before {steps} steps (steps compared: {compared})")
+
+
+def save_small_opt(seed, path, vocab_size, context):
+    """A random pre-LN OPT (hidden 64, 4 heads, 2 layers) saved as safetensors at `path`; returns
+    the model."""
+    m = random_opt(seed, vocab_size=vocab_size, max_position_embeddings=context, hidden_size=64,
+                   num_attention_heads=4, ffn_dim=128, num_hidden_layers=2, word_embed_proj_dim=64,
+                   do_layer_norm_before=True, dropout=0.0, attention_dropout=0.0, init_std=0.1, pad_token_id=1,
+                   bos_token_id=2, eos_token_id=2)
+    m.save_pretrained(path, safe_serialization=True)
+    return m
+
+
+def greedy_plain_ids(model, prompt, steps, tol):
+    """transformers' greedy continuation over ids >= 3 (a server asked with logit_bias -100 on
+    <s>, <pad>, </s>) with its KV cache: the ids and their log-softmax values. Asserts that no step
+    is a near-tie (top two logits within `tol`), where rounding could pick either."""
+    ids, lps = list(prompt), []
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), use_cache=True)
+        for _ in range(steps):
+            logits = out.logits[0, -1]
+            nxt = 3 + int(torch.argmax(logits[3:]))
+            top2 = torch.topk(logits[3:], 2).values
+            assert float(top2[0] - top2[1]) > tol, "a near-tie: pick another seed"
+            lps.append(float(torch.log_softmax(logits, -1)[nxt]))
+            ids.append(nxt)
+            out = model(torch.tensor([[nxt]]), past_key_values=out.past_key_values, use_cache=True)
+    return ids[len(prompt):], lps
+

@@ -24,7 +24,7 @@ from transformers import GPT2Tokenizer, OPTConfig, OPTForCausalLM
 
 from conftest import run_optforge
 from serve_util import call, serve
-from tokenizer_reference import MERGES, TOK_DIR, VOCAB
+from tokenizer_reference import MERGES, VOCAB, label, token_bytes
 
 TOL = 1e-4
 D = 16
@@ -35,27 +35,6 @@ CHAIN = {HELLO: F09F, F09F: A4, A4: B97, B97: F09F}
 ALTS = {50265: 2.0, 49585: 1.6, 50266: 1.2, 4333: 0.8}
 PROMPT = [2, HELLO]
 MAX_TOKENS = 5  # ends after b"\xf0\x9f" b"\xa4": inside the second character
-
-
-def vocab_bytes():
-    """id -> raw bytes, from the tokenizer files optforge embeds (GPT-2's byte-to-unicode map)."""
-    from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
-    u2b = {u: b for b, u in bytes_to_unicode().items()}
-    vocab = json.loads((TOK_DIR / "vocab.json").read_text(encoding="utf-8"))
-    return {i: bytes(u2b[c] for c in tok) for tok, i in vocab.items()}
-
-
-def label(tid, table):
-    """docs/serving.md's rule for naming a token: its text, or `bytes:` + repr, or `token_id:N`."""
-    if tid in (0, 1, 2, 3):
-        return {0: "<s>", 1: "<pad>", 2: "</s>", 3: "<unk>"}[tid]
-    b = table.get(tid, b"")
-    if not b:
-        return f"token_id:{tid}"
-    try:
-        return b.decode("utf-8")
-    except UnicodeDecodeError:
-        return "bytes:" + repr(b)[2:-1]  # no quotes in these tokens, so repr escapes none
 
 
 def build_model():
@@ -112,7 +91,7 @@ def reference(crafted):
     gen = ids[len(PROMPT):]
     with torch.no_grad():
         lp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
-    table = vocab_bytes()
+    table = token_bytes()
     text = b"".join(table[i] for i in gen).decode("utf-8", errors="replace")
     hf_tok = GPT2Tokenizer(VOCAB, MERGES)
     assert hf_tok.decode(gen, clean_up_tokenization_spaces=False) == text

@@ -17,7 +17,7 @@ import pytest
 import torch
 from transformers import GPT2Tokenizer
 
-from hf_reference import random_opt
+from hf_reference import greedy_plain_ids, save_small_opt
 from serve_util import call, metric, serve, wait_until
 from tokenizer_reference import MERGES, VOCAB
 
@@ -27,13 +27,8 @@ BAN = {"0": -100, "1": -100, "2": -100}
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    m = random_opt(41, vocab_size=V, max_position_embeddings=512, hidden_size=64, num_attention_heads=4,
-                   ffn_dim=128, num_hidden_layers=2, word_embed_proj_dim=64, do_layer_norm_before=True,
-                   dropout=0.0, attention_dropout=0.0, init_std=0.1, pad_token_id=1, bos_token_id=2,
-                   eos_token_id=2)
     path = tmp_path_factory.mktemp("prefix") / "opt-prefix"
-    m.save_pretrained(path, safe_serialization=True)
-    return m, path
+    return save_small_opt(41, path, V, 512), path
 
 
 def prompts():
@@ -43,19 +38,7 @@ def prompts():
 
 
 def hf_greedy(m, prompt):
-    """transformers' greedy ids (argmax over ids >= 3) and their log-softmax values."""
-    ids, lps = list(prompt), []
-    with torch.no_grad():
-        out = m(torch.tensor([ids]), use_cache=True)
-        for _ in range(MAX_TOKENS):
-            logits = out.logits[0, -1]
-            nxt = 3 + int(torch.argmax(logits[3:]))
-            top2 = torch.topk(logits[3:], 2).values
-            assert float(top2[0] - top2[1]) > TOL, "a near-tie: pick another seed"
-            lps.append(float(torch.log_softmax(logits, -1)[nxt]))
-            ids.append(nxt)
-            out = m(torch.tensor([[nxt]]), past_key_values=out.past_key_values, use_cache=True)
-    return ids[len(prompt):], lps
+    return greedy_plain_ids(m, prompt, MAX_TOKENS, TOL)
 
 
 def ask(server, prompt):

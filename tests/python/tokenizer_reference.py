@@ -1,12 +1,13 @@
 """What the tokenizer tests share: OPT's GPT-2 vocabulary files (data/opt-tokenizer), the
 references built from them (transformers' slow GPT2Tokenizer with facebook/opt-*'s settings, the raw
-`tokenizers` byte-level BPE), the generated test corpora, and `optforge tokenize` run on a list of
-texts."""
+`tokenizers` byte-level BPE), each id's bytes and its name in logprobs (docs/serving.md), the
+generated test corpora, and `optforge tokenize` run on a list of texts."""
 import json
 import random
 import unicodedata
 
 import pytest
+from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
 
 from conftest import ROOT, run_optforge
 
@@ -32,6 +33,34 @@ def raw_bpe():
 
 
 # ---------------------------------------------------------------- corpora -------------------------
+
+# OPT's special ids and their vocab strings.
+SPECIAL_IDS = {0: "<s>", 1: "<pad>", 2: "</s>", 3: "<unk>"}
+
+
+def token_bytes():
+    """id -> the token's bytes (GPT-2's byte-to-unicode map undone); special ids -> their vocab
+    string; ids past the vocabulary -> b""."""
+    u2b = {u: b for b, u in bytes_to_unicode().items()}
+    vocab = json.loads((TOK_DIR / "vocab.json").read_text(encoding="utf-8"))
+    table = {i: bytes(u2b[c] for c in tok) for tok, i in vocab.items() if i not in SPECIAL_IDS}
+    table.update({i: s.encode() for i, s in SPECIAL_IDS.items()})
+    return table
+
+
+def label(tid, table):
+    """docs/serving.md §Logprobs: token names: the vocab string of a special id, the text of
+    well-formed UTF-8, `bytes:` + Python's repr otherwise, `token_id:N` without bytes."""
+    if tid in SPECIAL_IDS:
+        return SPECIAL_IDS[tid]
+    b = table.get(tid, b"")
+    if not b:
+        return f"token_id:{tid}"
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bytes:" + repr(b)[2:-1].replace("\\'", "'")
+
 
 WORDS = ("the of and to in is you that it he was for on are as with his they at be this have from "
          "or one had by word but not what all were we when your can said there use an each which she "
