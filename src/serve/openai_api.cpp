@@ -181,19 +181,13 @@ std::vector<ojson> CompletionWriter::chunks(const JobEvent& e) {
 void CompletionWriter::collect(const JobEvent& e) { (void)chunks(e); }
 
 ojson CompletionWriter::usage() const {
-  int64_t prompt = 0, completion = 0;
-  for (const auto& p : req_.prompts) prompt += int64_t(p.size());
+  int64_t completion = 0;
   for (const Choice& c : choices_) completion += c.generated;
-  return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+  return usage_json(req_.prompts, completion);
 }
 
 ojson CompletionWriter::usage_chunk() const {
-  return {{"id", id_},
-          {"object", "text_completion"},
-          {"created", created_},
-          {"model", ctx_.model_id},
-          {"choices", ojson::array()},
-          {"usage", usage()}};
+  return usage_chunk_json(id_, "text_completion", created_, ctx_.model_id, usage());
 }
 
 std::vector<size_t> CompletionWriter::returned_choices() const {

@@ -3,6 +3,8 @@
 // (ChatWriter) differ only here; run_completion drives either the same way.
 #pragma once
 
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -28,5 +30,24 @@ class ResponseWriter {
   // Every choice has its Finish event.
   virtual bool finished() const = 0;
 };
+
+// OpenAI's usage object: the tokens of every prompt, and `completion` tokens generated over all
+// samples (best_of's unreturned ones too: OpenAI bills them).
+inline nlohmann::ordered_json usage_json(const std::vector<std::vector<int32_t>>& prompts, int64_t completion) {
+  int64_t prompt = 0;
+  for (const auto& p : prompts) prompt += int64_t(p.size());
+  return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+}
+
+// stream_options.include_usage's last chunk of a response of `object` type: empty choices, usage.
+inline nlohmann::ordered_json usage_chunk_json(const std::string& id, const char* object, int64_t created,
+                                               const std::string& model, nlohmann::ordered_json usage) {
+  return {{"id", id},
+          {"object", object},
+          {"created", created},
+          {"model", model},
+          {"choices", nlohmann::ordered_json::array()},
+          {"usage", std::move(usage)}};
+}
 
 }  // namespace optforge::serve
