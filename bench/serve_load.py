@@ -1,13 +1,17 @@
 """Load generator for `optforge serve`: C concurrent clients on loopback, each sending streamed
 greedy completions one after another; reports throughput and time-to-first-token / per-token
 latency percentiles as JSON. Standard library only (http.client), so the client costs little
-next to the server on a small machine.
+next to the server on a small machine; its own CPU time is reported (client_cpu_s) to show it.
+With --shared-prefix N every prompt starts with the same N tokens (a system prompt) and then
+differs. While the load runs, /metrics is read every 50 ms for the most KV cache tokens in use.
 
 usage: serve_load.py URL MODEL_ID --clients C --requests R --max-tokens T --prompt-tokens P
+                     [--shared-prefix N]
 """
 import argparse
 import http.client
 import json
+import re
 import statistics
 import threading
 import time
@@ -50,6 +54,19 @@ def one_request(host, port, body):
     return times[0] - t0, [b - a for a, b in zip(times, times[1:])], len(times)
 
 
+def peak_kv_tokens(host, port, stop, out):
+    """Polls /metrics until `stop` is set; out[0] = the most optforge_kv_cache_used_tokens seen."""
+    while not stop.is_set():
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+        m = re.search(r"^optforge_kv_cache_used_tokens (\S+)$", text, re.M)
+        if m:
+            out[0] = max(out[0], float(m.group(1)))
+        stop.wait(0.05)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("url")
@@ -58,6 +75,7 @@ def main():
     ap.add_argument("--requests", type=int, default=4, help="per client")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--prompt-tokens", type=int, default=16)
+    ap.add_argument("--shared-prefix", type=int, default=0, help="tokens every prompt starts with")
     a = ap.parse_args()
     u = urllib.parse.urlparse(a.url)
     ttfts, gaps, tokens, errors = [], [], [0], []
@@ -66,7 +84,8 @@ def main():
     def client(k):
         for i in range(a.requests):
             # Distinct prompts (token ids), all of one length; ignore_eos keeps every length equal.
-            ids = [2] + [3 + (k * 7919 + i * 104729 + j * 7907) % 50000 for j in range(a.prompt_tokens - 1)]
+            prefix = [2] + [3 + (j * 7907) % 50000 for j in range(a.shared_prefix)]
+            ids = prefix + [3 + (k * 7919 + i * 104729 + j * 7907) % 50000 for j in range(a.prompt_tokens - 1)]
             body = json.dumps({"model": a.model, "prompt": ids, "max_tokens": a.max_tokens, "temperature": 0,
                                "stream": True, "ignore_eos": True})
             try:
@@ -81,18 +100,24 @@ def main():
                 tokens[0] += n
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(a.clients)]
-    t0 = time.perf_counter()
+    stop, peak = threading.Event(), [0.0]
+    poller = threading.Thread(target=peak_kv_tokens, args=(u.hostname, u.port, stop, peak))
+    poller.start()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    stop.set()
+    poller.join()
     print(json.dumps({
         "clients": a.clients, "requests": len(ttfts), "errors": len(errors), "first_error": errors[0] if errors else None,
         "tokens": tokens[0], "seconds": wall, "tokens_per_s": tokens[0] / wall,
         "ttft_p50": percentile(ttfts, 50), "ttft_p99": percentile(ttfts, 99),
         "tpot_p50": percentile(gaps, 50), "tpot_p99": percentile(gaps, 99),
         "tpot_mean": statistics.fmean(gaps) if gaps else float("nan"),
+        "client_cpu_s": cpu, "peak_kv_tokens": peak[0],
     }))
 
 
