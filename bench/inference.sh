@@ -9,6 +9,8 @@
 #   floor   : batch-1 decode tokens/s if every weight byte were read once at copy bandwidth (int8:
 #             the bytes read per token, int8 matrices + their f32 scales + the f16 rest)
 #   GF/s    : prompt GFLOP/s (2 x matmul parameters x tokens), beside the f32 sgemm peak
+# With ctranslate2 in .venv (scripts/requirements.txt pins it), CTranslate2 rows follow the f32
+# and int8 ones (bench/inference_ref.py ct2).
 # Prints the CPU model and the kernels optforge chose (oneDNN's ISA and matmul implementations, as
 # `generate --json` reports them: timing.kernels, or timing.threads in older builds). --before BIN
 # also runs an older optforge binary on the same models (a "before" row under each "after" row).
@@ -44,7 +46,13 @@ copy_gbps=$(echo "$floor" | $py -c "import json,sys; print(json.load(sys.stdin)[
 sgemm=$(echo "$floor" | $py -c "import json,sys; print(json.load(sys.stdin)['sgemm_gflops'])")
 printf 'threads %s; copy bandwidth %.1f GB/s; f32 sgemm (torch.mm 2048^3) %.0f GFLOP/s; %s\n' \
   "$threads" "$copy_gbps" "$sgemm" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-if ! $py -c "import ctranslate2" 2>/dev/null; then echo "CTranslate2: not installed in .venv (not measured)"; fi
+if $py -c "import ctranslate2" 2>/dev/null; then
+  ct2=$($py -c "import ctranslate2; print(ctranslate2.__version__)")
+  echo "CTranslate2 $ct2 rows (ct2): its Generator on the same weights, compute type float32 for f32, int8 for int8"
+else
+  ct2=
+  echo "CTranslate2: not installed in .venv (not measured)"
+fi
 printf 'load average: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '\n%-6s %-5s | %18s %7s | %21s %7s %6s | %17s | %8s\n' "" "" "prompt tok/s" "GF/s" "decode b1 tok/s" "floor" "%floor" "decode b8 tok/s" "b32"
 printf '%-6s %-5s | %9s %8s %7s | %10s %10s %7s %6s | %8s %8s | %8s\n' shape dtype optforge torch ours optforge torch "" "" optforge torch optforge
@@ -116,6 +124,12 @@ for shape in $shapes; do
       ref=$($py bench/inference_ref.py torch "$model" "$dtype" "$threads" $prompt $decode)
     fi
     row "$shape" "$shape" "$dtype" "$p" "$b1" "$b8" "$b32" "$ref"
+    ct2_type=$(case $dtype in f32) echo float32 ;; int8) echo int8 ;; esac)
+    if [ -n "$ct2" ] && [ -n "$ct2_type" ]; then  # CTranslate2's CPU build computes in neither bf16 nor f16
+      c=$($py bench/inference_ref.py ct2 "$model" "$ct2_type" "$threads" $prompt $decode)
+      read -r p b1 b8 b32 < <(echo "$c" | $py -c "import json,sys; c=json.load(sys.stdin); print(c['prompt_tps'], c['decode_b1_tps'], c['decode_b8_tps'], c['decode_b32_tps'])")
+      row "ct2" "$shape" "$dtype" "$p" "$b1" "$b8" "$b32" '{"prompt_tps": null, "decode_b1_tps": null, "decode_b8_tps": null}'
+    fi
     if [ -n "$before" ] && [ "$dtype" != int8 ]; then  # older binaries have no --quantize
       measure "$before" "$model"
       row "before" "$shape" "$dtype" "$p" "$b1" "$b8" "$b32" "$ref"

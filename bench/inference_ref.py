@@ -5,6 +5,12 @@
       transformers' OPTForCausalLM on an optforge demo-model checkpoint (metaseq names, renamed
       as in docs/spec-checkpoints.md §Hugging Face layout): prompt tokens/s for a PROMPT-token prefill and
       decode tokens/s at batch 1 and 8 (DECODE greedy steps through past_key_values), as JSON.
+  inference_ref.py ct2 MODEL.pt QUANTIZATION THREADS PROMPT DECODE
+      CTranslate2's Generator on the same checkpoint (through transformers and CTranslate2's own
+      converter, with QUANTIZATION float32|bfloat16|int8|int8_bfloat16 as its compute type):
+      prompt tokens/s (the prompt forwarded as a prefix, one token generated) and decode
+      tokens/s at batch 1, 8 and 32 (DECODE greedy steps: the time of DECODE + 1 steps less that
+      of one), as JSON.
 """
 import json
 import sys
@@ -85,8 +91,43 @@ def run_torch(path, dtype_name, threads, prompt_len, decode):
     print(json.dumps(out))
 
 
+def run_ct2(path, quantization, threads, prompt_len, decode):
+    import pathlib
+    import tempfile
+
+    import ctranslate2
+    from ctranslate2.converters import TransformersConverter
+    model = load(path, torch.float32)
+    vocab = model.config.vocab_size
+    with tempfile.TemporaryDirectory() as tmp:
+        hf, out = pathlib.Path(tmp) / "hf", pathlib.Path(tmp) / "ct2"
+        model.save_pretrained(hf, safe_serialization=True)
+        del model
+        # The converter takes its vocabulary from a tokenizer's files: one made-up token per id.
+        names = ["<s>", "<pad>", "</s>", "<unk>"] + [f"t{i}" for i in range(4, vocab)]
+        (hf / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(names)}))
+        (hf / "merges.txt").write_text("#version: 0.2\n")
+        TransformersConverter(str(hf), load_as_float16=False).convert(str(out), quantization=quantization)
+        gen = ctranslate2.Generator(str(out), device="cpu", compute_type=quantization, inter_threads=1,
+                                    intra_threads=threads)
+        ids = [2] + [(i * 7919) % (vocab - 10) + 3 for i in range(prompt_len - 1)]
+        prompt = [names[i] for i in ids]
+
+        def run(batch, tokens, steps):
+            return lambda: gen.generate_batch([tokens] * batch, max_length=steps, min_length=steps,
+                                              include_prompt_in_result=False)
+        run(1, prompt, 1)()
+        out_json = {"prompt_tps": prompt_len / best_of(2, run(1, prompt, 1))}
+        for batch in (1, 8, 32):
+            one = best_of(2, run(batch, prompt[:16], 1))
+            out_json[f"decode_b{batch}_tps"] = batch * decode / (best_of(2, run(batch, prompt[:16], decode + 1)) - one)
+    print(json.dumps(out_json))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "floor":
         floor(int(sys.argv[2]))
+    elif sys.argv[1] == "ct2":
+        run_ct2(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     else:
         run_torch(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))

@@ -4,6 +4,7 @@
 
 #include "formats/any_file.h"
 #include "tensor/convert.h"
+#include "tensor/quantize.h"
 #include "util/error.h"
 
 namespace optforge {
@@ -24,6 +25,12 @@ OutputKind output_kind_for(const std::string& path) {
 void convert_file(const std::string& in, const std::string& out, const FileConvertOptions& opts) {
   const OutputKind kind = output_kind_for(out);
   AnyFile f = open_any(in);
+  // An int8-quantized file (docs/formats.md) is marked only in its safetensors metadata, and its
+  // scales must stay f32: a .pt/.bin copy would lose the mark, a --dtype cast would break them.
+  for (const auto& [key, value] : f.metadata)
+    if (key == kQuantizationKey && (kind != OutputKind::Safetensors || opts.dtype))
+      throw Error("is quantized (" + value + "); a file-to-file convert keeps it only as .safetensors without --dtype",
+                  in);
   std::unordered_map<const Storage*, std::shared_ptr<Storage>> cast_cache;
   auto cast = [&](const Tensor& t) {
     return opts.dtype && is_floating(t.dtype) ? lazy_cast(t, *opts.dtype, cast_cache) : t;

@@ -1,5 +1,6 @@
 #include "convert/opt_tensors.h"
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -181,6 +182,20 @@ bool decide_heads(OptConfig& c, bool stated, bool may_be_unknown, const std::str
   return known;
 }
 
+// The int8 scheme's scales are max |row| / 127: finite and never negative. Anything else is a
+// damaged file, refused here rather than run (a NaN scale silently turns a row into NaNs).
+void check_scale_values(const Tensor& sc, const std::string& source, const std::string& what) {
+  const Tensor v = sc.is_contiguous() && !sc.storage->is_lazy() ? sc : sc.contiguous();
+  for (int64_t n = 0; n < v.numel(); ++n) {
+    float f;
+    std::memcpy(&f, v.data() + n * 4, 4);  // a stored tensor may sit at any byte offset
+    if (!std::isfinite(f) || f < 0)
+      throw Error("row " + std::to_string(n) + "'s scale is " + std::to_string(f) +
+                      ": int8 scales are max |row| / 127, finite and >= 0",
+                  source, what);
+  }
+}
+
 // An int8 matrix's scales into out.scales (at the index the matrix is about to take): int8 only
 // for matmul weights, each with an F32 [N] scale tensor.
 void take_scale(OptTensors& out, const ByRole& m, const ParamSpec& p, const Tensor& t, const std::string& source) {
@@ -200,6 +215,7 @@ void take_scale(OptTensors& out, const ByRole& m, const ParamSpec& p, const Tens
     throw Error("scale tensor is " + std::string(dtype_name(sc.dtype)) + " " + sc.shape_string() + ", expected f32 [" +
                     std::to_string(t.shape[0]) + "]",
                 source, "tensor '" + it->second.first + "'");
+  check_scale_values(sc, source, "tensor '" + it->second.first + "'");
   out.scales.emplace(out.tensors.size(), sc);
 }
 

@@ -10,7 +10,8 @@ nlohmann::json parse_json_object(std::string_view text, const std::string& file)
   try {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) { throw Error(std::string("not valid JSON: ") + e.what(), file); }
-  if (!j.is_object()) throw Error(std::string("holds a ") + j.type_name() + ", expected a JSON object", file);
+  if (!j.is_object())
+    throw Error(std::string("holds a JSON ") + j.type_name() + " value, expected a JSON object", file);
   return j;
 }
 

@@ -10,7 +10,7 @@
 namespace optforge {
 
 // `text` parsed as a JSON object. Throws Error naming `file`: "not valid JSON: <parser's
-// message>", or "holds a <type>, expected a JSON object".
+// message>", or "holds a JSON <type> value, expected a JSON object".
 nlohmann::json parse_json_object(std::string_view text, const std::string& file);
 // The same for the file at `path` (read whole; it is counted as an input, see io/input_files.h).
 nlohmann::json read_json_object(const std::string& path);

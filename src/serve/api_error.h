@@ -28,9 +28,17 @@ class ApiError : public std::runtime_error {
 
   nlohmann::json to_json() const;
 
+  // A 405's Allow header (RFC 9110: the methods the resource takes); "" for other errors.
+  const std::string& allow() const { return allow_; }
+  ApiError allowing(std::string methods) const {
+    ApiError e = *this;
+    e.allow_ = std::move(methods);
+    return e;
+  }
+
  private:
   int status_;
-  std::string message_, param_, code_;
+  std::string message_, param_, code_, allow_;
 };
 
 inline ApiError bad_request(std::string message, std::string param = {}) {

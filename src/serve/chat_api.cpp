@@ -39,10 +39,14 @@ std::string parse_content(const json& c, const std::string& where) {
 ChatMessage parse_message(const json& m, size_t i) {
   const std::string where = "messages[" + std::to_string(i) + "]";
   if (!m.is_object()) throw bad_message(where, "must be an object {\"role\", \"content\"}");
+  // name, tool_calls, ...: they would change the answer. Set to null they say nothing, and the
+  // openai client's own reply (model_dump of a message: refusal, tool_calls ... null) comes back
+  // as history in that form.
   for (auto it = m.begin(); it != m.end(); ++it)
-    if (it.key() != "role" && it.key() != "content")  // name, tool_calls, ...: they would change the answer
+    if (it.key() != "role" && it.key() != "content" && !it.value().is_null())
       throw bad_message(where + "." + it.key(), "is not supported by this server");
-  if (!m.contains("role") || !m["role"].is_string()) throw bad_message(where + ".role", "must be a string");
+  if (!m.contains("role") || m["role"].is_null()) throw bad_message(where + ".role", "is required");
+  if (!m["role"].is_string()) throw bad_message(where + ".role", "must be a string");
   std::string role = m["role"].get<std::string>();
   if (role == "developer") role = "system";  // OpenAI's newer name for system messages
   if (role != "system" && role != "user" && role != "assistant")
@@ -99,6 +103,7 @@ CompletionRequest parse_chat_completion(const json& body, const ApiContext& ctx,
                           " tokens. Please reduce the length of the messages.",
                       "messages");
   const char* field = "max_tokens";
+  r.spec.max_tokens_given = f.has("max_tokens") || f.has("max_completion_tokens");
   r.spec.opts.max_tokens = parse_max_tokens(f, ctx, int64_t(r.prompts[0].size()), field);
   check_context(r.prompts, r.spec.opts.max_tokens, ctx, field);
   parse_sampling_fields(f, ctx, r);

@@ -87,17 +87,35 @@ std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& m
   return out + t.generation_prompt;
 }
 
-void refuse_jinja_chat_template(const std::string& dir) {
-  const std::filesystem::path file = std::filesystem::path(dir) / "tokenizer_config.json";
+namespace {
+
+// Where transformers keeps a tokenizer's chat templates: the `chat_template` key of
+// tokenizer_config.json (older saves), chat_template.jinja (what save_pretrained writes now),
+// chat_template.json ({"chat_template": ...}), and named templates in additional_chat_templates/.
+// Returns the first that exists in `dir`, with the key the error names; "" when none does.
+std::pair<std::string, std::string> find_chat_template(const std::filesystem::path& dir) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) return;
-  const json cfg = read_json_object(file.string());
-  if (!cfg.contains("chat_template") || cfg["chat_template"].is_null()) return;
+  for (const char* name : {"tokenizer_config.json", "chat_template.json"}) {
+    const std::filesystem::path file = dir / name;
+    if (!std::filesystem::is_regular_file(file, ec)) continue;
+    const json cfg = read_json_object(file.string());
+    if (cfg.contains("chat_template") && !cfg["chat_template"].is_null()) return {file.string(), "chat_template"};
+  }
+  for (const char* name : {"chat_template.jinja", "additional_chat_templates"})
+    if (std::filesystem::exists(dir / name, ec)) return {(dir / name).string(), ""};
+  return {};
+}
+
+}  // namespace
+
+void refuse_jinja_chat_template(const std::string& dir) {
+  const auto [file, key] = find_chat_template(dir);
+  if (file.empty()) return;
   throw Error(
-      "holds a Jinja \"chat_template\", which optforge cannot run (there is no C++ Jinja engine in Debian or on "
-      "PyPI), and guessing its format would give the model prompts it was not trained on; write the format as a "
-      "chat template file (docs/serving.md §Chat templates) and pass --chat-template FILE",
-      file.string(), "chat_template");
+      "holds a chat template for transformers (Jinja), which optforge cannot run (there is no C++ Jinja engine in "
+      "Debian or on PyPI), and guessing its format would give the model prompts it was not trained on; write the "
+      "format as a chat template file (docs/serving.md §Chat templates) and pass --chat-template FILE",
+      file, key);
 }
 
 }  // namespace optforge::serve

@@ -39,8 +39,9 @@ ChatTemplate load_chat_template(const std::string& path);
 // `messages` roles must be system, user or assistant (the API checks them first).
 std::string render_chat(const ChatTemplate& t, const std::vector<ChatMessage>& messages);
 
-// Throws Error when `dir`/tokenizer_config.json exists and carries a `chat_template` (a Jinja
-// template we cannot run), naming the file and saying to pass --chat-template. No file: nothing.
+// Throws Error when `dir` carries a transformers chat template (a Jinja template we cannot run):
+// a `chat_template` in tokenizer_config.json or chat_template.json, a chat_template.jinja, or an
+// additional_chat_templates/ folder; the error names the file and says to pass --chat-template.
 void refuse_jinja_chat_template(const std::string& dir);
 
 }  // namespace optforge::serve

@@ -27,6 +27,9 @@ struct JobSpec {
   SampleControls controls;    // min_tokens, penalties, logit_bias, logprobs: what the APIs add
   int64_t next_logprobs = 0;  // > 0: report the top-k of the distribution after the prompt (alpa /logprobs)
   int64_t index = 0;          // which prompt of its request
+  // false: opts.max_tokens is the route's default (chat: the rest of the context), not asked
+  // for, so the scheduler shortens it to what the KV cache pool can hold instead of refusing.
+  bool max_tokens_given = true;
 };
 
 struct JobEvent {

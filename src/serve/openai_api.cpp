@@ -55,7 +55,9 @@ CompletionRequest parse_openai_completion(const json& body, const ApiContext& ct
   }
 
   GenerateOptions& o = r.spec.opts;
-  o.max_tokens = f.integer("max_tokens", 16, 0, INT64_MAX);
+  // OpenAI's default of 16, within --max-tokens-limit: only a number asked for is refused.
+  o.max_tokens =
+      f.has("max_tokens") ? f.integer("max_tokens", 16, 0, INT64_MAX) : std::min<int64_t>(16, ctx.max_tokens_limit);
   check_max_tokens_limit(o.max_tokens, ctx, "max_tokens");
   check_context(r.prompts, o.max_tokens, ctx, "max_tokens");
   parse_sampling_fields(f, ctx, r);

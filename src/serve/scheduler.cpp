@@ -45,7 +45,7 @@ int64_t Scheduler::budget_for(const JobSpec& spec) const {
 }
 
 void Scheduler::submit(const std::shared_ptr<Job>& job) {
-  const JobSpec& s = job->spec;
+  JobSpec& s = job->spec;
   const int64_t P = int64_t(s.prompt.size());
   if (P == 0) throw bad_request("the prompt is empty", "prompt");
   if (P > context_)
@@ -62,7 +62,10 @@ void Scheduler::submit(const std::shared_ptr<Job>& job) {
     throw bad_request("the prompt has " + std::to_string(P) + " tokens, " + std::to_string(kv_blocks_for(P)) +
                           " KV cache blocks; the server's KV cache holds " + pool,
                       "prompt");
-  // Alone with the whole pool it must be able to finish, or preemption could never make room.
+  // Alone with the whole pool it must be able to finish, or preemption could never make room. A
+  // default max_tokens (not asked for) is shortened to what the pool holds instead.
+  if (!s.max_tokens_given && s.opts.n * kv_blocks_for(P + budget_for(s)) > total_blocks_)
+    s.opts.max_tokens = std::max<int64_t>(0, (total_blocks_ / s.opts.n) * kKvBlockSize - P);
   const int64_t alone = s.opts.n * kv_blocks_for(P + budget_for(s));
   if (alone > total_blocks_)
     throw bad_request("the request needs " + std::to_string(alone) +

@@ -48,8 +48,8 @@ HttpResponse ServeApp::error_page(int status, const std::string& message) {
   return {status, "application/json", {}, dump(ApiError(status, message).to_json())};
 }
 
-int ServeApp::send_json(HttpExchange& ex, int status, const json& j) {
-  ex.send({status, "application/json", {}, dump(j)});
+int ServeApp::send_json(HttpExchange& ex, int status, const json& j, HttpHeaders headers) {
+  ex.send({status, "application/json", std::move(headers), dump(j)});
   return status;
 }
 
@@ -77,7 +77,9 @@ void ServeApp::handle(const HttpRequest& req, HttpExchange& ex) {
     status = route(req, ex, label, alpa);
   } catch (const ApiError& e) {
     status = e.status();
-    if (!ex.responded()) send_json(ex, status, alpa ? alpa_error_json(e) : e.to_json());
+    HttpHeaders allow;
+    if (!e.allow().empty()) allow.emplace_back("Allow", e.allow());
+    if (!ex.responded()) send_json(ex, status, alpa ? alpa_error_json(e) : e.to_json(), std::move(allow));
   } catch (const std::exception& e) {
     status = 500;
     if (!ex.responded()) send_json(ex, 500, ApiError(500, std::string("internal error: ") + e.what()).to_json());
@@ -88,7 +90,8 @@ void ServeApp::handle(const HttpRequest& req, HttpExchange& ex) {
 int ServeApp::route(const HttpRequest& req, HttpExchange& ex, std::string& label, bool& alpa) {
   const std::string& p = req.path;
   auto method = [&](const char* m) {
-    if (req.method != m) throw ApiError(405, "Method " + req.method + " is not allowed on " + p + "; use " + m + ".");
+    if (req.method != m)
+      throw ApiError(405, "Method " + req.method + " is not allowed on " + p + "; use " + m + ".").allowing(m);
   };
   if (p == "/health") {
     label = p;

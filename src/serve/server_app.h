@@ -33,7 +33,7 @@ class ServeApp {
   // whether errors take alpa's shape before anything can throw.
   int route(const HttpRequest& req, HttpExchange& ex, std::string& label, bool& alpa_errors);
   void require_key(const HttpRequest& req, const nlohmann::json* body) const;
-  int send_json(HttpExchange& ex, int status, const nlohmann::json& j);
+  int send_json(HttpExchange& ex, int status, const nlohmann::json& j, HttpHeaders headers = {});
 
   int completions(const HttpRequest& req, HttpExchange& ex, bool strict);
   int chat_completions(const HttpRequest& req, HttpExchange& ex);

@@ -221,6 +221,27 @@ def test_jinja_chat_template_in_tokenizer_config_is_refused(hf, tmp_path):
         assert status == 200, body
 
 
+@pytest.mark.parametrize("name", ["chat_template.jinja", "chat_template.json", "additional_chat_templates"])
+def test_chat_template_files_of_newer_transformers_are_refused(hf, tmp_path, name):
+    """transformers' save_pretrained now writes a tokenizer's template to chat_template.jinja (not
+    into tokenizer_config.json); chat_template.json and additional_chat_templates/ hold others.
+    Each is as much a Jinja template as the tokenizer_config.json key, so each is refused."""
+    folder = tmp_path / "opt-jinja"
+    folder.mkdir()
+    for f in os.listdir(hf[1]):
+        os.symlink(hf[1] / f, folder / f)
+    jinja = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    if name == "chat_template.json":
+        (folder / name).write_text(json.dumps({"chat_template": jinja}))
+    elif name == "additional_chat_templates":
+        (folder / name).mkdir()
+        (folder / name / "tool_use.jinja").write_text(jinja)
+    else:
+        (folder / name).write_text(jinja)
+    proc = run_optforge("serve", folder, "--port", 0, check=False, timeout=60)
+    assert_clean_error(proc, folder / name, "Jinja", "--chat-template")
+
+
 @pytest.mark.parametrize("messages,where", [
     ([], "messages"),
     ("hello", "messages"),
@@ -260,3 +281,39 @@ def test_bad_fields(server, client):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="opt-chat", messages=[{"role": "tool", "content": "x",
                                                                     "tool_call_id": "1"}])
+
+
+def test_the_clients_own_reply_goes_back_as_history(client, hf, table):
+    """The openai client's reply, model_dump()ed into the next request's messages, carries its
+    empty fields as null (refusal, function_call, tool_calls): they say nothing and are taken; the
+    next reply is transformers' greedy continuation of the whole conversation."""
+    first = client.chat.completions.create(model="opt-chat", messages=MESSAGES, max_tokens=4, temperature=0)
+    dumped = first.choices[0].message.model_dump()
+    assert any(v is None for k, v in dumped.items() if k not in ("role", "content")), dumped
+    history = MESSAGES + [dumped, {"role": "user", "content": "And one more?"}]
+    r = client.chat.completions.create(model="opt-chat", messages=history, max_tokens=MAX_TOKENS, temperature=0)
+    plain = MESSAGES + [{"role": "assistant", "content": dumped["content"]}, history[-1]]
+    gen, gap = greedy(hf[0], prompt_ids(render(plain)), MAX_TOKENS)
+    assert gap > 1e-3, "near-tie in the reference: pick another seed"
+    assert r.choices[0].message.content == text_of(gen, table, DEFAULT_TEMPLATE["stop"])
+    status, body = call("POST", client.base_url.__str__().rstrip("/") + "/chat/completions",
+                        {"model": "opt-chat", "messages": [{"role": "user", "content": "x", "name": "bob"}]})
+    assert status == 400 and body["error"]["message"].startswith("messages[0].name"), body
+
+
+def test_default_max_tokens_is_what_the_kv_cache_holds(hf):
+    """Without max_tokens a reply may fill the context, but not more than the KV cache pool holds:
+    the default is shortened (finish_reason "length" where it ends), not refused; a max_tokens
+    asked for that can never fit is still a 400 naming the pool."""
+    with serve(hf[1], "--kv-cache-tokens", 64, "--max-batch", 2, "--model-name", "opt-chat") as s:
+        messages = [{"role": "user", "content": "hi"}]
+        status, body = call("POST", s.url + "/v1/chat/completions",
+                            {"model": "opt-chat", "messages": messages, "n": 2, "temperature": 0,
+                             "logit_bias": {"2": -100}})
+        assert status == 200, body
+        prompt = body["usage"]["prompt_tokens"]
+        assert body["usage"]["completion_tokens"] == 2 * (32 - prompt)  # 2 samples x 2 blocks of 16 each
+        assert {c["finish_reason"] for c in body["choices"]} == {"length"}
+        status, body = call("POST", s.url + "/v1/chat/completions",
+                            {"model": "opt-chat", "messages": messages, "max_tokens": 100})
+        assert status == 400 and "--kv-cache-tokens 64" in body["error"]["message"], body

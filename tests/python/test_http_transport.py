@@ -378,10 +378,27 @@ def test_cors_responses_vary_by_origin(model, server):
     assert vary(server, {"Origin": "https://app.example"}) == (200, None)
 
 
-@pytest.mark.parametrize("bad", ["https://app.example/", "https://a.example, https://b.example", "app.example",
-                                 "https://app.example/path", "https://app.example:port"])
-def test_allowed_origins_that_never_match_are_refused(model, bad):
-    """A value no browser's Origin header can equal would leave CORS silently off for it."""
+@pytest.mark.parametrize("bad,why", [
+    ("https://app.example/", "no path"), ("https://a.example, https://b.example", "no path"),
+    ("app.example", "no path"), ("https://app.example/path", "no path"), ("https://app.example:port", "no path"),
+    ("HTTPS://App.example", "lower case"), ("https://app.example:443", "without :443"),
+    ("http://app.example:80", "without :80"), ("https://app.example:99999", "1 to 65535")])
+def test_allowed_origins_that_never_match_are_refused(model, bad, why):
+    """A value no browser's Origin header can equal (browsers send the scheme and host in lower
+    case and leave out the default port) would leave CORS silently off for it."""
     line = assert_usage_error(run_optforge("serve", model, "--allowed-origins", bad, check=False),
                               "--allowed-origins")
-    assert "is not an origin" in line and "scheme://host[:port]" in line
+    assert "is not an origin as browsers send it" in line and why in line, line
+
+
+@pytest.mark.parametrize("method,path,allow", [("GET", "/v1/chat/completions", "POST"),
+                                               ("OPTIONS", "/v1/completions", "POST"),
+                                               ("POST", "/health", "GET"), ("DELETE", "/metrics", "GET")])
+def test_405_says_which_method_is_allowed(server, method, path, allow):
+    """RFC 9110 §15.5.6: a 405 response carries Allow with the methods the resource takes."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request(method, path, body=b"{}" if method == "POST" else None)
+    r = conn.getresponse()
+    r.read()
+    conn.close()
+    assert (r.status, r.getheader("Allow")) == (405, allow)

@@ -232,6 +232,8 @@ def rewrite(src_file, dst_file, edit):
     ("dtype", "model.decoder.layers.1.fc2.weight_scale"),
     ("stray", "model.decoder.layers.1.fc2.weight_scale"),
     ("scheme", "int4-grouped"),
+    ("nan", "model.decoder.layers.1.fc2.weight_scale"),
+    ("negative", "model.decoder.layers.1.fc2.weight_scale"),
 ])
 def test_bad_scales_are_refused_naming_file_and_tensor(models, case, mention, tmp_path):
     _, path = models["pre_ln"]
@@ -251,6 +253,8 @@ def test_bad_scales_are_refused_naming_file_and_tensor(models, case, mention, tm
             d[name + "_scale"] = d[name + "_scale"][:-1].copy()
         elif case == "dtype":
             d[name + "_scale"] = d[name + "_scale"].astype(np.float16)
+        elif case in ("nan", "negative"):  # a damaged scale: NaN, or a sign flipped
+            d[name + "_scale"][7] = np.nan if case == "nan" else -d[name + "_scale"][7]
         else:  # a float weight with a scale beside it
             d[name] = (d[name].astype(np.float32) * d[name + "_scale"][:, None]).astype(np.float32)
     rewrite(out / "model.safetensors", tmp_path / "bad" / "model.safetensors", edit)
@@ -267,6 +271,14 @@ def test_int8_output_other_than_safetensors_is_refused(models, tmp_path):
     out = convert_int8(path, tmp_path / "q8")
     proc = run_optforge("convert", out, "-o", tmp_path / "alpa", "--to", "alpa", check=False)
     assert_clean_error(proc, "int8-quantized input")
+    # File to file: a .pt/.bin copy would drop the metadata that marks the scheme, and --dtype
+    # would cast the f32 scales; a plain .safetensors copy keeps both.
+    for target, extra in (("m.bin", []), ("m.pt", []), ("m.safetensors", ["--dtype", "f16"])):
+        proc = run_optforge("convert", out / "model.safetensors", tmp_path / target, *extra, check=False)
+        assert_clean_error(proc, str(out / "model.safetensors"), "int8-per-channel-symmetric", ".safetensors")
+        assert not (tmp_path / target).exists()
+    run_optforge("convert", out / "model.safetensors", tmp_path / "copy.safetensors")
+    assert (tmp_path / "copy.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
 
 
 def test_serve_quantize_int8_completes_as_transformers_on_dequantized_weights(models):

@@ -143,3 +143,31 @@ def test_special_ids_outside_the_vocabulary_stop_running_not_converting(model, t
     run_optforge("convert", tmp_path / "hf", "--to", "hf", "-o", tmp_path / "out")
     assert json.loads((tmp_path / "out" / "config.json").read_text())[field] == 300
     assert OPTConfig.from_pretrained(tmp_path / "out").to_dict()[field] == 300
+
+
+def test_kv_cache_pool_size_is_checked(model):
+    """--kv-cache-tokens 0 or below was replaced by the default without a word; a pool larger
+    than the machine can reserve failed with a bare std::bad_alloc."""
+    _, root = model
+    for bad in ["0", "-5"]:
+        line = assert_usage_error(run_optforge("serve", root / "hf", "--kv-cache-tokens", bad, check=False),
+                                  "--kv-cache-tokens")
+        assert "not in range 1 to" in line
+    if os.environ.get("OPTFORGE_SANITIZED") == "1":
+        return  # ASan's allocator aborts on an allocation this size instead of throwing std::bad_alloc
+    # 2e9 tokens x 2 layers x (K and V) x 32 values x 4 bytes: 1 TB, beyond any machine's memory.
+    err = refused("serve", root / "hf", "--port", "0", "--kv-cache-tokens", "2000000000", "--kv-dtype", "f32")
+    assert "could not reserve memory for a KV cache pool of --kv-cache-tokens 2000000000" in err
+
+
+def test_max_tokens_limit_below_the_default_of_16(model):
+    """With --max-tokens-limit under OpenAI's default max_tokens of 16, a completion that names no
+    max_tokens gets the limit; one that asks for more than the limit is refused."""
+    _, root = model
+    with serve(root / "hf", "--max-tokens-limit", 10) as s:
+        status, body = call("POST", s.url + "/v1/completions",
+                            {"model": s.model_id, "prompt": [2, 5], "ignore_eos": True, "temperature": 0})
+        assert status == 200 and body["usage"]["completion_tokens"] == 10, body
+        status, body = call("POST", s.url + "/v1/completions",
+                            {"model": s.model_id, "prompt": [2, 5], "max_tokens": 11})
+        assert status == 400 and body["error"]["param"] == "max_tokens", body

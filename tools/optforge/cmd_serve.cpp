@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -41,16 +43,28 @@ struct Options {
   bool no_prefix_caching = false;
 };
 
-// An origin as browsers send it (scheme "://" host [":" port], no path, no spaces; an IPv6 host in brackets),
-// or '*'. A value that can never equal an Origin header (a trailing slash, a space after a
-// comma) would turn CORS off without a word, so it is refused instead.
+// Why `v` can never equal an Origin header as browsers serialize it (lower-case scheme and
+// host, no default port, no path), or "" when it can; '*' is fine. Such a value would leave CORS
+// off for that site without a word, so --allowed-origins refuses it.
+std::string origin_problem(const std::string& v) {
+  static const Pattern origin("\\*|([a-z][a-z0-9+.-]*)://(\\[[0-9a-f:.]+\\]|[^/?#\\s:\\[\\]A-Z]+)(:([0-9]{1,5}))?");
+  const auto m = origin.full_match(v);
+  if (!m) return "scheme://host[:port] in lower case with no path (e.g. https://app.example), or '*'";
+  if ((*m)[3]) {
+    const long port = std::stol(*(*m)[3]);
+    const std::string& scheme = *(*m)[0];
+    if (port < 1 || port > 65535) return "the port must be 1 to 65535";
+    if ((scheme == "https" && port == 443) || (scheme == "http" && port == 80))
+      return "browsers leave out a scheme's default port: write it without :" + std::to_string(port);
+  }
+  return {};
+}
+
 CLI::Validator origin_validator() {
   return CLI::Validator(
       [](std::string& v) -> std::string {
-        static const Pattern origin(
-            "\\*|[A-Za-z][A-Za-z0-9+.-]*://(\\[[0-9A-Fa-f:.]+\\]|[^/?#\\s:\\[\\]]+)(:[0-9]{1,5})?");
-        if (origin.full_match(v)) return {};
-        return "'" + v + "' is not an origin: scheme://host[:port] with no path (e.g. https://app.example), or '*'";
+        const std::string why = origin_problem(v);
+        return why.empty() ? why : "'" + v + "' is not an origin as browsers send it: " + why;
       },
       "ORIGIN");
 }
@@ -93,6 +107,26 @@ serve::ChatTemplate chat_template(const Options& o) {
   return serve::default_chat_template();
 }
 
+// The scheduler and its KV cache pool, which is reserved here, at start: a pool larger than
+// the machine can map is an error naming the option, not a bare std::bad_alloc.
+std::unique_ptr<serve::Scheduler> make_scheduler(const Options& o, OptModel& model, const Tokenizer& tok,
+                                                 serve::Metrics& metrics) {
+  serve::SchedulerOptions so;
+  so.max_batch = o.max_batch;
+  so.kv_cache_tokens = o.kv_cache_tokens;
+  so.max_queue = o.max_queue;
+  so.prefix_caching = !o.no_prefix_caching;
+  try {
+    return std::make_unique<serve::Scheduler>(model, tok, so, metrics);
+  } catch (const std::bad_alloc&) {
+    const std::string pool = o.kv_cache_tokens > 0
+                                 ? "--kv-cache-tokens " + std::to_string(o.kv_cache_tokens)
+                                 : std::to_string(o.max_batch) + " x " + std::to_string(model.config().max_positions) +
+                                       " tokens (--max-batch x context)";
+    throw Error("could not reserve memory for a KV cache pool of " + pool + "; give a smaller --kv-cache-tokens");
+  }
+}
+
 void run(const Options& o) {
   // Every thread started from here on inherits this mask, so SIGTERM and SIGINT stay pending
   // for the sigwait below instead of killing the process mid-request.
@@ -107,12 +141,8 @@ void run(const Options& o) {
   auto rt = open_model(o.runtime);
   const OptConfig& cfg = rt->model->config();
   serve::Metrics metrics;
-  serve::SchedulerOptions so;
-  so.max_batch = o.max_batch;
-  so.kv_cache_tokens = o.kv_cache_tokens;
-  so.max_queue = o.max_queue;
-  so.prefix_caching = !o.no_prefix_caching;
-  serve::Scheduler scheduler(*rt->model, tok, so, metrics);
+  const auto scheduler_ptr = make_scheduler(o, *rt->model, tok, metrics);
+  serve::Scheduler& scheduler = *scheduler_ptr;
 
   serve::ApiContext ctx;
   ctx.tok = &tok;
@@ -183,7 +213,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--max-batch", o->max_batch, "Sequences decoded together (continuous batching slots)")
       ->capture_default_str();
   cmd->add_option("--kv-cache-tokens", o->kv_cache_tokens,
-                  "KV cache pool in tokens, shared by all sequences in blocks of 16 (default: max-batch x context)");
+                  "KV cache pool in tokens, shared by all sequences in blocks of 16 (default: max-batch x context)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
   cmd->add_option("--max-tokens-limit", o->max_tokens_limit,
                   "Largest max_tokens a request may ask for (default: the context)");
   cmd->add_option("--max-body-bytes", o->max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
