@@ -8,7 +8,7 @@ the server's resident memory (VmRSS) and open file descriptors are read from /pr
 first sample after warm-up, the last, the largest, and the count of each kind of request; exits 1
 on any answer but the intended one.
 
-usage: soak.py OPTFORGE_BIN MODEL --seconds S [--workers W] [--threads T]
+usage: soak.py OPTFORGE_BIN MODEL --seconds S [--workers W] [--threads T] [-- SERVE_OPTIONS...]
 """
 import argparse
 import http.client
@@ -17,6 +17,7 @@ import os
 import random
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -24,11 +25,14 @@ from collections import Counter
 import openai
 
 
-def start(binary, model, threads):
-    proc = subprocess.Popen([binary, "serve", model, "--port", "0", "--threads", str(threads), "--max-batch", "16"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def start(binary, model, threads, extra):
+    """The server, its URL, and its start-up line (which gives the KV cache pool's size)."""
+    proc = subprocess.Popen([binary, "serve", model, "--port", "0", "--threads", str(threads), "--max-batch", "16",
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    banner = proc.stderr.readline().strip()
+    threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep draining it
     line = proc.stdout.readline()
-    return proc, line[line.index("http://"):].split()[0].rstrip("/")
+    return proc, line[line.index("http://"):].split()[0].rstrip("/"), banner
 
 
 def sample(pid):
@@ -103,8 +107,11 @@ def main():
     ap.add_argument("--seconds", type=float, default=600)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
-    a = ap.parse_args()
-    proc, url = start(a.binary, a.model, a.threads)
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []  # more `optforge serve` options
+    a = ap.parse_args(argv[:len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
+    proc, url, banner = start(a.binary, a.model, a.threads, extra)
+    print(banner)
     model = json.loads(raw(url, "GET", "/v1/models", None)[1])["data"][0]["id"]
     client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=120)
     counts, failures, lock = Counter(), Counter(), threading.Lock()
@@ -139,7 +146,11 @@ def main():
     warm = samples[min(5, len(samples) - 1)]  # after the first minute: pools and caches warmed up
     print(f"soak: {a.seconds:.0f} s, {a.workers} workers, {sum(counts.values())} requests: {dict(sorted(counts.items()))}")
     print(f"server RSS after warm-up {warm[0] / 1024:.1f} MiB, at the end {samples[-1][0] / 1024:.1f} MiB, "
-          f"largest {max(s[0] for s in samples) / 1024:.1f} MiB")
+          f"largest {max(s[0] for s in samples) / 1024:.1f} MiB; each minute: "
+          + " ".join(f"{s[0] / 1024:.0f}" for s in samples[5::6]))
+    print("(the KV cache pool is reserved at start and its pages are touched as blocks are first used: with prefix "
+          "caching, cached blocks stay and new ones are taken, so RSS rises towards warm-up + the pool's size in "
+          "the start-up line and stays there)")
     print(f"open file descriptors after warm-up {warm[1]}, at the end {samples[-1][1]}, "
           f"largest {max(s[1] for s in samples)}")
     print(f"answers other than the intended one: {sum(failures.values())}")

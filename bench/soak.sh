@@ -3,7 +3,7 @@
 # best_of) for --seconds (default 600), then its memory and open files at warm-up and at the end
 # (bench/soak.py). Model: a 125M-shaped random model cut to 4 layers of width 256, so a 2-core
 # machine answers many requests.
-# usage: bench/soak.sh [--seconds S] [--workers W] [--threads T]
+# usage: bench/soak.sh [--seconds S] [--workers W] [--threads T] [-- SERVE_OPTIONS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${OPTFORGE_BIN:-build/optforge}
