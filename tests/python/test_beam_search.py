@@ -1,0 +1,170 @@
+"""Beam search (`generate --beams`, and use_beam_search on /v1/completions) against transformers.
+
+Without stop sequences the sequences must be exactly transformers' `generate(num_beams=B,
+num_return_sequences=n, length_penalty=..., early_stopping=..., do_sample=False)` ones, best
+first, with transformers' sequences_scores within 1e-4, on two random models built by
+transformers (pre-LN, and 350m-style: post-LN with project_in/out). Stop sequences are this
+project's extension, so their reference is `reference_beams` below: transformers' BeamSearchScorer
+rule written again in Python over transformers' own log-softmax, where a candidate whose decoded
+text contains a stop string ends its beam as </s> does. The test first checks that this reference
+gives transformers' generate() output without stops, so it cannot drift from transformers."""
+import json
+
+import openai
+import pytest
+import torch
+
+from chat_reference import VOCAB, prompt_ids, text_of, token_bytes
+from conftest import run_optforge
+from hf_reference import random_opt
+from serve_util import call, serve
+
+TOL = 1e-4
+PROMPTS = ["The weather today", "Once upon a time there was", "I like"]
+MAX_TOKENS = 8
+
+
+def build(path, pre_ln, seed):
+    proj = {} if pre_ln else {"word_embed_proj_dim": 16}  # 350m: project_in/out around the layers
+    model = random_opt(seed, vocab_size=VOCAB, hidden_size=32, ffn_dim=64, num_hidden_layers=2,
+                       num_attention_heads=4, max_position_embeddings=128, do_layer_norm_before=pre_ln,
+                       dropout=0.0, attention_dropout=0.0, init_std=0.2, pad_token_id=1, bos_token_id=2,
+                       eos_token_id=2, **proj)
+    model.save_pretrained(path, safe_serialization=True)
+    return model
+
+
+@pytest.fixture(scope="module", params=["pre_ln", "350m_style"])
+def hf(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp("beam") / f"opt-beam-{request.param}"
+    return build(path, request.param == "pre_ln", seed=11), path
+
+
+@pytest.fixture(scope="module")
+def table():
+    return token_bytes()
+
+
+def hf_beams(model, prompt, beams, n, length_penalty, early_stopping, max_tokens=MAX_TOKENS):
+    """transformers' beams: [(generated ids, ended by </s>, sequences_score)], best first."""
+    with torch.no_grad():
+        out = model.generate(torch.tensor([prompt]), num_beams=beams, num_return_sequences=n,
+                             length_penalty=length_penalty, early_stopping=early_stopping, do_sample=False,
+                             max_new_tokens=max_tokens, output_scores=True, return_dict_in_generate=True)
+    result = []
+    for seq, score in zip(out.sequences.tolist(), out.sequences_scores.tolist()):
+        gen = seq[len(prompt):]
+        ended = 2 in gen
+        ids = gen[:gen.index(2)] if ended else gen
+        assert all(t == 1 for t in gen[len(ids) + 1:]), gen  # after </s>: padding only
+        result.append((ids, ended, score))
+    return result
+
+
+def reference_beams(model, prompt, beams, n, length_penalty, early_stopping, stops, table,
+                    max_tokens=MAX_TOKENS):
+    """transformers' BeamSearchScorer (4.40) rule in Python on transformers' log-softmax, a
+    candidate whose text contains a stop string ending its beam like </s> (its token kept)."""
+    def stops_in(ids):
+        return any(s in text_of(ids, table) for s in stops)
+
+    hyps = []  # (score, ids, ended)
+
+    def add(ids, total, length, ended):
+        score = total / length ** length_penalty
+        if len(hyps) < beams or score > min(h[0] for h in hyps):
+            hyps.append((score, ids, ended))
+            if len(hyps) > beams:
+                hyps.remove(min(hyps, key=lambda h: h[0]))
+
+    running = [([], torch.tensor(0.0))]
+    with torch.no_grad():
+        for length in range(1, max_tokens + 1):
+            cands = []
+            for b, (ids, score) in enumerate(running):
+                lp = torch.log_softmax(model(torch.tensor([prompt + ids])).logits[0, -1], -1)
+                top = torch.topk(lp, 4 * beams)
+                cands += [(score + v, b, int(t)) for v, t in zip(top.values, top.indices)]
+            cands.sort(key=lambda c: -float(c[0]))
+            nxt = []
+            for rank, (total, b, tok) in enumerate(cands):
+                ids = running[b][0] + [tok]
+                if tok == 2 or stops_in(ids):
+                    if rank < beams:
+                        add(ids[:-1] if tok == 2 else ids, float(total), length, True)
+                    continue
+                nxt.append((ids, total))
+                if len(nxt) == beams:
+                    break
+            best = float(cands[0][0])
+            if len(hyps) >= beams and (early_stopping or
+                                       min(h[0] for h in hyps) >= best / length ** length_penalty):
+                break
+            running = nxt
+            if length == max_tokens:
+                for ids, total in running:
+                    add(ids, float(total), length, False)
+    hyps.sort(key=lambda h: -h[0])
+    return [(ids, ended, score) for score, ids, ended in hyps[:n]]
+
+
+def cli_beams(path, prompt, beams, n, length_penalty, early_stopping, stops=()):
+    args = ["generate", path, "--prompt-ids", ",".join(map(str, prompt)), "--beams", beams, "--n", n,
+            "--length-penalty", length_penalty, "--max-tokens", MAX_TOKENS, "--kv-dtype", "f32", "--json"]
+    args += ["--early-stopping"] if early_stopping else []
+    for s in stops:
+        args += ["--stop", s]
+    return json.loads(run_optforge(*args).stdout)["choices"]
+
+
+CASES = [(3, 2, 1.0, False), (4, 4, 0.5, False), (4, 3, 2.0, False), (3, 3, 1.0, True)]
+
+
+@pytest.mark.parametrize("beams,n,length_penalty,early_stopping", CASES)
+def test_cli_beams_are_transformers_beams(hf, table, beams, n, length_penalty, early_stopping):
+    model, path = hf
+    for text in PROMPTS:
+        prompt = prompt_ids(text)
+        ref = hf_beams(model, prompt, beams, n, length_penalty, early_stopping)
+        ours = cli_beams(path, prompt, beams, n, length_penalty, early_stopping)
+        assert [c["ids"] for c in ours] == [r[0] for r in ref], text
+        assert [c["finish_reason"] for c in ours] == ["stop" if r[1] else "length" for r in ref]
+        assert [c["text"] for c in ours] == [text_of(r[0], table) for r in ref]
+        for c, r in zip(ours, ref):
+            assert abs(c["score"] - r[2]) < TOL, (c["score"], r[2])
+
+
+def test_reference_search_is_transformers_without_stops(hf, table):
+    model, _ = hf
+    for beams, n, length_penalty, early_stopping in CASES:
+        for text in PROMPTS[:2]:
+            prompt = prompt_ids(text)
+            ref = hf_beams(model, prompt, beams, n, length_penalty, early_stopping)
+            mine = reference_beams(model, prompt, beams, n, length_penalty, early_stopping, (), table)
+            assert [m[0] for m in mine] == [r[0] for r in ref]
+            assert all(abs(m[2] - r[2]) < TOL for m, r in zip(mine, ref))
+
+
+def stops_for(model, prompt, table):
+    """Stop strings that cut transformers' beams: a piece spanning the 2nd/3rd tokens of the best
+    beam without stops (so across a token boundary), and a single character of its text."""
+    ids = hf_beams(model, prompt, 4, 1, 1.0, False)[0][0]
+    a, b = text_of(ids[:2], table), text_of(ids[:3], table)
+    span = b[max(0, len(a) - 2):len(a) + 2]
+    return [s for s in (span, b[-1:]) if s.strip()]
+
+
+def test_cli_stop_strings_cut_beams_as_the_reference(hf, table):
+    model, path = hf
+    for text in PROMPTS:
+        prompt = prompt_ids(text)
+        stops = stops_for(model, prompt, table)
+        assert stops
+        ref = reference_beams(model, prompt, 4, 3, 1.0, False, stops, table)
+        ours = cli_beams(path, prompt, 4, 3, 1.0, False, stops)
+        assert [c["ids"] for c in ours] == [r[0] for r in ref], (text, stops)
+        assert [c["text"] for c in ours] == [text_of(r[0], table, stops) for r in ref]
+        assert [c["finish_reason"] for c in ours] == ["stop" if r[1] else "length" for r in ref]
+        for c, r in zip(ours, ref):
+            assert abs(c["score"] - r[2]) < TOL
+            assert not any(s in c["text"] for s in stops)
