@@ -27,6 +27,12 @@ struct JobSpec {
   SampleControls controls;    // min_tokens, penalties, logit_bias, logprobs: what the APIs add
   int64_t next_logprobs = 0;  // > 0: report the top-k of the distribution after the prompt (alpa /logprobs)
   int64_t index = 0;          // which prompt of its request
+  // > 0: beam search with this many beams (model/beam_search.h) instead of sampling; opts.n
+  // beams are returned, best first, as samples 0 .. n-1. opts.sampling and controls (but for
+  // `logprobs`) do not apply; the API refuses requests that set them.
+  int64_t beams = 0;
+  double length_penalty = 1.0;
+  bool early_stopping = false;
 };
 
 struct JobEvent {

@@ -14,7 +14,7 @@ import openai
 import pytest
 import torch
 
-from chat_reference import VOCAB, prompt_ids, text_of, token_bytes
+from chat_reference import VOCAB, label_to_id, prompt_ids, text_of, token_bytes
 from conftest import run_optforge
 from hf_reference import random_opt
 from serve_util import call, serve
@@ -168,3 +168,82 @@ def test_cli_stop_strings_cut_beams_as_the_reference(hf, table):
         for c, r in zip(ours, ref):
             assert abs(c["score"] - r[2]) < TOL
             assert not any(s in c["text"] for s in stops)
+
+
+# ---- the server: vLLM's use_beam_search on /v1/completions through the openai client
+
+@pytest.fixture(scope="module")
+def client(hf):
+    with serve(hf[1], "--kv-dtype", "f32", "--max-batch", 8) as s:
+        yield openai.OpenAI(base_url=s.url + "/v1", api_key="unused", max_retries=0, timeout=120), s
+
+
+@pytest.fixture(scope="module")
+def labels(table):
+    return label_to_id(table)
+
+
+def served_beams(client, hf, beams, n, length_penalty, early_stopping, prompts=PROMPTS, **kw):
+    return client.completions.create(
+        model=hf[1].name, prompt=prompts, max_tokens=MAX_TOKENS, n=n, best_of=beams, logprobs=0,
+        extra_body={"use_beam_search": True, "length_penalty": length_penalty, "early_stopping": early_stopping},
+        **kw)
+
+
+def check_served(out, refs, n, labels, length_penalty, table, stops=()):
+    assert [c.index for c in out.choices] == list(range(len(refs) * n))
+    for p, ref in enumerate(refs):
+        for c, (ids, ended, score) in zip(out.choices[p * n:(p + 1) * n], ref):
+            assert [labels[t] for t in c.logprobs.tokens] == ids
+            assert c.text == text_of(ids, table, stops)
+            assert c.finish_reason == ("stop" if ended else "length")
+            # The beam's score from the logprobs it reports: </s>'s own logprob is not reported.
+            if not ended or stops:
+                total = sum(c.logprobs.token_logprobs)
+                assert abs(total / max(1, len(ids)) ** length_penalty - score) < TOL
+
+
+@pytest.mark.parametrize("beams,n,length_penalty,early_stopping", CASES)
+def test_served_beams_are_transformers_beams(hf, client, labels, table, beams, n, length_penalty,
+                                             early_stopping):
+    out = served_beams(client[0], hf, beams, n, length_penalty, early_stopping)
+    refs = [hf_beams(hf[0], prompt_ids(t), beams, n, length_penalty, early_stopping) for t in PROMPTS]
+    check_served(out, refs, n, labels, length_penalty, table)
+    assert out.usage.completion_tokens == sum(len(r[0]) for ref in refs for r in ref)
+
+
+def test_served_stop_strings_cut_beams_as_the_reference(hf, client, labels, table):
+    for text in PROMPTS:
+        prompt = prompt_ids(text)
+        stops = stops_for(hf[0], prompt, table)
+        ref = reference_beams(hf[0], prompt, 4, 3, 1.0, False, stops, table)
+        out = served_beams(client[0], hf, 4, 3, 1.0, False, prompts=[text], stop=stops)
+        check_served(out, [ref], 3, labels, 1.0, table, stops)
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"stream": True}, "stream"),
+    ({"temperature": 0.7}, "temperature"),
+    ({"top_p": 0.5}, "top_p"),
+    ({"presence_penalty": 0.5}, "presence_penalty"),
+    ({"n": 3, "best_of": 2}, "best_of"),
+    ({"n": 1, "best_of": 1}, "best_of"),
+])
+def test_served_beam_search_refuses_what_it_cannot_honour(hf, client, body, param):
+    req = {"model": hf[1].name, "prompt": "Hello", "max_tokens": 4, "use_beam_search": True, "best_of": 2, **body}
+    status, reply = call("POST", client[1].url + "/v1/completions", req)
+    assert status == 400, reply
+    assert reply["error"]["param"] == param
+
+
+def test_beam_fields_without_beam_search_are_refused(hf, client):
+    for extra in ({"length_penalty": 2.0}, {"early_stopping": True}):
+        status, reply = call("POST", client[1].url + "/v1/completions",
+                             {"model": hf[1].name, "prompt": "Hello", "max_tokens": 4, **extra})
+        assert status == 400 and reply["error"]["param"] == next(iter(extra)), reply
+
+
+def test_temperature_zero_is_accepted(hf, client, table):
+    out = served_beams(client[0], hf, 3, 1, 1.0, False, prompts=[PROMPTS[0]], temperature=0)
+    ref = hf_beams(hf[0], prompt_ids(PROMPTS[0]), 3, 1, 1.0, False)
+    assert out.choices[0].text == text_of(ref[0][0], table)
