@@ -30,6 +30,18 @@ def build(path, pre_ln, seed):
                        num_attention_heads=4, max_position_embeddings=128, do_layer_norm_before=pre_ln,
                        dropout=0.0, attention_dropout=0.0, init_std=0.2, pad_token_id=1, bos_token_id=2,
                        eos_token_id=2, **proj)
+    # A random model almost never picks </s>, so every beam would run to max_tokens with one
+    # length and neither length_penalty nor early_stopping would change anything. The end token
+    # becomes the token its beams generate most often instead, so beams end at many lengths.
+    counts = {}
+    with torch.no_grad():
+        for text in PROMPTS:
+            out = model.generate(torch.tensor([prompt_ids(text)]), num_beams=4, num_return_sequences=4,
+                                 do_sample=False, max_new_tokens=MAX_TOKENS)
+            for t in out[:, len(prompt_ids(text)):].flatten().tolist():
+                counts[t] = counts.get(t, 0) + (t > 3)
+    eos = max(counts, key=counts.get)
+    model.config.eos_token_id = model.generation_config.eos_token_id = eos
     model.save_pretrained(path, safe_serialization=True)
     return model
 
@@ -51,11 +63,11 @@ def hf_beams(model, prompt, beams, n, length_penalty, early_stopping, max_tokens
         out = model.generate(torch.tensor([prompt]), num_beams=beams, num_return_sequences=n,
                              length_penalty=length_penalty, early_stopping=early_stopping, do_sample=False,
                              max_new_tokens=max_tokens, output_scores=True, return_dict_in_generate=True)
-    result = []
+    result, eos = [], model.config.eos_token_id
     for seq, score in zip(out.sequences.tolist(), out.sequences_scores.tolist()):
         gen = seq[len(prompt):]
-        ended = 2 in gen
-        ids = gen[:gen.index(2)] if ended else gen
+        ended = eos in gen
+        ids = gen[:gen.index(eos)] if ended else gen
         assert all(t == 1 for t in gen[len(ids) + 1:]), gen  # after </s>: padding only
         result.append((ids, ended, score))
     return result
@@ -68,7 +80,7 @@ def reference_beams(model, prompt, beams, n, length_penalty, early_stopping, sto
     def stops_in(ids):
         return any(s in text_of(ids, table) for s in stops)
 
-    hyps = []  # (score, ids, ended)
+    hyps, eos = [], model.config.eos_token_id  # hyps: (score, ids, ended)
 
     def add(ids, total, length, ended):
         score = total / length ** length_penalty
@@ -89,9 +101,9 @@ def reference_beams(model, prompt, beams, n, length_penalty, early_stopping, sto
             nxt = []
             for rank, (total, b, tok) in enumerate(cands):
                 ids = running[b][0] + [tok]
-                if tok == 2 or stops_in(ids):
+                if tok == eos or stops_in(ids):
                     if rank < beams:
-                        add(ids[:-1] if tok == 2 else ids, float(total), length, True)
+                        add(ids[:-1] if tok == eos else ids, float(total), length, True)
                     continue
                 nxt.append((ids, total))
                 if len(nxt) == beams:
@@ -120,6 +132,12 @@ def cli_beams(path, prompt, beams, n, length_penalty, early_stopping, stops=()):
 CASES = [(3, 2, 1.0, False), (4, 4, 0.5, False), (4, 3, 2.0, False), (3, 3, 1.0, True)]
 
 
+def test_beams_end_at_different_lengths(hf):
+    """What makes length_penalty and early_stopping matter: beams that end before max_tokens."""
+    lengths = {len(r[0]) for t in PROMPTS for r in hf_beams(hf[0], prompt_ids(t), 4, 4, 1.0, False) if r[1]}
+    assert len(lengths) >= 2, lengths
+
+
 @pytest.mark.parametrize("beams,n,length_penalty,early_stopping", CASES)
 def test_cli_beams_are_transformers_beams(hf, table, beams, n, length_penalty, early_stopping):
     model, path = hf
@@ -146,12 +164,12 @@ def test_reference_search_is_transformers_without_stops(hf, table):
 
 
 def stops_for(model, prompt, table):
-    """Stop strings that cut transformers' beams: a piece spanning the 2nd/3rd tokens of the best
-    beam without stops (so across a token boundary), and a single character of its text."""
-    ids = hf_beams(model, prompt, 4, 1, 1.0, False)[0][0]
+    """Stop strings that cut transformers' beams: a piece spanning the 2nd/3rd tokens of the
+    longest beam without stops (so across a token boundary), and a single character of its text."""
+    ids = max((r[0] for r in hf_beams(model, prompt, 4, 4, 1.0, False)), key=len)
     a, b = text_of(ids[:2], table), text_of(ids[:3], table)
     span = b[max(0, len(a) - 2):len(a) + 2]
-    return [s for s in (span, b[-1:]) if s.strip()]
+    return [s for s in (span, b.strip()[-1:]) if s.strip()]
 
 
 def test_cli_stop_strings_cut_beams_as_the_reference(hf, table):
@@ -198,7 +216,7 @@ def check_served(out, refs, n, labels, length_penalty, table, stops=()):
             assert c.text == text_of(ids, table, stops)
             assert c.finish_reason == ("stop" if ended else "length")
             # The beam's score from the logprobs it reports: </s>'s own logprob is not reported.
-            if not ended or stops:
+            if not ended or any(s in text_of(ids, table) for s in stops):
                 total = sum(c.logprobs.token_logprobs)
                 assert abs(total / max(1, len(ids)) ** length_penalty - score) < TOL
 
