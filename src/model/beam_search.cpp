@@ -218,7 +218,8 @@ std::vector<BeamResult> beam_search(OptModel& model, KvCache& cache, const std::
                                     const TokenBytes& token_bytes, const std::function<bool()>& cancelled) {
   const int64_t V = model.config().vocab;
   check(prompt, o, slots.size(), model.config().max_positions, token_bytes);
-  const int64_t budget = std::max<int64_t>(0, std::min(o.max_tokens, model.config().max_positions - int64_t(prompt.size())));
+  const int64_t budget =
+      std::max<int64_t>(0, std::min(o.max_tokens, model.config().max_positions - int64_t(prompt.size())));
   const int32_t eos = int32_t(model.config().eos_token_id);
   const ClearOnExit clear_slots{cache, slots};
   std::vector<GeneratedToken> prompt_lp;
@@ -262,7 +263,8 @@ std::vector<BeamResult> beam_search(OptModel& model, KvCache& cache, const std::
 
 std::vector<BeamResult> beam_search(OptModel& model, const std::vector<int32_t>& prompt, const BeamOptions& opts,
                                     const TokenBytes& token_bytes) {
-  const int64_t capacity = std::min<int64_t>(model.config().max_positions, int64_t(prompt.size()) + std::max<int64_t>(0, opts.max_tokens));
+  const int64_t capacity =
+      std::min<int64_t>(model.config().max_positions, int64_t(prompt.size()) + std::max<int64_t>(0, opts.max_tokens));
   KvCache cache = model.make_cache(std::max<int64_t>(1, opts.beams), std::max<int64_t>(1, capacity));
   std::vector<int64_t> slots(size_t(std::max<int64_t>(1, opts.beams)));
   std::iota(slots.begin(), slots.end(), 0);

@@ -121,7 +121,7 @@ class Scheduler {
   std::deque<std::shared_ptr<Job>> queue_;  // guarded by mu_
   bool draining_ = false, abort_ = false;   // guarded by mu_
   std::vector<int64_t> free_slots_;         // guarded by mu_ (admission runs under it)
-  std::shared_ptr<Job> beam_job_;          // admitted beam job, run next (admission sets it under mu_)
+  std::shared_ptr<Job> beam_job_;           // admitted beam job, run next (admission sets it under mu_)
   std::list<Running> running_;              // scheduler thread only (admission adds under mu_); oldest first
   std::atomic<int64_t> running_count_{0};   // running_.size(), for shutdown's wait
   std::thread thread_;
