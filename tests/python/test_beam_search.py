@@ -14,7 +14,7 @@ import openai
 import pytest
 import torch
 
-from chat_reference import VOCAB, label_to_id, prompt_ids, text_of, token_bytes
+from chat_reference import VOCAB, greedy, label_to_id, log_softmax, prompt_ids, text_of, token_bytes
 from conftest import run_optforge
 from hf_reference import random_opt
 from serve_util import call, serve
@@ -265,3 +265,51 @@ def test_temperature_zero_is_accepted(hf, client, table):
     out = served_beams(client[0], hf, 3, 1, 1.0, False, prompts=[PROMPTS[0]], temperature=0)
     ref = hf_beams(hf[0], prompt_ids(PROMPTS[0]), 3, 1, 1.0, False)
     assert out.choices[0].text == text_of(ref[0][0], table)
+
+
+def test_beams_and_sampling_requests_at_once(hf, client, table):
+    """A beam request waits for the batch, runs alone, and the requests around it still get
+    transformers' greedy texts."""
+    from concurrent.futures import ThreadPoolExecutor
+    model, path = hf
+    greedy_kw = dict(model=path.name, max_tokens=24, temperature=0, stop=None)
+    with ThreadPoolExecutor(4) as pool:
+        before = [pool.submit(client[0].completions.create, prompt=t, **greedy_kw) for t in PROMPTS[:2]]
+        beam = pool.submit(served_beams, client[0], hf, 4, 2, 1.0, False, prompts=[PROMPTS[2]])
+        after = pool.submit(client[0].completions.create, prompt=PROMPTS[0], **greedy_kw)
+        greedy_out = [f.result() for f in before + [after]]
+        beam_out = beam.result()
+    for out, text in zip(greedy_out, PROMPTS[:2] + PROMPTS[:1]):
+        ids, _ = greedy(model, prompt_ids(text), 24, eos=model.config.eos_token_id)
+        assert out.choices[0].text == text_of(ids, table)
+    ref = hf_beams(model, prompt_ids(PROMPTS[2]), 4, 2, 1.0, False)
+    assert [c.text for c in beam_out.choices] == [text_of(r[0], table) for r in ref]
+
+
+def test_served_beams_echo_the_prompt_with_transformers_logprobs(hf, client, table):
+    model, path = hf
+    out = served_beams(client[0], hf, 3, 2, 1.0, False, prompts=[PROMPTS[1]], echo=True)
+    prompt = prompt_ids(PROMPTS[1])
+    lp = log_softmax(model, prompt)
+    ref = hf_beams(model, prompt, 3, 2, 1.0, False)
+    for c, r in zip(out.choices, ref):
+        assert c.text == PROMPTS[1] + text_of(r[0], table)
+        assert c.logprobs.token_logprobs[0] is None
+        for i in range(1, len(prompt)):
+            assert abs(c.logprobs.token_logprobs[i] - float(lp[i - 1, prompt[i]])) < TOL
+
+
+def test_beams_that_cannot_fit_the_pool_are_refused(hf):
+    with serve(hf[1], "--kv-dtype", "f32", "--max-batch", 8, "--kv-cache-tokens", 64) as s:
+        req = {"model": hf[1].name, "prompt": "Hello", "max_tokens": 40, "use_beam_search": True}
+        assert call("POST", s.url + "/v1/completions", {**req, "best_of": 1, "n": 1})[0] == 400
+        status, reply = call("POST", s.url + "/v1/completions", {**req, "best_of": 4})
+        assert status == 400 and "best_of x (prompt + max_tokens)" in reply["error"]["message"], reply
+        status, reply = call("POST", s.url + "/v1/completions", {**req, "best_of": 2, "max_tokens": 8})
+        assert status == 200, reply
+
+
+@pytest.mark.parametrize("extra", [["--temperature", "0.5"], ["--top-p", "0.5"], ["--n", "5"]])
+def test_cli_refuses_what_beams_cannot_honour(hf, extra):
+    proc = run_optforge("generate", hf[1], "--prompt", "Hello", "--beams", 4, "--max-tokens", 4, *extra, check=False)
+    assert proc.returncode != 0 and "error" in proc.stderr

@@ -32,6 +32,7 @@ struct Options {
   int64_t beams = 0;  // > 0: beam search (model/beam_search.h) instead of sampling
   double length_penalty = 1.0;
   bool early_stopping = false;
+  const CLI::Option* temperature_option = nullptr;  // whether --temperature was given (--beams: only 0)
 };
 
 // "2,31414,232" or "[2, 31414, 232]"
@@ -98,8 +99,10 @@ nlohmann::json choices_json(const std::vector<Completion>& completions, const st
 // --beams: transformers' beam search; the n best beams, best first (no streaming: the best beam
 // is known only at the end).
 void run_beams(const Options& o, const Tokenizer& tok, const std::vector<int32_t>& prompt, OptModel& model) {
-  if (o.temperature != 1.0f || o.top_k != 0 || o.top_p != 1.0f || o.repetition_penalty != 1.0f)
-    throw Error("--beams is deterministic: --temperature, --top-k, --top-p and --repetition-penalty do not apply");
+  const bool temperature_set = o.temperature_option && o.temperature_option->count() > 0 && o.temperature != 0;
+  if (temperature_set || o.top_k != 0 || o.top_p != 1.0f || o.repetition_penalty != 1.0f)
+    throw Error(
+        "--beams is deterministic: --temperature (but 0), --top-k, --top-p and --repetition-penalty do not apply");
   BeamOptions b;
   b.beams = o.beams;
   b.n = o.n;
@@ -194,7 +197,8 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--prompt", o->prompt, "Prompt text (encoded with </s> first, as OPT was trained)");
   cmd->add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids, used as given: \"2,31414,232\"");
   cmd->add_option("--max-tokens", o->max_tokens, "Tokens to generate at most")->capture_default_str();
-  cmd->add_option("--temperature", o->temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
+  o->temperature_option =
+      cmd->add_option("--temperature", o->temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
   cmd->add_option("--top-k", o->top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
   cmd->add_option("--top-p", o->top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
   cmd->add_option("--repetition-penalty", o->repetition_penalty, "HF/CTRL repetition penalty (1 = off)")
