@@ -17,7 +17,7 @@ import torch
 from chat_reference import VOCAB, greedy, label_to_id, log_softmax, prompt_ids, text_of, token_bytes
 from conftest import run_optforge
 from hf_reference import random_opt
-from serve_util import call, serve
+from serve_util import call, metric, serve
 
 TOL = 1e-4
 PROMPTS = ["The weather today", "Once upon a time there was", "I like"]
@@ -313,3 +313,21 @@ def test_beams_that_cannot_fit_the_pool_are_refused(hf):
 def test_cli_refuses_what_beams_cannot_honour(hf, extra):
     proc = run_optforge("generate", hf[1], "--prompt", "Hello", "--beams", 4, "--max-tokens", 4, *extra, check=False)
     assert proc.returncode != 0 and "error" in proc.stderr
+
+
+def test_blocks_beams_leave_in_the_prefix_cache_hold_their_tokens(hf, client, labels, table):
+    """Beams' full blocks stay in the prefix cache; a later prompt that starts with a beam's
+    tokens reuses them and must still continue as transformers does."""
+    model, path = hf
+    text = "In the beginning the quick brown fox jumped over the lazy dog, and then it"
+    prompt = prompt_ids(text)
+    beams = client[0].completions.create(model=path.name, prompt=text, max_tokens=20, n=3, best_of=3, logprobs=0,
+                                         extra_body={"use_beam_search": True, "ignore_eos": True})
+    for c in beams.choices:
+        ids = prompt + [labels[t] for t in c.logprobs.tokens]
+        assert len(ids) >= 32  # two whole blocks: cached when the beam's sequence ended
+        hits = metric(call("GET", client[1].url + "/metrics")[1], "optforge_prefix_cache_hits_total")
+        out = client[0].completions.create(model=path.name, prompt=ids, max_tokens=6, temperature=0)
+        assert metric(call("GET", client[1].url + "/metrics")[1], "optforge_prefix_cache_hits_total") >= hits + 32
+        ref, _ = greedy(model, ids, 6, eos=model.config.eos_token_id)
+        assert out.choices[0].text == text_of(ref, table)
