@@ -235,13 +235,11 @@ std::vector<BeamResult> beam_search(OptModel& model, KvCache& cache, const std::
     logits.erase(logits.begin(), logits.end() - V);
   }
   Hypotheses hyps(o);
-  bool done = false;
-  for (int64_t len = 1; len <= budget && !done; ++len) {
+  for (int64_t len = 1; len <= budget; ++len) {
     std::vector<std::vector<float>> lp;
     for (size_t b = 0; b < beams.size(); ++b) lp.push_back(log_softmax(logits.data() + int64_t(b) * V, V));
     StepResult r = choose(beams, lp, V, len, o, eos, hyps);
-    done = hyps.done(r.best_sum, len);
-    if (done) break;  // as transformers: the running beams do not join
+    if (hyps.done(r.best_sum, len)) break;  // as transformers: the running beams do not join
     if (len == budget) {
       for (Beam& b : r.running) hyps.add(std::move(b.tokens), b.score, len, false);
       break;

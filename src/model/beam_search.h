@@ -52,12 +52,14 @@ struct BeamResult {
   double score = 0;       // sum of the tokens' logprobs / generated_len ** length_penalty
 };
 
-// Runs the search for `prompt` in `cache` sequences `slots` (beams of them, each empty on entry,
-// with room for the prompt and max_tokens; they are cleared on return). `cancelled`, when set, is
-// asked before each model step: true ends the search and returns {}. `token_bytes` may be empty
-// only without stop sequences (then texts are empty). Throws Error for an empty prompt, beams < 1,
-// n outside [1, beams], fewer slots than beams, a prompt plus max_tokens longer than the context,
-// or stops without token_bytes (before any model work); Error from the cache when it runs out.
+// Runs the search for `prompt` (token ids) in `cache` sequences `slots` (the first `beams` of them
+// are used, each empty on entry, with room for the prompt and max_tokens; all are cleared on
+// return). max_tokens is cut to what the context leaves after the prompt, as generate() does.
+// `cancelled`, when set, is asked before each model step: true ends the search and returns {}.
+// `token_bytes` may be empty only without stop sequences (then texts are empty). Returns n
+// results, best first. Throws Error for an empty prompt, beams < 1, n outside [1, beams], fewer
+// slots than beams, a prompt longer than the context, an empty stop sequence or stops without
+// token_bytes (all before any model work); Error from the cache when its pool runs out.
 std::vector<BeamResult> beam_search(OptModel& model, KvCache& cache, const std::vector<int64_t>& slots,
                                     const std::vector<int32_t>& prompt, const BeamOptions& opts,
                                     const TokenBytes& token_bytes, const std::function<bool()>& cancelled = {});
