@@ -17,20 +17,25 @@ void Scheduler::run_beam_job(const std::shared_ptr<Job>& job) {
   o.stop_at_eos = s.opts.stop_at_eos;
   o.echo = s.opts.echo;
   o.top_logprobs = s.opts.top_logprobs;
+  auto push = [&](JobEvent e) {
+    e.index = s.index;
+    job->sink->push(std::move(e));
+  };
   std::vector<int64_t> slots;
   {
-    std::lock_guard<std::mutex> lock(mu_);  // nothing runs beside it: every slot is free
-    for (int64_t i = 0; i < s.beams; ++i) slots.push_back(free_slots_[free_slots_.size() - 1 - size_t(i)]);
+    std::lock_guard<std::mutex> lock(mu_);  // nothing runs beside it: every slot is free (submit: beams <= max_batch)
+    for (size_t i = 0; i < size_t(s.beams) && i < free_slots_.size(); ++i)
+      slots.push_back(free_slots_[free_slots_.size() - 1 - i]);
+  }
+  if (int64_t(slots.size()) < s.beams) {  // cannot happen while beam jobs run alone; never a wrong slot
+    push({JobEvent::Kind::Error, 0, 0, {}, {}, "the scheduler has no free slots for the beams", {}, 500});
+    return;
   }
   bool aborted = false;
   auto stop_now = [&] {
     std::lock_guard<std::mutex> lock(mu_);
     aborted = abort_;
     return aborted || job->cancelled.load();
-  };
-  auto push = [&](JobEvent e) {
-    e.index = s.index;
-    job->sink->push(std::move(e));
   };
   std::vector<BeamResult> beams;
   try {
