@@ -7,7 +7,10 @@ transformers (pre-LN, and 350m-style: post-LN with project_in/out). Stop sequenc
 project's extension, so their reference is `reference_beams` below: transformers' BeamSearchScorer
 rule written again in Python over transformers' own log-softmax, where a candidate whose decoded
 text contains a stop string ends its beam as </s> does. The test first checks that this reference
-gives transformers' generate() output without stops, so it cannot drift from transformers."""
+gives transformers' generate() output without stops, so it cannot drift from transformers.
+The models' end token is one their beams often pick (see build), so beams end at many lengths and
+length_penalty and early_stopping change the results. The server runs are checked the same way,
+with the beams' scores recomputed from the logprobs it reports."""
 import json
 
 import openai
