@@ -30,6 +30,12 @@ struct JobSpec {
   // false: opts.max_tokens is the route's default (chat: the rest of the context), not asked
   // for, so the scheduler shortens it to what the KV cache pool can hold instead of refusing.
   bool max_tokens_given = true;
+  // > 0: beam search with this many beams (model/beam_search.h) instead of sampling; opts.n
+  // beams are returned, best first, as samples 0 .. n-1. opts.sampling and controls (but for
+  // `logprobs`) do not apply; the API refuses requests that set them.
+  int64_t beams = 0;
+  double length_penalty = 1.0;
+  bool early_stopping = false;
 };
 
 struct JobEvent {

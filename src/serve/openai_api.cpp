@@ -31,6 +31,46 @@ void parse_best_of(Fields& f, const ApiContext& ctx, CompletionRequest& r) {
   o.n = best_of;
 }
 
+// What beam search leaves out must not be set: it would be silently ignored otherwise.
+void refuse_for_beams(bool set, const char* field, const std::string& why) {
+  if (set) throw bad_request(std::string(field) + " " + why + " when using beam search", field);
+}
+
+// vLLM's beam search extension: use_beam_search with best_of beams (default n; at least 2, as
+// vLLM), n returned best first, length_penalty and early_stopping (transformers' bool meaning).
+// Deterministic: temperature 0 or absent, top_p 1, top_k 0, no penalties, biases or min_tokens,
+// no stream (400 otherwise, as vLLM refuses them). Returns false without use_beam_search, after
+// refusing length_penalty / early_stopping there (vLLM does too).
+bool parse_beam_search(Fields& f, const ApiContext& ctx, CompletionRequest& r) {
+  const bool beams = f.boolean("use_beam_search", false);
+  const double length_penalty = f.number("length_penalty", 1.0, -100.0, 100.0);
+  const bool early_stopping = f.boolean("early_stopping", false);
+  if (!beams) {
+    refuse_for_beams(length_penalty != 1.0, "length_penalty", "only applies");
+    refuse_for_beams(early_stopping, "early_stopping", "only applies");
+    return false;
+  }
+  GenerateOptions& o = r.spec.opts;
+  const SampleControls& c = r.spec.controls;
+  refuse_for_beams(r.stream, "stream", "cannot be used");
+  refuse_for_beams(f.has("temperature") && o.sampling.temperature != 0, "temperature", "must be 0");
+  refuse_for_beams(o.sampling.top_p != 1.0f, "top_p", "must be 1");
+  refuse_for_beams(o.sampling.top_k != 0, "top_k", "must be 0");
+  refuse_for_beams(o.sampling.repetition_penalty != 1.0f, "repetition_penalty", "must be 1");
+  refuse_for_beams(c.presence_penalty != 0, "presence_penalty", "must be 0");
+  refuse_for_beams(c.frequency_penalty != 0, "frequency_penalty", "must be 0");
+  refuse_for_beams(!c.logit_bias.empty(), "logit_bias", "cannot be used");
+  refuse_for_beams(c.min_tokens != 0, "min_tokens", "must be 0");
+  const int64_t best_of = f.integer("best_of", o.n, 1, ctx.max_n);
+  if (best_of < o.n) throw bad_request("best_of must be greater than or equal to n", "best_of");
+  refuse_for_beams(best_of < 2, "best_of", "must be greater than 1");
+  o.sampling.temperature = 0;
+  r.spec.beams = best_of;
+  r.spec.length_penalty = length_penalty;
+  r.spec.early_stopping = early_stopping;
+  return true;
+}
+
 }  // namespace
 
 std::string new_completion_id() {
@@ -61,7 +101,7 @@ CompletionRequest parse_openai_completion(const json& body, const ApiContext& ct
   check_max_tokens_limit(o.max_tokens, ctx, "max_tokens");
   check_context(r.prompts, o.max_tokens, ctx, "max_tokens");
   parse_sampling_fields(f, ctx, r);
-  parse_best_of(f, ctx, r);
+  if (!parse_beam_search(f, ctx, r)) parse_best_of(f, ctx, r);
   r.logprobs = f.has("logprobs") ? f.integer("logprobs", 0, 0, 5) : -1;
   r.echo = f.boolean("echo", false);
   o.echo = r.echo && r.logprobs >= 0;  // the prompt's own logprobs are only needed then

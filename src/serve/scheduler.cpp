@@ -56,6 +56,10 @@ void Scheduler::submit(const std::shared_ptr<Job>& job) {
     throw bad_request("n = " + std::to_string(s.opts.n) + " is more than the server's batch size (" +
                           std::to_string(opt_.max_batch) + ")",
                       "n");
+  if (s.beams > opt_.max_batch)
+    throw bad_request("best_of = " + std::to_string(s.beams) + " beams are more than the server's batch size (" +
+                          std::to_string(opt_.max_batch) + ")",
+                      "best_of");
   const std::string pool = std::to_string(total_blocks_) + " blocks of " + std::to_string(kKvBlockSize) +
                            " tokens (--kv-cache-tokens " + std::to_string(kv_budget()) + ")";
   if (kv_blocks_for(P) > total_blocks_)
@@ -64,12 +68,14 @@ void Scheduler::submit(const std::shared_ptr<Job>& job) {
                       "prompt");
   // Alone with the whole pool it must be able to finish, or preemption could never make room. A
   // default max_tokens (not asked for) is shortened to what the pool holds instead.
-  if (!s.max_tokens_given && s.opts.n * kv_blocks_for(P + budget_for(s)) > total_blocks_)
-    s.opts.max_tokens = std::max<int64_t>(0, (total_blocks_ / s.opts.n) * kKvBlockSize - P);
-  const int64_t alone = s.opts.n * kv_blocks_for(P + budget_for(s));
+  const int64_t sequences = std::max(s.opts.n, s.beams);
+  if (!s.max_tokens_given && sequences * kv_blocks_for(P + budget_for(s)) > total_blocks_)
+    s.opts.max_tokens = std::max<int64_t>(0, (total_blocks_ / sequences) * kKvBlockSize - P);
+  const int64_t alone = sequences * kv_blocks_for(P + budget_for(s));
   if (alone > total_blocks_)
-    throw bad_request("the request needs " + std::to_string(alone) +
-                      " KV cache blocks to finish (n x (prompt + max_tokens)); the server's KV cache holds " + pool);
+    throw bad_request("the request needs " + std::to_string(alone) + " KV cache blocks to finish (" +
+                      (s.beams > 0 ? "best_of" : "n") + " x (prompt + max_tokens)); the server's KV cache holds " +
+                      pool);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (draining_ || abort_) throw ApiError(503, "the server is shutting down");
@@ -127,6 +133,13 @@ void Scheduler::loop() {
       }
       admit_locked();
     }
+    if (beam_job_) {
+      run_beam_job(beam_job_);
+      beam_job_.reset();
+      running_count_.store(0);
+      publish_gauges();
+      continue;
+    }
     drop_cancelled();
     sweep();
     publish_gauges();  // admissions show in /metrics before their first token goes out
@@ -158,6 +171,13 @@ void Scheduler::admit_locked() {
       continue;
     }
     const JobSpec& s = job->spec;
+    if (s.beams > 0) {  // runs alone: once the batch is empty (see scheduler.h)
+      if (!running_.empty()) break;
+      queue_.pop_front();
+      beam_job_ = job;
+      running_count_.store(1);  // shutdown's grace covers it
+      return;
+    }
     Running r;
     r.job = job;
     r.budget = budget_for(s);

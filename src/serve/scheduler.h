@@ -12,6 +12,10 @@
 // are freed and it goes back to the front of the queue, keeping its samples' state (tokens, RNG);
 // re-admitted, each sample's cache is recomputed from its prompt and the tokens generated so far,
 // and it continues as if nothing happened. The head of the queue waits until it fits (FIFO).
+// Beam search jobs (spec.beams > 0) run alone: at the head of the queue a beam job waits until
+// the running jobs have finished (nothing overtakes it), then runs to its end with `beams`
+// sequences of the pool, every step its beams only; then the queue goes on. Simple and within
+// the pool's budget, at the cost of the other requests' latency meanwhile.
 // With prefix caching (vLLM's automatic prefix caching, on unless --no-prefix-caching), a prompt
 // (or a recomputed sequence) starts from the cached blocks of its longest cached prefix and only
 // the rest is computed.
@@ -100,6 +104,8 @@ class Scheduler {
   void make_room();
   void preempt(Running& r);
   std::vector<int32_t> uncached(int64_t slot, const std::vector<int32_t>& tokens);
+  // scheduler_beam.cpp: a beam search job, run to its end on the scheduler thread.
+  void run_beam_job(const std::shared_ptr<Job>& job);
 
   OptModel& model_;
   TokenBytes token_bytes_;  // text_bytes(tokenizer): the samples' text
@@ -115,6 +121,7 @@ class Scheduler {
   std::deque<std::shared_ptr<Job>> queue_;  // guarded by mu_
   bool draining_ = false, abort_ = false;   // guarded by mu_
   std::vector<int64_t> free_slots_;         // guarded by mu_ (admission runs under it)
+  std::shared_ptr<Job> beam_job_;           // admitted beam job, run next (admission sets it under mu_)
   std::list<Running> running_;              // scheduler thread only (admission adds under mu_); oldest first
   std::atomic<int64_t> running_count_{0};   // running_.size(), for shutdown's wait
   std::thread thread_;

@@ -3,7 +3,9 @@
 // cancelled jobs give their slots back; impossible jobs are refused up front.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include "formats/torch_file.h"
 #include "model/runtime.h"
@@ -202,4 +204,66 @@ TEST(Scheduler, CancelledJobsFreeTheirSlots) {
     return;
   }
   GTEST_FAIL() << "the long job always finished before its cancel arrived";
+}
+
+namespace {
+
+std::shared_ptr<Job> make_beam_job(int64_t beams, int64_t max_tokens, int64_t index, std::shared_ptr<EventSink> sink) {
+  auto j = make_job({2, 7, 8}, max_tokens, index, std::move(sink));
+  j->spec.beams = beams;
+  return j;
+}
+
+}  // namespace
+
+TEST(Scheduler, RefusesBeamsAboveTheBatchOrThePool) {
+  auto rt = open_model(tiny_model(), 2);
+  Metrics metrics;
+  Scheduler s(*rt->model, Tokenizer::builtin(), {2, 64, 64}, metrics);  // 4 blocks
+  auto sink = std::make_shared<EventSink>();
+  EXPECT_THROW(s.submit(make_beam_job(3, 4, 0, sink)), ApiError);   // beams above --max-batch
+  EXPECT_THROW(s.submit(make_beam_job(2, 40, 0, sink)), ApiError);  // 2 x 3 blocks > 4
+  s.submit(make_beam_job(2, 4, 0, sink));
+  const std::vector<Result> r = collect(*sink, 1, 1);
+  EXPECT_EQ(r[0].error, 0);
+  EXPECT_EQ(r[0].finish[0], "length");
+}
+
+// A beam job runs to its end on the scheduler thread: a cancel or a shutdown must still stop it
+// between steps, give its sequences back, and let the queue go on.
+TEST(Scheduler, CancelledOrShutDownBeamJobsStop) {
+  auto rt = open_model(long_context_model(), 2);
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    Metrics metrics;
+    Scheduler s(*rt->model, Tokenizer::builtin(), {2, 0, 64}, metrics);
+    auto sink = std::make_shared<EventSink>();
+    auto beam = make_beam_job(2, 4000, 0, sink);
+    s.submit(beam);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    s.submit(make_job({2, 9}, 3, 1, sink));  // waits behind the beam job
+    s.cancel(beam);
+    std::vector<JobEvent> seen;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    auto next_done = [&] {
+      return std::any_of(seen.begin(), seen.end(),
+                         [](const JobEvent& e) { return e.kind == JobEvent::Kind::Finish && e.index == 1; });
+    };
+    while (!next_done() && std::chrono::steady_clock::now() < deadline)
+      for (JobEvent& e : sink->wait(std::chrono::milliseconds(50))) seen.push_back(std::move(e));
+    ASSERT_TRUE(next_done());
+    if (std::any_of(seen.begin(), seen.end(), [](const JobEvent& e) { return e.index == 0; }))
+      continue;  // the beam job finished before the cancel arrived: try again
+    EXPECT_NE(metrics.render(0).find("optforge_sequences_finished_total{reason=\"cancelled\"} 1"), std::string::npos);
+
+    auto again = make_beam_job(2, 4000, 2, sink);
+    s.submit(again);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    s.shutdown(std::chrono::milliseconds(0));
+    std::vector<JobEvent> last = sink->wait(std::chrono::milliseconds(100));
+    ASSERT_FALSE(last.empty());
+    EXPECT_EQ(last.back().kind, JobEvent::Kind::Error);
+    EXPECT_EQ(last.back().status, 503);
+    return;
+  }
+  GTEST_FAIL() << "the beam job always finished before its cancel arrived";
 }

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "kernels/cpu/threads.h"
+#include "model/beam_search.h"
 #include "model/generate.h"
 #include "model/runtime.h"
 #include "model_options.h"
@@ -28,6 +29,10 @@ struct Options {
   uint64_t seed = 0;
   std::vector<std::string> stop;
   bool echo = false, json = false, ignore_eos = false;
+  int64_t beams = 0;  // > 0: beam search (model/beam_search.h) instead of sampling
+  double length_penalty = 1.0;
+  bool early_stopping = false;
+  const CLI::Option* temperature_option = nullptr;  // whether --temperature was given (--beams: only 0)
 };
 
 // "2,31414,232" or "[2, 31414, 232]"
@@ -68,12 +73,73 @@ nlohmann::json token_json(const GeneratedToken& t, const Tokenizer& tok) {
   return j;
 }
 
+// The choices' JSON shared by sampling and beam search; `scores`: the beams' (empty when sampling).
+nlohmann::json choices_json(const std::vector<Completion>& completions, const std::vector<double>& scores,
+                            const Options& o, const Tokenizer& tok, const std::vector<int32_t>& prompt) {
+  nlohmann::json choices = nlohmann::json::array();
+  for (size_t i = 0; i < completions.size(); ++i) {
+    const Completion& c = completions[i];
+    std::vector<int32_t> ids;
+    nlohmann::json tokens = nlohmann::json::array();
+    for (const auto& p : c.prompt) tokens.push_back(token_json(p, tok));
+    for (const auto& g : c.tokens) {
+      ids.push_back(g.id);
+      tokens.push_back(token_json(g, tok));
+    }
+    choices.push_back({{"index", i},
+                       {"ids", ids},
+                       {"text", (o.echo ? tok.decode_text(prompt) : "") + c.text},
+                       {"finish_reason", c.finish_reason},
+                       {"tokens", tokens}});
+    if (i < scores.size()) choices.back()["score"] = scores[i];
+  }
+  return choices;
+}
+
+// --beams: transformers' beam search; the n best beams, best first (no streaming: the best beam
+// is known only at the end).
+void run_beams(const Options& o, const Tokenizer& tok, const std::vector<int32_t>& prompt, OptModel& model) {
+  const bool temperature_set = o.temperature_option && o.temperature_option->count() > 0 && o.temperature != 0;
+  if (temperature_set || o.top_k != 0 || o.top_p != 1.0f || o.repetition_penalty != 1.0f)
+    throw Error(
+        "--beams is deterministic: --temperature (but 0), --top-k, --top-p and --repetition-penalty do not apply");
+  BeamOptions b;
+  b.beams = o.beams;
+  b.n = o.n;
+  b.max_tokens = o.max_tokens;
+  b.length_penalty = o.length_penalty;
+  b.early_stopping = o.early_stopping;
+  b.stop = o.stop;
+  b.stop_at_eos = !o.ignore_eos;
+  b.echo = o.echo;
+  b.top_logprobs = std::max<int64_t>(0, o.top_logprobs);
+  std::vector<Completion> completions;
+  std::vector<double> scores;
+  for (BeamResult& r : beam_search(model, prompt, b, text_bytes(tok))) {
+    completions.push_back(std::move(r.completion));
+    scores.push_back(r.score);
+  }
+  if (!o.json) {
+    for (size_t i = 0; i < completions.size(); ++i) {
+      std::printf("--- beam %zu (score %.6f, %s)\n", i, scores[i], completions[i].finish_reason.c_str());
+      write_text((o.echo ? tok.decode_text(prompt) : "") + completions[i].text + "\n");
+    }
+    return;
+  }
+  nlohmann::json out = {{"model", o.runtime.model}, {"prompt_ids", prompt}};
+  out["choices"] = choices_json(completions, scores, o, tok, prompt);
+  std::puts(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
+
 void run(const Options& o) {
   if (o.prompt.empty() == o.prompt_ids.empty()) throw Error("give exactly one of --prompt and --prompt-ids");
   const Tokenizer tok = load_tokenizer(o.tokenizer);
   const std::vector<int32_t> prompt = o.prompt_ids.empty() ? tok.encode(o.prompt) : parse_ids(o.prompt_ids);
 
   auto rt = open_model(o.runtime);
+  if (o.beams > 0) return run_beams(o, tok, prompt, *rt->model);
+  if (o.length_penalty != 1.0 || o.early_stopping)
+    throw Error("--length-penalty and --early-stopping only apply with --beams");
   GenerateOptions g;
   g.sampling = {o.temperature, o.top_k, o.top_p, o.repetition_penalty, o.seed};
   g.max_tokens = o.max_tokens;
@@ -108,23 +174,7 @@ void run(const Options& o) {
     return;
   }
   nlohmann::json out = {{"model", o.runtime.model}, {"prompt_ids", prompt}};
-  nlohmann::json choices = nlohmann::json::array();
-  for (size_t i = 0; i < completions.size(); ++i) {
-    const Completion& c = completions[i];
-    std::vector<int32_t> ids;
-    nlohmann::json tokens = nlohmann::json::array();
-    for (const auto& p : c.prompt) tokens.push_back(token_json(p, tok));
-    for (const auto& g : c.tokens) {
-      ids.push_back(g.id);
-      tokens.push_back(token_json(g, tok));
-    }
-    choices.push_back({{"index", i},
-                       {"ids", ids},
-                       {"text", (o.echo ? tok.decode_text(prompt) : "") + c.text},
-                       {"finish_reason", c.finish_reason},
-                       {"tokens", tokens}});
-  }
-  out["choices"] = choices;
+  out["choices"] = choices_json(completions, {}, o, tok, prompt);
   // threads: the worker count; kernels: the backend's description (oneDNN's ISA and the matmul
   // implementations it chose), which bench/inference.sh prints.
   out["timing"] = {{"threads", cpu::threads()},
@@ -147,7 +197,8 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--prompt", o->prompt, "Prompt text (encoded with </s> first, as OPT was trained)");
   cmd->add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids, used as given: \"2,31414,232\"");
   cmd->add_option("--max-tokens", o->max_tokens, "Tokens to generate at most")->capture_default_str();
-  cmd->add_option("--temperature", o->temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
+  o->temperature_option =
+      cmd->add_option("--temperature", o->temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
   cmd->add_option("--top-k", o->top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
   cmd->add_option("--top-p", o->top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
   cmd->add_option("--repetition-penalty", o->repetition_penalty, "HF/CTRL repetition penalty (1 = off)")
@@ -159,6 +210,11 @@ void register_generate(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print ids, text and per-token logprobs as JSON");
   cmd->add_option("--top-logprobs", o->top_logprobs, "With --json: the K most likely alternatives per token");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep going past </s>");
+  cmd->add_option("--beams", o->beams, "Beam search with this many beams (transformers' num_beams); --n best returned")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--length-penalty", o->length_penalty, "With --beams: score = logprob sum / length ** this")
+      ->capture_default_str();
+  cmd->add_flag("--early-stopping", o->early_stopping, "With --beams: stop once --beams hypotheses are finished");
   add_tokenizer_options(cmd, o->tokenizer);
   add_runtime_options(cmd, o->runtime);
   cmd->callback([o] { run(*o); });
