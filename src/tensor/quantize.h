@@ -20,9 +20,9 @@
 
 namespace optforge {
 
-enum class Quantization : uint8_t { None, Int8 };
+enum class Quantization : uint8_t { None, Int8, Int4 };  // Int4: tensor/quantize_int4.h
 
-// "none" / "int8" (the CLI's spelling); parse returns nullopt for anything else.
+// "none" / "int8" / "int4" (the CLI's spelling); parse returns nullopt for anything else.
 std::string_view quantization_name(Quantization q);
 std::optional<Quantization> quantization_from_name(std::string_view s);
 

@@ -6,6 +6,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/onednn_gemm.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/skinny_int4.h"
 #include "kernels/cpu/threads.h"
 
 namespace optforge::cpu {
@@ -45,6 +46,7 @@ void load_row(const MatrixRef& m, int64_t r, float* dst) {
     case DType::F32: std::memcpy(dst, m.row(r), size_t(m.cols) * 4); return;
     case DType::F16: return load_row_t<DType::F16>(m.row(r), m.cols, dst);
     case DType::I8: return load_row_t<DType::I8>(m.row(r), m.cols, dst, m.scale[r]);
+    case DType::U8: return load_row_int4(m, r, dst);
     default: return load_row_t<DType::BF16>(m.row(r), m.cols, dst);
   }
 }

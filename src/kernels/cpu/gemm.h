@@ -1,5 +1,6 @@
 // y = x · Wᵀ + bias, the one matrix product of the model (every Linear and the tied head).
-// x is f32 [M, K]; W is [N, K] in f32, f16, bf16 or int8 with a per-row f32 scale (matrix.h);
+// x is f32 [M, K]; W is [N, K] in f32, f16, bf16, int8 with a per-row f32 scale or int4 with f16
+// group scales (matrix.h);
 // y is f32 [M, N]; accumulation is f32.
 // Small M (decode) streams W once through our own kernel, converting in registers; large M
 // (prompts) goes to oneDNN's matmul (onednn_gemm.h says how each dtype is computed there).
@@ -22,6 +23,9 @@ constexpr int64_t streaming_rows(DType dt) {
     // int8 with the AVX2 kernel (oneDNN dequantizes blocks of rows to f32): 17 and 19 in two runs
     // on the same EPYC; with AVX-512, kInt8Avx512StreamingRows below.
     case DType::I8: return 17;
+    // int4 (U8, AVX2 kernel; oneDNN dequantizes blocks): not measured on the EPYC yet, taken as
+    // int8's; the int4 stream is half int8's bytes, so the crossover can only move up.
+    case DType::U8: return 17;
     default: return 17;
   }
 }
@@ -30,7 +34,8 @@ constexpr int64_t streaming_rows(DType dt) {
 // at (model_kernels_test); it takes any count, but `linear` gives it at most streaming_rows.
 constexpr int64_t kSkinnyMaxRows = 64;
 static_assert(streaming_rows(DType::F32) <= kSkinnyMaxRows && streaming_rows(DType::BF16) <= kSkinnyMaxRows &&
-              streaming_rows(DType::F16) <= kSkinnyMaxRows && streaming_rows(DType::I8) <= kSkinnyMaxRows);
+              streaming_rows(DType::F16) <= kSkinnyMaxRows && streaming_rows(DType::I8) <= kSkinnyMaxRows &&
+              streaming_rows(DType::U8) <= kSkinnyMaxRows);
 
 // int8 W on a CPU with AVX-512 (skinny_int8_avx512.h: 4 x 4 tiles, 16 lanes): the streaming
 // kernel was ahead of oneDNN at every row count measured (1..64, by 1.3-1.5x at 17-37 rows), so it
