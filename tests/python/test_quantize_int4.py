@@ -141,7 +141,7 @@ def test_inspect_shows_int4_tensors_and_scales(models, tmp_path):
     ("missing", "model.decoder.layers.1.fc2.weight"),
     ("scale_shape", "model.decoder.layers.1.fc2.weight_scale"),
     ("scale_dtype", "model.decoder.layers.1.fc2.weight_scale"),
-    ("packed_shape", "model.decoder.layers.1.fc2.weight"),
+    ("packed_shape", "decoder.layers.1.fc2.weight': shape [52, 49], expected [52, 50]"),
     ("scheme", "int3-grouped"),
 ])
 def test_bad_int4_files_are_refused_naming_file_and_tensor(models, case, mention, tmp_path):
