@@ -204,8 +204,9 @@ void take_scale(OptTensors& out, const ByRole& m, const ParamSpec& p, const Tens
                 source, what);
   const Tensor& sc = it->second.second;
   if (sc.dtype != (int4 ? DType::F16 : DType::F32) || sc.shape != want)
-    throw Error("scale tensor is " + std::string(dtype_name(sc.dtype)) + " " + sc.shape_string() + ", expected " + want_s,
-                source, "tensor '" + it->second.first + "'");
+    throw Error(
+        "scale tensor is " + std::string(dtype_name(sc.dtype)) + " " + sc.shape_string() + ", expected " + want_s,
+        source, "tensor '" + it->second.first + "'");
   out.scales.emplace(out.tensors.size(), sc);
 }
 
@@ -224,7 +225,8 @@ void take_expected(OptTensors& out, const ByRole& m, const std::string& source) 
     const Tensor* t = m.find(p.ref.role, p.ref.layer);
     if (!t) throw Error("missing tensor '" + p.name + "'" + met_need(role_spec(p.ref.role), c), source);
     if (t->shape != stored_shape(p, *t))
-      throw Error("shape " + t->shape_string() + ", expected " + Tensor{DType::F32, stored_shape(p, *t)}.shape_string() +
+      throw Error("shape " + t->shape_string() + ", expected " +
+                      Tensor{DType::F32, stored_shape(p, *t)}.shape_string() +
                       (t->dtype == DType::U8 ? " (int4: two columns a byte)" : "") +
                       " for this model (L=" + std::to_string(c.layers) + ", E=" + std::to_string(c.embed_dim) +
                       ", F=" + std::to_string(c.ffn_dim) + ")",

@@ -26,9 +26,7 @@ struct OptTensors {
   // with F16 [N, ceil(K / 32)] group scales (tensor/quantize_int4.h). Empty otherwise.
   std::map<size_t, Tensor> scales;
   // The dtype of the quantized matrices (I8 or U8; one scheme per model), F32 if none.
-  DType dtype_of_quantized() const {
-    return scales.empty() ? DType::F32 : tensors[scales.begin()->first].second.dtype;
-  }
+  DType dtype_of_quantized() const { return scales.empty() ? DType::F32 : tensors[scales.begin()->first].second.dtype; }
   ValuePtr metaseq_root;                   // the metaseq checkpoint's other top-level keys (cfg, ...), if any
   std::string layout;                      // what the input was, for messages ("HF folder", "alpa numpy folder")
   std::shared_ptr<const void> keep_alive;  // whatever the tensors' bytes come from (a plan)

@@ -67,8 +67,8 @@ class CpuBackend final : public Backend {
     if (t.dtype == DType::U8) {  // int4 packed [N, K / 2]: K is even (tensor/quantize_int4.h)
       const Shape want{t.dim() ? t.shape[0] : 0, int4_groups(t.dim() == 2 ? 2 * t.shape[1] : 0)};
       if (t.dim() != 2 || !row_scale || row_scale->dtype != DType::F16 || row_scale->shape != want)
-        throw Error("an int4 weight " + t.shape_string() + " needs f16 group scales [" + std::to_string(want[0]) + ", " +
-                    std::to_string(want[1]) + "]");
+        throw Error("an int4 weight " + t.shape_string() + " needs f16 group scales [" + std::to_string(want[0]) +
+                    ", " + std::to_string(want[1]) + "]");
       w->scale = row_scale->is_contiguous() ? *row_scale : row_scale->contiguous();
     }
     if (t.dim() == 2) {

@@ -1,5 +1,5 @@
-// Int8 / int4 weight quantization of a model at load (the schemes: tensor/quantize.h, quantize_int4.h): the matmul weights
-// (roles of Kind::Matrix), and on request the tied embedding.
+// Int8 / int4 weight quantization of a model at load (the schemes: tensor/quantize.h, quantize_int4.h): the matmul
+// weights (roles of Kind::Matrix), and on request the tied embedding.
 #pragma once
 
 #include <string>

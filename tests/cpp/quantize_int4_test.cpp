@@ -156,12 +156,11 @@ TEST_P(Int4Linear, EveryPathMatchesTheScalarReference) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(OddShapes, Int4Linear,
-                         ::testing::Combine(::testing::Values(int64_t(1), int64_t(2), int64_t(3), int64_t(4),
-                                                              int64_t(5), int64_t(17), int64_t(18), int64_t(40),
-                                                              int64_t(64), int64_t(70)),
-                                            ::testing::Values(int64_t(7), int64_t(32), int64_t(83), int64_t(100),
-                                                              int64_t(257))));
+INSTANTIATE_TEST_SUITE_P(
+    OddShapes, Int4Linear,
+    ::testing::Combine(::testing::Values(int64_t(1), int64_t(2), int64_t(3), int64_t(4), int64_t(5), int64_t(17),
+                                         int64_t(18), int64_t(40), int64_t(64), int64_t(70)),
+                       ::testing::Values(int64_t(7), int64_t(32), int64_t(83), int64_t(100), int64_t(257))));
 
 TEST(Int4Linear, LoadRowIsTheSchemesDequantization) {
   for (int64_t K : {int64_t(29), int64_t(64), int64_t(100)}) {

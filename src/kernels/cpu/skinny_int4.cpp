@@ -12,7 +12,9 @@ namespace {
 
 constexpr int64_t kGroup = 32;
 
-const uint16_t* scales_of(const MatrixRef& w, int64_t r) { return w.group_scale + r * ((w.cols + kGroup - 1) / kGroup); }
+const uint16_t* scales_of(const MatrixRef& w, int64_t r) {
+  return w.group_scale + r * ((w.cols + kGroup - 1) / kGroup);
+}
 
 inline float weight(const uint8_t* row, const uint16_t* sc, int64_t k) {
   const int nib = k % 2 ? row[k / 2] >> 4 : row[k / 2] & 0x0f;
