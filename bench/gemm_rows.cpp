@@ -1,9 +1,9 @@
 // Where the decode-time streaming kernel (skinny_gemm) and oneDNN's matmul cross over, the
 // measurement behind streaming_rows() in src/kernels/cpu/gemm.h. One thread, y = x · Wᵀ for M = 1
 // .. --max-rows activation rows, W 3072 x 768 and 768 x 3072 (OPT-125m's fc1 and fc2) in f32,
-// bf16, f16, int8 (per-row scales, tensor/quantize.h) and int4 (tensor/quantize_int4.h). Each call reads a different copy of W from a pool four times the size of this
-// machine's usual L3 (128 MiB), so W comes from memory as it does when a model decodes; the time
-// of a row count is the fastest of --calls calls, which keeps out most of other processes' noise.
+// bf16, f16, int8 (per-row scales, tensor/quantize.h) and int4 (tensor/quantize_int4.h). Each
+// call reads a different copy of W from a pool four times the size of this machine's usual L3
+// (128 MiB), so W comes from memory as it does when a model decodes; the time of a row count is the fastest of --calls calls, which keeps out most of other processes' noise.
 // Prints one table per dtype (microseconds per call, both shapes) and, per dtype, the last row
 // count at which the streaming kernel takes at most 5% longer than oneDNN (both shapes summed;
 // 5% is about the spread of repeated runs), beyond which oneDNN is always more than 5% faster:
@@ -47,7 +47,8 @@ struct WeightPool {
     std::uniform_real_distribution<float> u(-1, 1);
     std::vector<float> w(size_t(s.n * s.k));
     for (auto& v : w) v = u(g);
-    std::vector<uint8_t> stored(dt == DType::U8 ? size_t(s.n * int4_row_bytes(s.k)) : w.size() * dtype_size(dt));
+    const size_t bytes = dt == DType::U8 ? size_t(s.n * int4_row_bytes(s.k)) : w.size() * dtype_size(dt);
+    std::vector<uint8_t> stored(bytes);
     if (dt == DType::U8) {
       group_scale.resize(size_t(s.n * int4_groups(s.k)));
       for (int64_t r = 0; r < s.n; ++r)
