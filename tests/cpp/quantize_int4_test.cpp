@@ -1,5 +1,6 @@
 // Int4 weight-only quantization: the scheme (tensor/quantize_int4.h) on hand-made groups, and
-// every int4 matrix-product path (AVX2 streaming kernel, its scalar loop, oneDNN through `linear`)
+// every int4 matrix-product path (AVX2 and AVX-512 streaming kernels where the CPU has them, the
+// scalar loop, oneDNN through `linear`)
 // against a double-precision product with the dequantized weights, on odd shapes (K not a multiple
 // of 8 or 32: short last groups and an odd count of nibbles).
 #include <gtest/gtest.h>
@@ -139,11 +140,12 @@ TEST_P(Int4Linear, EveryPathMatchesTheScalarReference) {
   const cpu::MatrixRef ref = w.ref(N);
   const double tol = 1e-5 + 2e-6 * double(K);
   std::vector<float> y(size_t(M * N), -1.0f), dnn(size_t(M * N), -1.0f);
-  std::vector<float> scalar(size_t(M * N), -1.0f), simd(size_t(M * N), -1.0f);
+  std::vector<float> scalar(size_t(M * N), -1.0f), simd(size_t(M * N), -1.0f), wide(size_t(M * N), -1.0f);
   cpu::linear(x.data(), M, ref, bias.data(), y.data());
   cpu::onednn_linear(x.data(), M, ref, bias.data(), dnn.data());
   cpu::skinny_gemm(x.data(), K, M, ref, bias.data(), scalar.data(), N, 0, N, false);
-  cpu::skinny_gemm(x.data(), K, M, ref, bias.data(), simd.data(), N, 0, N, true);  // AVX2 where the CPU has it
+  cpu::skinny_gemm(x.data(), K, M, ref, bias.data(), simd.data(), N, 0, N, true, false);  // AVX2 if the CPU has it
+  cpu::skinny_gemm(x.data(), K, M, ref, bias.data(), wide.data(), N, 0, N, true, true);   // AVX-512 if any
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
       const size_t i = size_t(m * N + n);
@@ -151,6 +153,7 @@ TEST_P(Int4Linear, EveryPathMatchesTheScalarReference) {
       for (int64_t k = 0; k < K; ++k) want += double(x[size_t(m * K + k)]) * w.deq[size_t(n * K + k)];
       EXPECT_NEAR(scalar[i], want, tol) << "scalar m=" << m << " n=" << n;
       EXPECT_NEAR(simd[i], scalar[i], tol) << "avx2 vs scalar m=" << m << " n=" << n;
+      EXPECT_NEAR(wide[i], scalar[i], tol) << "avx512 vs scalar m=" << m << " n=" << n;
       EXPECT_NEAR(y[i], scalar[i], tol) << "linear m=" << m << " n=" << n;
       EXPECT_NEAR(dnn[i], scalar[i], tol) << "oneDNN m=" << m << " n=" << n;
     }

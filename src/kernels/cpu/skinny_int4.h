@@ -16,6 +16,11 @@ namespace optforge::cpu {
 void skinny_int4(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
                  int64_t n0, int64_t n1, bool simd);
 
+// The same with AVX-512 (skinny_int4_avx512.cpp): 16 lanes, tiles of 4 weight rows x 4 activation
+// rows (8 x 1 for one row). Callers check has_avx512() first.
+void skinny_int4_avx512(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, const float* bias, float* y,
+                        int64_t ldy, int64_t n0, int64_t n1);
+
 // Row r of an int4 matrix in f32 into dst[cols]: exactly dequantize_row_int4
 // (tensor/quantize_int4.h), vectorized with AVX2 where the CPU has it.
 void load_row_int4(const MatrixRef& m, int64_t r, float* dst);
