@@ -52,7 +52,9 @@ void load_row(const MatrixRef& m, int64_t r, float* dst) {
 }
 
 int64_t streaming_rows_here(DType dt) {
-  return dt == DType::I8 && has_avx512() ? kInt8Avx512StreamingRows : streaming_rows(dt);
+  if (has_avx512() && (dt == DType::I8 || dt == DType::U8))
+    return dt == DType::I8 ? kInt8Avx512StreamingRows : kInt4Avx512StreamingRows;
+  return streaming_rows(dt);
 }
 
 void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y) {

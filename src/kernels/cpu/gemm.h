@@ -23,9 +23,10 @@ constexpr int64_t streaming_rows(DType dt) {
     // int8 with the AVX2 kernel (oneDNN dequantizes blocks of rows to f32): 17 and 19 in two runs
     // on the same EPYC; with AVX-512, kInt8Avx512StreamingRows below.
     case DType::I8: return 17;
-    // int4 (U8, AVX2 kernel; oneDNN dequantizes blocks): not measured on the EPYC yet, taken as
-    // int8's; the int4 stream is half int8's bytes, so the crossover can only move up.
-    case DType::U8: return 17;
+    // int4 (U8) with the AVX2 kernel (oneDNN dequantizes blocks of rows to f32): within 5% up to
+    // 7 rows in one run on the same EPYC (unpacking nibbles costs more per weight than int8's
+    // widening); with AVX-512, kInt4Avx512StreamingRows below.
+    case DType::U8: return 7;
     default: return 17;
   }
 }
@@ -42,8 +43,12 @@ static_assert(streaming_rows(DType::F32) <= kSkinnyMaxRows && streaming_rows(DTy
 // takes every count it is tested at.
 constexpr int64_t kInt8Avx512StreamingRows = kSkinnyMaxRows;
 
-// The row limit `linear` applies on this CPU: streaming_rows(dt), or kInt8Avx512StreamingRows for
-// int8 where has_avx512() (cpu_features.h).
+// int4 W on a CPU with AVX-512 (skinny_int4_avx512.cpp): ahead of oneDNN at every row count up to
+// 27 in one run (by 2.2-2.6x at 1-4 rows), within 5% to 35, 10% slower past that.
+constexpr int64_t kInt4Avx512StreamingRows = 27;
+
+// The row limit `linear` applies on this CPU: streaming_rows(dt), or kInt8Avx512StreamingRows /
+// kInt4Avx512StreamingRows for int8 / int4 where has_avx512() (cpu_features.h).
 int64_t streaming_rows_here(DType dt);
 
 void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y);
