@@ -7,8 +7,8 @@
 //              1/scale), clamped to [-127, 127]; -128 is never used, so the range is symmetric;
 //   a row whose scale is 0 (all zeros, or amax so small that amax / 127 underflows to 0) gets
 //   q = 0 everywhere and scale 0: no division by zero, and q * scale = 0 as W (nearly) was.
-// The weight then computed with is q[n, k] * scale[n] in f32. Int4 (a group size along K) would
-// add a scheme here and a dtype in cpu::MatrixRef; nothing else assumes int8.
+// The weight then computed with is q[n, k] * scale[n] in f32. Int4 (groups along K) is
+// tensor/quantize_int4.h.
 #pragma once
 
 #include <cstdint>

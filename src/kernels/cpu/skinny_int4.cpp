@@ -5,7 +5,6 @@
 
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/simd.h"
-#include "tensor/dtype.h"
 
 namespace optforge::cpu {
 namespace {
@@ -16,11 +15,6 @@ const uint16_t* scales_of(const MatrixRef& w, int64_t r) {
   return w.group_scale + r * ((w.cols + kGroup - 1) / kGroup);
 }
 
-inline float weight(const uint8_t* row, const uint16_t* sc, int64_t k) {
-  const int nib = k % 2 ? row[k / 2] >> 4 : row[k / 2] & 0x0f;
-  return float(nib - 8) * f16_to_f32(sc[k / kGroup]);
-}
-
 void rows_scalar(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, const float* bias, float* y, int64_t ldy,
                  int64_t n0, int64_t n1) {
   for (int64_t n = n0; n < n1; ++n) {
@@ -28,7 +22,7 @@ void rows_scalar(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, con
     const uint16_t* sc = scales_of(w, n);
     for (int64_t m = 0; m < M; ++m) {
       float s = 0;
-      for (int64_t k = 0; k < w.cols; ++k) s += weight(row, sc, k) * x[m * ldx + k];
+      for (int64_t k = 0; k < w.cols; ++k) s += int4_weight(row, sc, k) * x[m * ldx + k];
       y[m * ldy + n] = s + (bias ? bias[n] : 0.0f);
     }
   }
@@ -75,7 +69,8 @@ OPTFORGE_AVX2 void tile(const float* x, int64_t ldx, const MatrixRef& w, const f
   for (int r = 0; r < NR; ++r)
     for (int m = 0; m < MR; ++m) {
       float s = hsum(acc[r][m]);
-      for (int64_t k = full * kGroup; k < K; ++k) s += weight(row[r], sc[r], k) * x[m * ldx + k];  // the short group
+      for (int64_t k = full * kGroup; k < K; ++k)
+        s += int4_weight(row[r], sc[r], k) * x[m * ldx + k];  // the short group
       y[m * ldy + n + r] = s + (bias ? bias[n + r] : 0.0f);
     }
 }
@@ -132,7 +127,7 @@ void load_row_int4(const MatrixRef& m, int64_t r, float* dst) {
 #if OPTFORGE_HAVE_X86
   if (has_avx2_fma_f16c()) k = load_full_groups(row, sc, m.cols, dst);
 #endif
-  for (; k < m.cols; ++k) dst[k] = weight(row, sc, k);
+  for (; k < m.cols; ++k) dst[k] = int4_weight(row, sc, k);
 }
 
 }  // namespace optforge::cpu

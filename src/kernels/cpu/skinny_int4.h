@@ -5,8 +5,16 @@
 #include <cstdint>
 
 #include "kernels/cpu/matrix.h"
+#include "tensor/dtype.h"
 
 namespace optforge::cpu {
+
+// Column k of a packed int4 row with its group scales sc, dequantized: the scalar loop's weight
+// and the SIMD kernels' short last group.
+inline float int4_weight(const uint8_t* row, const uint16_t* sc, int64_t k) {
+  const int nib = k % 2 ? row[k / 2] >> 4 : row[k / 2] & 0x0f;
+  return float(nib - 8) * f16_to_f32(sc[k / 32]);
+}
 
 // As skinny_gemm (gemm.h) for w.dtype == U8: y[m * ldy + n] = x_m · W_n (+ bias[n]) for n in
 // [n0, n1), W_n dequantized in f32 (each weight (q - 8) * scale, one rounding, then an FMA), f32

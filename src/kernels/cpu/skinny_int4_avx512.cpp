@@ -12,8 +12,6 @@
 #define OPTFORGE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 #endif
 
-#include "tensor/dtype.h"
-
 namespace optforge::cpu {
 namespace {
 
@@ -28,12 +26,6 @@ OPTFORGE_AVX512 inline void unpack_group(const uint8_t* p, float scale, __m512 o
   const __m512 s = _mm512_set1_ps(scale);
   out[0] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_sub_epi8(_mm_unpacklo_epi8(lo, hi), eight))), s);
   out[1] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_sub_epi8(_mm_unpackhi_epi8(lo, hi), eight))), s);
-}
-
-// The same dequantized weight as the scalar loop, for the short last group.
-inline float weight(const uint8_t* row, const uint16_t* sc, int64_t k) {
-  const int nib = k % 2 ? row[k / 2] >> 4 : row[k / 2] & 0x0f;
-  return float(nib - 8) * f16_to_f32(sc[k / kGroup]);
 }
 
 template <int NR, int MR>
@@ -60,7 +52,7 @@ OPTFORGE_AVX512 void tile(const float* x, int64_t ldx, const MatrixRef& w, const
   for (int r = 0; r < NR; ++r)
     for (int m = 0; m < MR; ++m) {
       float s = _mm512_reduce_add_ps(acc[r][m]);
-      for (int64_t k = full * kGroup; k < K; ++k) s += weight(row[r], sc[r], k) * x[m * ldx + k];
+      for (int64_t k = full * kGroup; k < K; ++k) s += int4_weight(row[r], sc[r], k) * x[m * ldx + k];
       y[m * ldy + n + r] = s + (bias ? bias[n + r] : 0.0f);
     }
 }
