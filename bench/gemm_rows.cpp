@@ -1,9 +1,9 @@
 // Where the decode-time streaming kernel (skinny_gemm) and oneDNN's matmul cross over, the
 // measurement behind streaming_rows() in src/kernels/cpu/gemm.h. One thread, y = x · Wᵀ for M = 1
 // .. --max-rows activation rows, W 3072 x 768 and 768 x 3072 (OPT-125m's fc1 and fc2) in f32,
-// bf16, f16 and int8 (per-row scales, tensor/quantize.h). Each call reads a different copy of W from a pool four times the size of this
-// machine's usual L3 (128 MiB), so W comes from memory as it does when a model decodes; the time
-// of a row count is the fastest of --calls calls, which keeps out most of other processes' noise.
+// bf16, f16, int8 (per-row scales, tensor/quantize.h) and int4 (tensor/quantize_int4.h). Each
+// call reads a different copy of W from a pool four times the size of this machine's usual L3
+// (128 MiB), so W comes from memory as it does when a model decodes; the time of a row count is the fastest of --calls calls, which keeps out most of other processes' noise.
 // Prints one table per dtype (microseconds per call, both shapes) and, per dtype, the last row
 // count at which the streaming kernel takes at most 5% longer than oneDNN (both shapes summed;
 // 5% is about the spread of repeated runs), beyond which oneDNN is always more than 5% faster:
@@ -23,6 +23,7 @@
 #include "kernels/cpu/threads.h"
 #include "tensor/convert.h"
 #include "tensor/quantize.h"
+#include "tensor/quantize_int4.h"
 
 using namespace optforge;
 
@@ -35,17 +36,25 @@ struct Shape {
 };
 
 // Copies of one random W stored as dt, together at least kPoolBytes (int8: quantized, with its
-// row scales, which all copies share: N floats, a small fraction of the bytes read).
+// row scales, which all copies share: N floats, a small fraction of the bytes read; U8: int4
+// packed, with f16 group scales, likewise shared: 1/8 of the packed bytes).
 struct WeightPool {
   std::vector<std::vector<uint8_t>> copies;
   std::vector<float> scale;
+  std::vector<uint16_t> group_scale;
   WeightPool(DType dt, Shape s) {
     std::mt19937 g(7);
     std::uniform_real_distribution<float> u(-1, 1);
     std::vector<float> w(size_t(s.n * s.k));
     for (auto& v : w) v = u(g);
-    std::vector<uint8_t> stored(w.size() * dtype_size(dt));
-    if (dt == DType::I8) {
+    const size_t bytes = dt == DType::U8 ? size_t(s.n * int4_row_bytes(s.k)) : w.size() * dtype_size(dt);
+    std::vector<uint8_t> stored(bytes);
+    if (dt == DType::U8) {
+      group_scale.resize(size_t(s.n * int4_groups(s.k)));
+      for (int64_t r = 0; r < s.n; ++r)
+        quantize_row_int4(w.data() + r * s.k, s.k, stored.data() + r * int4_row_bytes(s.k),
+                          group_scale.data() + r * int4_groups(s.k));
+    } else if (dt == DType::I8) {
       scale.resize(size_t(s.n));
       for (int64_t r = 0; r < s.n; ++r)
         scale[size_t(r)] = quantize_row_int8(w.data() + r * s.k, s.k, reinterpret_cast<int8_t*>(stored.data()) + r * s.k);
@@ -65,6 +74,7 @@ double time_us(bool streaming, const WeightPool& pool, DType dt, Shape s, int64_
   for (int c = -1; c < calls; ++c) {
     cpu::MatrixRef w{dt, pool.copies[size_t(c + 1) % pool.copies.size()].data(), s.n, s.k};
     w.scale = pool.scale.empty() ? nullptr : pool.scale.data();
+    w.group_scale = pool.group_scale.empty() ? nullptr : pool.group_scale.data();
     const auto t0 = std::chrono::steady_clock::now();
     if (streaming)
       cpu::skinny_gemm(x.data(), s.k, M, w, nullptr, y.data(), s.n, 0, s.n, true);
@@ -76,12 +86,14 @@ double time_us(bool streaming, const WeightPool& pool, DType dt, Shape s, int64_
   return best;
 }
 
+std::string label(DType dt) { return dt == DType::U8 ? "int4 (u8 packed)" : std::string(dtype_name(dt)); }
+
 // One dtype's table; returns the last row count at which streaming is at most 5% slower.
 int64_t measure(DType dt, int64_t max_rows, int calls) {
   const Shape shapes[2] = {{3072, 768}, {768, 3072}};
   const WeightPool pools[2] = {WeightPool(dt, shapes[0]), WeightPool(dt, shapes[1])};
   std::vector<float> x(size_t(max_rows * 3072), 0.5f), y(size_t(max_rows * 3072));
-  std::printf("\n%s weights (now streaming_rows = %lld)\n", std::string(dtype_name(dt)).c_str(),
+  std::printf("\n%s weights (now streaming_rows = %lld)\n", label(dt).c_str(),
               (long long)cpu::streaming_rows_here(dt));
   std::printf("%5s | %22s | %22s | %s\n", "rows", "W 3072x768 us", "W 768x3072 us", "faster (both shapes)");
   std::printf("%5s | %10s %11s | %10s %11s |\n", "", "streaming", "oneDNN", "streaming", "oneDNN");
@@ -122,9 +134,9 @@ int main(int argc, char** argv) {
   }
   cpu::set_threads(1);
   std::string summary;
-  for (DType dt : {DType::F32, DType::BF16, DType::F16, DType::I8}) {
+  for (DType dt : {DType::F32, DType::BF16, DType::F16, DType::I8, DType::U8}) {
     const int64_t n = measure(dt, max_rows, calls);
-    summary += "  " + std::string(dtype_name(dt)) + ": streaming within 5% of oneDNN or faster up to " +
+    summary += "  " + label(dt) + ": streaming within 5% of oneDNN or faster up to " +
                std::to_string(n) + " rows (streaming_rows now " + std::to_string(cpu::streaming_rows_here(dt)) + ")\n";
   }
   std::printf("\noneDNN %s: %s\n%s", cpu::onednn_isa().c_str(), cpu::onednn_kernels().c_str(), summary.c_str());

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # OPT inference on the CPU: optforge beside transformers (torch CPU) in the same run with the same
 # threads, and beside the memory-bandwidth floor for batch-1 decode (weight bytes per token /
-# measured copy bandwidth). Random-weight models from `optforge demo-model`. The int8 row is the
-# f16 model run with --quantize int8 (matmul weights int8 + f32 row scales, the tied embedding f16).
+# measured copy bandwidth). Random-weight models from `optforge demo-model`. The int8 and int4 rows
+# are the f16 model run with --quantize int8 (matmul weights int8 + f32 row scales) and --quantize
+# int4 (packed nibbles + an f16 scale per 32 weights); the tied embedding stays f16.
 #   prompt  : tokens/s of a 512-token prefill (one sequence)
 #   b1, b8  : decode tokens/s at batch 1 and 8 (greedy steps through the KV cache; b8 counts 8/step)
 #   b32     : decode tokens/s at batch 32 (optforge only; should never be below b8)
-#   floor   : batch-1 decode tokens/s if every weight byte were read once at copy bandwidth (int8:
-#             the bytes read per token, int8 matrices + their f32 scales + the f16 rest)
+#   floor   : batch-1 decode tokens/s if every weight byte were read once at copy bandwidth (int8,
+#             int4: the bytes read per token, the quantized matrices + their scales + the f16 rest)
 #   GF/s    : prompt GFLOP/s (2 x matmul parameters x tokens), beside the f32 sgemm peak
 # With ctranslate2 in .venv (scripts/requirements.txt pins it), CTranslate2 rows follow the f32
 # and int8 ones (bench/inference_ref.py ct2).
@@ -95,6 +96,8 @@ params = matmul + V * Ein + L * (9 * E + F) + (2 * E if shape != "350m" else 0)
 if dtype == "int8":  # int8 matrices, one f32 scale per matrix row, everything else f16
     rows = L * (4 * E + F + E) + (E + Ein if Ein != E else 0)
     nbytes = matmul + 4 * rows + 2 * (params - matmul)
+elif dtype == "int4":  # packed nibbles, an f16 scale per 32 weights (K divides by 32 here), the rest f16
+    nbytes = matmul // 2 + 2 * (matmul // 32) + 2 * (params - matmul)
 else:
     nbytes = params * (4 if dtype == "f32" else 2)
 floor = float(bw) * 1e9 / nbytes
@@ -106,19 +109,20 @@ PY
 }
 
 for shape in $shapes; do
-  for dtype in f32 bf16 f16 int8; do
+  for dtype in f32 bf16 f16 int8 int4; do
     model=$dir/$shape-$dtype.pt
     quantize=""
-    if [ "$dtype" = int8 ]; then quantize="--quantize int8"; fi
-    "$bin" demo-model --shape "$shape" --dtype "$([ "$dtype" = int8 ] && echo f16 || echo "$dtype")" -o "$model" >/dev/null
+    stored=$dtype
+    case $dtype in int8 | int4) quantize="--quantize $dtype" stored=f16 ;; esac
+    "$bin" demo-model --shape "$shape" --dtype "$stored" -o "$model" >/dev/null
     if [ -z "${kernels_shown:-}" ] || [ "$dtype" = bf16 ]; then  # the kernels each weight dtype chose
       echo "$dtype kernels: $("$bin" generate "$model" --prompt-ids "$long" --max-tokens 1 --json --threads "$threads" |
         $py -c "import json,sys; t=json.load(sys.stdin)['timing']; print(t.get('kernels', t['threads']))")"
       kernels_shown=1
     fi
     measure "$bin" "$model"
-    if [ "$dtype" = f16 ] || [ "$dtype" = int8 ]; then
-      # torch 1.13: no f16 matmul on CPU; no weight-only int8 in it either
+    if [ "$stored" = f16 ]; then
+      # torch 1.13: no f16 matmul on CPU; no weight-only int8/int4 in it either
       ref='{"prompt_tps": null, "decode_b1_tps": null, "decode_b8_tps": null}'
     else
       ref=$($py bench/inference_ref.py torch "$model" "$dtype" "$threads" $prompt $decode)
@@ -130,7 +134,7 @@ for shape in $shapes; do
       read -r p b1 b8 b32 < <(echo "$c" | $py -c "import json,sys; c=json.load(sys.stdin); print(c['prompt_tps'], c['decode_b1_tps'], c['decode_b8_tps'], c['decode_b32_tps'])")
       row "ct2" "$shape" "$dtype" "$p" "$b1" "$b8" "$b32" '{"prompt_tps": null, "decode_b1_tps": null, "decode_b8_tps": null}'
     fi
-    if [ -n "$before" ] && [ "$dtype" != int8 ]; then  # older binaries have no --quantize
+    if [ -n "$before" ] && [ -z "$quantize" ]; then  # older binaries may lack --quantize
       measure "$before" "$model"
       row "before" "$shape" "$dtype" "$p" "$b1" "$b8" "$b32" "$ref"
     fi

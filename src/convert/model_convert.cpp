@@ -4,6 +4,7 @@
 
 #include "checkpoint/reshard.h"
 #include "tensor/convert.h"
+#include "tensor/quantize_int4.h"
 #include "util/error.h"
 
 namespace optforge {
@@ -19,13 +20,15 @@ std::optional<ModelFormat> model_format_from_name(const std::string& s) {
 
 namespace {
 
-// Every matmul weight not already int8 replaced by its lazily quantized form (computed while it is
-// written), its scales beside it.
-void quantize_matmul_weights(OptTensors& m) {
+// Every matmul weight not already quantized replaced by its lazily quantized form (computed while
+// it is written), its scales beside it. An input already int8 or int4 stays as it is.
+void quantize_matmul_weights(OptTensors& m, Quantization scheme) {
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     auto& [name, t] = m.tensors[i];
-    if (!role_spec(m.roles[i].role).is_matmul() || t.dtype == DType::I8) continue;
-    QuantizedTensors q = quantize_int8_lazy(t, m.layout, m.name_in(i, Layout::Hf));
+    if (!role_spec(m.roles[i].role).is_matmul() || t.dtype == DType::I8 || t.dtype == DType::U8) continue;
+    const std::string hf_name = m.name_in(i, Layout::Hf);
+    QuantizedTensors q = scheme == Quantization::Int4 ? quantize_int4_lazy(t, m.layout, hf_name)
+                                                      : quantize_int8_lazy(t, m.layout, hf_name);
     t = q.q;
     m.scales[i] = q.scale;
   }
@@ -40,10 +43,12 @@ void convert_model(const std::string& in, const std::string& out, const ModelCon
   OptTensors m = read_opt_model(in, ro);
   const bool holds_int8 = o.to == ModelFormat::Safetensors || (o.to == ModelFormat::Hf && o.hf.safetensors);
   if ((o.quantize != Quantization::None || !m.scales.empty()) && !holds_int8)
-    throw Error(std::string(m.scales.empty() ? "--quantize int8" : "an int8-quantized input") +
+    throw Error((m.scales.empty() ? "--quantize " + std::string(quantization_name(o.quantize))
+                                  : std::string("an ") + (m.dtype_of_quantized() == DType::U8 ? "int4" : "int8") +
+                                        "-quantized input") +
                     " can be written only as safetensors (--to hf with --format safetensors, or --to safetensors)",
                 in);
-  if (o.quantize == Quantization::Int8) quantize_matmul_weights(m);
+  if (o.quantize != Quantization::None) quantize_matmul_weights(m, o.quantize);
   if (o.dtype) {
     std::unordered_map<const Storage*, std::shared_ptr<Storage>> cache;
     for (auto& [name, t] : m.tensors)

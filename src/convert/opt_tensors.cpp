@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 #include <system_error>
+#include <vector>
 
 #include "checkpoint/consolidate.h"
 #include "checkpoint/layout.h"
@@ -13,7 +14,9 @@
 #include "formats/npy.h"
 #include "io/json_file.h"
 #include "io/mmap_file.h"
+#include "tensor/convert.h"
 #include "tensor/quantize.h"
+#include "tensor/quantize_int4.h"
 #include "tensor/views.h"
 #include "util/error.h"
 
@@ -182,41 +185,54 @@ bool decide_heads(OptConfig& c, bool stated, bool may_be_unknown, const std::str
   return known;
 }
 
-// The int8 scheme's scales are max |row| / 127: finite and never negative. Anything else is a
-// damaged file, refused here rather than run (a NaN scale silently turns a row into NaNs).
-void check_scale_values(const Tensor& sc, const std::string& source, const std::string& what) {
+// Scales are finite (int8's are max |row| / 127, so also >= 0; int4's carry the sign of their
+// group's largest weight). Anything else is a damaged file, refused here rather than run: a NaN
+// scale silently turns a row into NaNs.
+void check_scale_values(const Tensor& sc, bool int4, const std::string& source, const std::string& what) {
   const Tensor v = sc.is_contiguous() && !sc.storage->is_lazy() ? sc : sc.contiguous();
-  for (int64_t n = 0; n < v.numel(); ++n) {
-    float f;
-    std::memcpy(&f, v.data() + n * 4, 4);  // a stored tensor may sit at any byte offset
-    if (!std::isfinite(f) || f < 0)
-      throw Error("row " + std::to_string(n) + "'s scale is " + std::to_string(f) +
-                      ": int8 scales are max |row| / 127, finite and >= 0",
+  std::vector<float> f(size_t(v.numel()));
+  convert_elements(v.dtype, v.data(), DType::F32, reinterpret_cast<uint8_t*>(f.data()), f.size());
+  for (size_t n = 0; n < f.size(); ++n)
+    if (!std::isfinite(f[n]) || (!int4 && f[n] < 0))
+      throw Error("scale " + std::to_string(n) + " is " + std::to_string(f[n]) +
+                      (int4 ? ": int4 group scales are finite" : ": int8 scales are max |row| / 127, finite and >= 0"),
                   source, what);
-  }
 }
 
-// An int8 matrix's scales into out.scales (at the index the matrix is about to take): int8 only
-// for matmul weights, each with an F32 [N] scale tensor.
+// A quantized matrix's scales into out.scales (at the index the matrix is about to take):
+// quantized only matmul weights, each with its scale tensor: int8 (I8 [N, K]) F32 [N]; int4 (U8
+// [N, K / 2], tensor/quantize_int4.h) F16 [N, ceil(K / 32)].
 void take_scale(OptTensors& out, const ByRole& m, const ParamSpec& p, const Tensor& t, const std::string& source) {
-  if (t.dtype != DType::I8) return;
+  if (t.dtype != DType::I8 && t.dtype != DType::U8) return;
+  const bool int4 = t.dtype == DType::U8;
+  const char* scheme = int4 ? "int4" : "int8";
   const RoleSpec& r = role_spec(p.ref.role);
   const auto key = std::make_pair(r.scope == Scope::Layer ? p.ref.layer : -1, p.ref.role);
   const std::string what = "tensor '" + m.t.at(key).first + "'";  // as the input names it
   if (!r.is_matmul())
-    throw Error(std::string("int8 is stored only for matmul weights, not for the ") + r.id, source, what);
+    throw Error(std::string(scheme) + " is stored only for matmul weights, not for the " + r.id, source, what);
+  const Shape want = int4 ? Shape{t.shape[0], int4_groups(p.shape[1])} : Shape{t.shape[0]};
+  const std::string want_s = std::string(int4 ? "f16 [" : "f32 [") + std::to_string(want[0]) +
+                             (int4 ? ", " + std::to_string(want[1]) : std::string()) + "]";
   auto it = m.scales.find(key);
   if (it == m.scales.end())
-    throw Error("int8 weight without its row scales (a tensor named as the weight + '" + std::string(kScaleSuffix) +
-                    "', f32 [" + std::to_string(t.shape[0]) + "])",
+    throw Error(std::string(scheme) + " weight without its " + (int4 ? "group" : "row") +
+                    " scales (a tensor named as the weight + '" + std::string(kScaleSuffix) + "', " + want_s + ")",
                 source, what);
   const Tensor& sc = it->second.second;
-  if (sc.dtype != DType::F32 || sc.shape != Shape{t.shape[0]})
-    throw Error("scale tensor is " + std::string(dtype_name(sc.dtype)) + " " + sc.shape_string() + ", expected f32 [" +
-                    std::to_string(t.shape[0]) + "]",
-                source, "tensor '" + it->second.first + "'");
-  check_scale_values(sc, source, "tensor '" + it->second.first + "'");
+  if (sc.dtype != (int4 ? DType::F16 : DType::F32) || sc.shape != want)
+    throw Error(
+        "scale tensor is " + std::string(dtype_name(sc.dtype)) + " " + sc.shape_string() + ", expected " + want_s,
+        source, "tensor '" + it->second.first + "'");
+  check_scale_values(sc, int4, source, "tensor '" + it->second.first + "'");
   out.scales.emplace(out.tensors.size(), sc);
+}
+
+// The shape a tensor of role p must have as stored: an int4 matrix's packed bytes hold two
+// columns each (K even; an odd K has no int4 form).
+Shape stored_shape(const ParamSpec& p, const Tensor& t) {
+  if (t.dtype != DType::U8 || p.shape.size() != 2 || p.shape[1] % 2) return p.shape;
+  return {p.shape[0], p.shape[1] / 2};
 }
 
 // Exactly the tensors the config calls for, with their shapes and one dtype, in table order.
@@ -226,8 +242,10 @@ void take_expected(OptTensors& out, const ByRole& m, const std::string& source) 
   for (const ParamSpec& p : layout_params(c, Layout::Metaseq)) {
     const Tensor* t = m.find(p.ref.role, p.ref.layer);
     if (!t) throw Error("missing tensor '" + p.name + "'" + met_need(role_spec(p.ref.role), c), source);
-    if (t->shape != p.shape)
-      throw Error("shape " + t->shape_string() + ", expected " + Tensor{DType::F32, p.shape}.shape_string() +
+    if (t->shape != stored_shape(p, *t))
+      throw Error("shape " + t->shape_string() + ", expected " +
+                      Tensor{DType::F32, stored_shape(p, *t)}.shape_string() +
+                      (t->dtype == DType::U8 ? " (int4: two columns a byte)" : "") +
                       " for this model (L=" + std::to_string(c.layers) + ", E=" + std::to_string(c.embed_dim) +
                       ", F=" + std::to_string(c.ffn_dim) + ")",
                   source, "tensor '" + p.name + "'");
@@ -237,8 +255,9 @@ void take_expected(OptTensors& out, const ByRole& m, const std::string& source) 
     ++found;
   }
   for (const auto& [key, v] : m.scales)
-    if (!m.find(key.second, key.first) || m.find(key.second, key.first)->dtype != DType::I8)
-      throw Error("scale tensor for a weight that is not stored as int8 (or not in this model)", source,
+    if (!m.find(key.second, key.first) ||
+        (m.find(key.second, key.first)->dtype != DType::I8 && m.find(key.second, key.first)->dtype != DType::U8))
+      throw Error("scale tensor for a weight that is not stored as int8 or int4 (or not in this model)", source,
                   "tensor '" + v.first + "'");
   if (found != m.t.size())
     for (const auto& [key, v] : m.t) {
@@ -250,7 +269,7 @@ void take_expected(OptTensors& out, const ByRole& m, const std::string& source) 
     }
   const DType dt = out.tensors.front().second.dtype;
   for (const auto& [n, t] : out.tensors)
-    if (t.dtype != dt && t.dtype != DType::I8)  // int8 matrices: checked by take_scale
+    if (t.dtype != dt && t.dtype != DType::I8 && t.dtype != DType::U8)  // quantized matrices: take_scale
       throw Error(
           "dtype " + std::string(dtype_name(t.dtype)) + " differs from the embedding's " + std::string(dtype_name(dt)),
           source, "tensor '" + n + "'");
@@ -370,8 +389,9 @@ SourceConfig hf_source_config_from(const nlohmann::json& cfg, const std::string&
 // themselves are checked by take_scale.
 void check_quantization_metadata(const AnyFile& f, const std::string& path) {
   for (const auto& [key, text] : f.metadata)
-    if (key == kQuantizationKey && text != kInt8Scheme)
-      throw Error("__metadata__ " + key + " is '" + text + "', expected '" + kInt8Scheme + "'", path);
+    if (key == kQuantizationKey && text != kInt8Scheme && text != kInt4Scheme)
+      throw Error("__metadata__ " + key + " is '" + text + "', expected '" + kInt8Scheme + "' or '" + kInt4Scheme + "'",
+                  path);
 }
 
 std::vector<std::string> hf_weight_files(const fs::path& dir) {

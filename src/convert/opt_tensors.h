@@ -21,9 +21,12 @@ struct OptTensors {
   OptConfig config;
   std::vector<std::pair<std::string, Tensor>> tensors;  // canonical order, no decoder.version
   std::vector<RoleRef> roles;                           // the role of each of `tensors`
-  // Int8 matrices (a stored quantized file, or convert --quantize int8; tensor/quantize.h):
-  // tensors[i] is then I8 [N, K] and scales.at(i) its F32 [N] row scales. Empty otherwise.
+  // Quantized matrices (a stored quantized file, or convert --quantize): tensors[i] is then I8
+  // [N, K] with scales.at(i) its F32 [N] row scales (tensor/quantize.h), or int4 U8 [N, K / 2]
+  // with F16 [N, ceil(K / 32)] group scales (tensor/quantize_int4.h). Empty otherwise.
   std::map<size_t, Tensor> scales;
+  // The dtype of the quantized matrices (I8 or U8; one scheme per model), F32 if none.
+  DType dtype_of_quantized() const { return scales.empty() ? DType::F32 : tensors[scales.begin()->first].second.dtype; }
   ValuePtr metaseq_root;                   // the metaseq checkpoint's other top-level keys (cfg, ...), if any
   std::string layout;                      // what the input was, for messages ("HF folder", "alpa numpy folder")
   std::shared_ptr<const void> keep_alive;  // whatever the tensors' bytes come from (a plan)

@@ -10,6 +10,7 @@
 #include "io/atomic_file.h"
 #include "io/mmap_file.h"
 #include "tensor/quantize.h"
+#include "tensor/quantize_int4.h"
 #include "tensor/views.h"
 #include "tokenizer/embedded_data.h"
 #include "util/error.h"
@@ -104,7 +105,8 @@ std::vector<std::pair<std::string, Tensor>> hf_named(const OptTensors& m) {
 // safetensors' __metadata__: the format, and the quantization scheme when there is one.
 std::vector<std::pair<std::string, std::string>> st_metadata(const OptTensors& m) {
   std::vector<std::pair<std::string, std::string>> md{{"format", "pt"}};
-  if (!m.scales.empty()) md.emplace_back(kQuantizationKey, kInt8Scheme);
+  if (!m.scales.empty())
+    md.emplace_back(kQuantizationKey, m.dtype_of_quantized() == DType::U8 ? kInt4Scheme : kInt8Scheme);
   return md;
 }
 

@@ -15,6 +15,7 @@
 #include "model/kv_cache.h"
 #include "model/step.h"
 #include "tensor/convert.h"
+#include "tensor/quantize_int4.h"
 #include "util/error.h"
 
 namespace optforge {
@@ -63,9 +64,20 @@ class CpuBackend final : public Backend {
                     (t.dim() ? std::to_string(t.shape[0]) : std::string("?")) + "]");
       w->scale = row_scale->is_contiguous() ? *row_scale : row_scale->contiguous();
     }
+    if (t.dtype == DType::U8) {  // int4 packed [N, K / 2]: K is even (tensor/quantize_int4.h)
+      const Shape want{t.dim() ? t.shape[0] : 0, int4_groups(t.dim() == 2 ? 2 * t.shape[1] : 0)};
+      if (t.dim() != 2 || !row_scale || row_scale->dtype != DType::F16 || row_scale->shape != want)
+        throw Error("an int4 weight " + t.shape_string() + " needs f16 group scales [" + std::to_string(want[0]) +
+                    ", " + std::to_string(want[1]) + "]");
+      w->scale = row_scale->is_contiguous() ? *row_scale : row_scale->contiguous();
+    }
     if (t.dim() == 2) {
       w->matrix = {t.dtype, w->tensor.data(), t.shape[0], t.shape[1]};
       if (t.dtype == DType::I8) w->matrix.scale = reinterpret_cast<const float*>(w->scale.data());
+      if (t.dtype == DType::U8) {
+        w->shape[1] = w->matrix.cols = 2 * t.shape[1];  // the logical [N, K]
+        w->matrix.group_scale = reinterpret_cast<const uint16_t*>(w->scale.data());
+      }
     } else {
       w->f32.resize(size_t(t.numel()));
       convert_elements(t.dtype, w->tensor.data(), DType::F32, reinterpret_cast<uint8_t*>(w->f32.data()),

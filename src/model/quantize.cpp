@@ -36,13 +36,34 @@ QuantizedTensors quantize_int8(const Tensor& w, const std::string& where, const 
   return out;
 }
 
+QuantizedTensors quantize_int4(const Tensor& w, const std::string& where, const std::string& name) {
+  check_int4_source(w, where, name);
+  const Tensor src = w.is_contiguous() && !w.storage->is_lazy() ? w : w.contiguous();
+  const int64_t N = w.shape[0], K = w.shape[1], B = int4_row_bytes(K), G = int4_groups(K);
+  QuantizedTensors out{Tensor::empty(DType::U8, {N, B}), Tensor::empty(DType::F16, {N, G})};
+  auto* q = out.q.storage->mutable_data();
+  auto* scale = reinterpret_cast<uint16_t*>(out.scale.storage->mutable_data());
+  const cpu::MatrixRef m{src.dtype, src.data(), N, K};
+  std::atomic<int64_t> bad{-1};  // a refused row (parallel_for's fn must not throw)
+  cpu::parallel_for(N, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(static_cast<size_t>(K));  // one row in f32 at a time per thread
+    for (int64_t r = r0; r < r1; ++r) {
+      cpu::load_row(m, r, row.data());
+      if (!quantize_row_int4(row.data(), K, q + r * B, scale + r * G)) bad = r;
+    }
+  });
+  if (bad >= 0) throw Error(int4_bad_row(bad.load()), where, "tensor '" + name + "'");
+  return out;
+}
+
 void quantize_weights(OptWeights& w, Quantization q, bool embeddings) {
   if (q == Quantization::None) return;
   auto one = [&](RoleTensors& slots, RoleTensors& scales, Role r, int64_t layer) {
     std::optional<Tensor>& t = slots[size_t(r)];
-    if (!t || t->dtype == DType::I8) return;  // absent, or stored quantized already
+    if (!t || t->dtype == DType::I8 || t->dtype == DType::U8) return;  // absent, or stored quantized already
     const std::string name = role_name(role_spec(r), Layout::Hf, layer);
-    QuantizedTensors qm = quantize_int8(*t, w.description, name);
+    QuantizedTensors qm =
+        q == Quantization::Int4 ? quantize_int4(*t, w.description, name) : quantize_int8(*t, w.description, name);
     t = std::move(qm.q);
     scales[size_t(r)] = std::move(qm.scale);
   };

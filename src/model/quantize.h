@@ -1,11 +1,12 @@
-// Int8 weight quantization of a model at load (the scheme: tensor/quantize.h): the matmul weights
-// (roles of Kind::Matrix), and on request the tied embedding.
+// Int8 / int4 weight quantization of a model at load (the schemes: tensor/quantize.h, quantize_int4.h): the matmul
+// weights (roles of Kind::Matrix), and on request the tied embedding.
 #pragma once
 
 #include <string>
 
 #include "model/weights.h"
 #include "tensor/quantize.h"
+#include "tensor/quantize_int4.h"
 #include "tensor/tensor.h"
 
 namespace optforge {
@@ -16,10 +17,16 @@ namespace optforge {
 // `name` (the tensor) for another dtype or shape, or a non-finite weight (with its row).
 QuantizedTensors quantize_int8(const Tensor& w, const std::string& where, const std::string& name);
 
+// The int4 scheme (tensor/quantize_int4.h) the same way: q U8 [N, K / 2] packed, scale F16
+// [N, ceil(K / 32)]. Throws optforge::Error naming `where` and `name` for another dtype or shape,
+// an odd K, or a row the scheme refuses (a non-finite weight).
+QuantizedTensors quantize_int4(const Tensor& w, const std::string& where, const std::string& name);
+
 // Quantizes every matmul weight of `w` in place: q in the role's slot, the scale in the same
 // role's slot of OptWeights::model_scales / layer_scales. With `embeddings` also the tied token
 // embedding / output projection. Weights already int8 (a stored quantized file) are kept as they
-// are. Throws what quantize_int8 throws.
+// are (int8 or int4 alike: --quantize int4 on an int8 file keeps int8). Throws what
+// quantize_int8 / quantize_int4 throw.
 void quantize_weights(OptWeights& w, Quantization q, bool embeddings);
 
 }  // namespace optforge

@@ -7,7 +7,7 @@ namespace optforge {
 std::unique_ptr<ModelRuntime> open_model(const std::string& path, int threads, int64_t heads, DType kv_dtype,
                                          Quantization quantize, bool quantize_embeddings) {
   if (quantize_embeddings && quantize == Quantization::None)
-    throw Error("--quantize-embeddings needs --quantize int8", path);
+    throw Error("--quantize-embeddings needs --quantize int8 or int4", path);
   auto rt = std::make_unique<ModelRuntime>();
   WeightLoadOptions opts;
   opts.heads = heads;

@@ -10,10 +10,11 @@ namespace {
 // A weight the kernels can read directly: in memory, contiguous, f32/f16/bf16. Views of an
 // mmapped file stay views; tensors produced on the fly (a sharded checkpoint consolidated while
 // loading) or stored as strided views are materialised once.
-// An I8 matrix comes with its scales (read_opt_model checked them).
+// An I8 or U8 (int4) matrix comes with its scales (read_opt_model checked them).
 Tensor ready(const Tensor& t, const OptTensors& m, const std::string& name) {
-  if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16 && t.dtype != DType::I8)
-    throw Error("dtype " + std::string(dtype_name(t.dtype)) + " is not supported (f32, f16, bf16, int8 matrices)",
+  if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16 && t.dtype != DType::I8 &&
+      t.dtype != DType::U8)
+    throw Error("dtype " + std::string(dtype_name(t.dtype)) + " is not supported (f32, f16, bf16, int8/int4 matrices)",
                 m.layout, name);
   return t.is_contiguous() && !t.storage->is_lazy() ? t : t.contiguous();
 }

@@ -12,11 +12,14 @@
 
 namespace optforge {
 
-std::string_view quantization_name(Quantization q) { return q == Quantization::Int8 ? "int8" : "none"; }
+std::string_view quantization_name(Quantization q) {
+  return q == Quantization::Int8 ? "int8" : q == Quantization::Int4 ? "int4" : "none";
+}
 
 std::optional<Quantization> quantization_from_name(std::string_view s) {
   if (s == "none") return Quantization::None;
   if (s == "int8") return Quantization::Int8;
+  if (s == "int4") return Quantization::Int4;
   return std::nullopt;
 }
 

@@ -7,8 +7,8 @@
 //              1/scale), clamped to [-127, 127]; -128 is never used, so the range is symmetric;
 //   a row whose scale is 0 (all zeros, or amax so small that amax / 127 underflows to 0) gets
 //   q = 0 everywhere and scale 0: no division by zero, and q * scale = 0 as W (nearly) was.
-// The weight then computed with is q[n, k] * scale[n] in f32. Int4 (a group size along K) would
-// add a scheme here and a dtype in cpu::MatrixRef; nothing else assumes int8.
+// The weight then computed with is q[n, k] * scale[n] in f32. Int4 (groups along K) is
+// tensor/quantize_int4.h.
 #pragma once
 
 #include <cstdint>
@@ -20,9 +20,9 @@
 
 namespace optforge {
 
-enum class Quantization : uint8_t { None, Int8 };
+enum class Quantization : uint8_t { None, Int8, Int4 };  // Int4: tensor/quantize_int4.h
 
-// "none" / "int8" (the CLI's spelling); parse returns nullopt for anything else.
+// "none" / "int8" / "int4" (the CLI's spelling); parse returns nullopt for anything else.
 std::string_view quantization_name(Quantization q);
 std::optional<Quantization> quantization_from_name(std::string_view s);
 

@@ -3,7 +3,7 @@
 //   convert IN -o OUT --to FORMAT  an OPT model from any layout (metaseq, HF folder, safetensors,
 //                                  alpa folder) to hf | safetensors | alpa | alpa-tree | metaseq
 // --dtype f32|f16|bf16 casts floating-point tensors (round to nearest even, as torch's .to()).
-// --quantize int8 (with --to hf or safetensors) stores every matmul weight as int8 + row scales.
+// --quantize int8|int4 (with --to hf or safetensors) stores every matmul weight quantized + scales.
 #include <algorithm>
 #include <thread>
 
@@ -42,8 +42,9 @@ void register_convert(CLI::App& app) {
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   cmd->add_option("--quantize", o->quantize,
                   "With --to hf/safetensors: int8 stores every matmul weight as I8 [N, K] plus an F32 [N] "
-                  "'<name>_scale' (symmetric per output channel; docs/formats.md)")
-      ->check(CLI::IsMember({"none", "int8"}))
+                  "'<name>_scale' (symmetric per output channel); int4 packs two values a byte, U8 [N, K/2], "
+                  "with F16 [N, ceil(K/32)] group scales (docs/formats.md)")
+      ->check(CLI::IsMember({"none", "int8", "int4"}))
       ->capture_default_str();
   cmd->callback([o] {
     std::optional<DType> dtype;

@@ -12,6 +12,7 @@
 #include "io/crc32.h"
 #include "pickle/value_json.h"
 #include "tensor/quantize.h"
+#include "tensor/quantize_int4.h"
 #include "util/error.h"
 #include "util/human.h"
 
@@ -180,10 +181,13 @@ std::string describe_model(const OptTensors& m) {
          (c.activation != Activation::Relu ? std::string(", ") + hf_activation_name(c.activation) : "") +
          (c.enable_bias ? "" : ", no biases") + (c.ln_affine ? "" : ", layer norms without weights") +
          (c.remove_final_norm ? ", no final layer norm" : "") + ", " + std::string(dtype_name(m.dtype())) +
-         (m.scales.empty() ? "" : ", matmul weights int8 (" + std::string(kInt8Scheme) + ")");
+         (m.scales.empty() ? ""
+          : m.dtype_of_quantized() == DType::U8
+              ? ", matmul weights int4 (" + std::string(kInt4Scheme) + ", packed two a byte)"
+              : ", matmul weights int8 (" + std::string(kInt8Scheme) + ")");
 }
 
-// The model's tensors in order, each int8 matrix followed by its "<name>_scale".
+// The model's tensors in order, each quantized matrix followed by its "<name>_scale".
 std::vector<std::pair<std::string, Tensor>> named_with_scales(const OptTensors& m) {
   std::vector<std::pair<std::string, Tensor>> out;
   for (size_t i = 0; i < m.tensors.size(); ++i) {

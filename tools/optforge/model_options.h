@@ -18,8 +18,8 @@ struct RuntimeOptions {
   int threads = 0;                                    // 0: every hardware thread
   int64_t heads = 0;                                  // 0: from the checkpoint's config
   std::string kv_dtype{dtype_name(kDefaultKvDtype)};  // "f32", "f16" or "bf16" (CLI checks it)
-  std::string quantize = "none";                      // "none" or "int8" (CLI checks it)
-  bool quantize_embeddings = false;                   // needs quantize int8 (CLI checks it)
+  std::string quantize = "none";                      // "none", "int8" or "int4" (CLI checks it)
+  bool quantize_embeddings = false;                   // needs quantize int8/int4 (CLI checks it)
 };
 
 // The positional MODEL argument (added first, before a command's other positionals).
@@ -40,12 +40,14 @@ inline void add_runtime_options(CLI::App* cmd, RuntimeOptions& o) {
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->capture_default_str();
   auto* q = cmd->add_option("--quantize", o.quantize,
-                            "Weight quantization at load: int8 (matmul weights, symmetric per output channel; "
-                            "a file stored as int8 is used as it is) or none")
-                ->check(CLI::IsMember({"none", "int8"}))
+                            "Weight quantization at load: int8 (matmul weights, symmetric per output channel), "
+                            "int4 (groups of 32 along K, f16 scales) or none; a file stored quantized is used as "
+                            "it is")
+                ->check(CLI::IsMember({"none", "int8", "int4"}))
                 ->capture_default_str();
   cmd->add_flag("--quantize-embeddings", o.quantize_embeddings,
-                "With --quantize int8: the tied token embedding / output projection too (default: as stored)")
+                "With --quantize int8/int4: the tied token embedding / output projection too, in the same "
+                "scheme (default: as stored)")
       ->needs(q);
 }
 

@@ -6,6 +6,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/onednn_gemm.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/skinny_int4.h"
 #include "kernels/cpu/threads.h"
 
 namespace optforge::cpu {
@@ -45,12 +46,15 @@ void load_row(const MatrixRef& m, int64_t r, float* dst) {
     case DType::F32: std::memcpy(dst, m.row(r), size_t(m.cols) * 4); return;
     case DType::F16: return load_row_t<DType::F16>(m.row(r), m.cols, dst);
     case DType::I8: return load_row_t<DType::I8>(m.row(r), m.cols, dst, m.scale[r]);
+    case DType::U8: return load_row_int4(m, r, dst);
     default: return load_row_t<DType::BF16>(m.row(r), m.cols, dst);
   }
 }
 
 int64_t streaming_rows_here(DType dt) {
-  return dt == DType::I8 && has_avx512() ? kInt8Avx512StreamingRows : streaming_rows(dt);
+  if (has_avx512() && (dt == DType::I8 || dt == DType::U8))
+    return dt == DType::I8 ? kInt8Avx512StreamingRows : kInt4Avx512StreamingRows;
+  return streaming_rows(dt);
 }
 
 void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y) {

@@ -1,5 +1,6 @@
 // y = x · Wᵀ + bias, the one matrix product of the model (every Linear and the tied head).
-// x is f32 [M, K]; W is [N, K] in f32, f16, bf16 or int8 with a per-row f32 scale (matrix.h);
+// x is f32 [M, K]; W is [N, K] in f32, f16, bf16, int8 with a per-row f32 scale or int4 with f16
+// group scales (matrix.h);
 // y is f32 [M, N]; accumulation is f32.
 // Small M (decode) streams W once through our own kernel, converting in registers; large M
 // (prompts) goes to oneDNN's matmul (onednn_gemm.h says how each dtype is computed there).
@@ -22,6 +23,10 @@ constexpr int64_t streaming_rows(DType dt) {
     // int8 with the AVX2 kernel (oneDNN dequantizes blocks of rows to f32): 17 and 19 in two runs
     // on the same EPYC; with AVX-512, kInt8Avx512StreamingRows below.
     case DType::I8: return 17;
+    // int4 (U8) with the AVX2 kernel (oneDNN dequantizes blocks of rows to f32): within 5% up to
+    // 7 rows in one run on the same EPYC (unpacking nibbles costs more per weight than int8's
+    // widening); with AVX-512, kInt4Avx512StreamingRows below.
+    case DType::U8: return 7;
     default: return 17;
   }
 }
@@ -30,15 +35,20 @@ constexpr int64_t streaming_rows(DType dt) {
 // at (model_kernels_test); it takes any count, but `linear` gives it at most streaming_rows.
 constexpr int64_t kSkinnyMaxRows = 64;
 static_assert(streaming_rows(DType::F32) <= kSkinnyMaxRows && streaming_rows(DType::BF16) <= kSkinnyMaxRows &&
-              streaming_rows(DType::F16) <= kSkinnyMaxRows && streaming_rows(DType::I8) <= kSkinnyMaxRows);
+              streaming_rows(DType::F16) <= kSkinnyMaxRows && streaming_rows(DType::I8) <= kSkinnyMaxRows &&
+              streaming_rows(DType::U8) <= kSkinnyMaxRows);
 
 // int8 W on a CPU with AVX-512 (skinny_int8_avx512.h: 4 x 4 tiles, 16 lanes): the streaming
 // kernel was ahead of oneDNN at every row count measured (1..64, by 1.3-1.5x at 17-37 rows), so it
 // takes every count it is tested at.
 constexpr int64_t kInt8Avx512StreamingRows = kSkinnyMaxRows;
 
-// The row limit `linear` applies on this CPU: streaming_rows(dt), or kInt8Avx512StreamingRows for
-// int8 where has_avx512() (cpu_features.h).
+// int4 W on a CPU with AVX-512 (skinny_int4_avx512.cpp): ahead of oneDNN at every row count up to
+// 27 in one run (by 2.2-2.6x at 1-4 rows), within 5% to 35, 10% slower past that.
+constexpr int64_t kInt4Avx512StreamingRows = 27;
+
+// The row limit `linear` applies on this CPU: streaming_rows(dt), or kInt8Avx512StreamingRows /
+// kInt4Avx512StreamingRows for int8 / int4 where has_avx512() (cpu_features.h).
 int64_t streaming_rows_here(DType dt);
 
 void linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y);

@@ -23,6 +23,7 @@ namespace optforge::cpu {
 //  - I8 (with per-row scales, matrix.h): the same, each row dequantized to q * scale in f32 (one
 //    rounding) a block at a time; oneDNN's s8 weights would need s8 activations or its
 //    weight-decompression attributes, which oneDNN 2.6 lacks.
+//  - U8 (int4, group scales, matrix.h): likewise, each row dequantized to (q - 8) * scale in f32.
 // Throws optforge::Error if oneDNN cannot build a kernel for the shape.
 void onednn_linear(const float* x, int64_t M, const MatrixRef& w, const float* bias, float* y);
 

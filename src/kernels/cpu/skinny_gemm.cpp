@@ -6,6 +6,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/skinny_int4.h"
 #include "kernels/cpu/skinny_int8_avx512.h"
 
 namespace optforge::cpu {
@@ -93,6 +94,9 @@ void skinny_gemm(const float* x, int64_t ldx, int64_t M, const MatrixRef& w, con
   simd = simd && has_avx2_fma_f16c();
   if (simd && avx512 && w.dtype == DType::I8 && has_avx512())
     return skinny_int8_avx512(x, ldx, M, w, bias, y, ldy, n0, n1);
+  if (simd && avx512 && w.dtype == DType::U8 && has_avx512())
+    return skinny_int4_avx512(x, ldx, M, w, bias, y, ldy, n0, n1);
+  if (w.dtype == DType::U8) return skinny_int4(x, ldx, M, w, bias, y, ldy, n0, n1, simd);
   switch (w.dtype) {
     case DType::F32: return rows<DType::F32>(x, ldx, M, w, bias, y, ldy, n0, n1, simd);
     case DType::F16: return rows<DType::F16>(x, ldx, M, w, bias, y, ldy, n0, n1, simd);
