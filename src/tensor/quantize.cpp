@@ -88,14 +88,6 @@ struct LazySource {
   }
 };
 
-std::shared_ptr<Storage> generated(DType dt, uint64_t numel, std::function<void(uint64_t, uint8_t*, size_t)> gen) {
-  auto s = std::make_shared<Storage>();
-  s->dtype = dt;
-  s->nbytes = numel * dtype_size(dt);
-  s->generate = std::move(gen);
-  return s;
-}
-
 }  // namespace
 
 QuantizedTensors quantize_int8_lazy(const Tensor& w, const std::string& where, const std::string& name) {
@@ -106,13 +98,13 @@ QuantizedTensors quantize_int8_lazy(const Tensor& w, const std::string& where, c
   auto src = std::make_shared<const LazySource>(LazySource{w, where, name});
   const int64_t N = w.shape[0], K = w.shape[1];
   // q's bytes [off, off + n): the rows they fall in, quantized, and the overlap copied.
-  auto q = generated(DType::I8, uint64_t(N * K), [src, K](uint64_t off, uint8_t* dst, size_t n) {
+  auto q = Storage::generated(DType::I8, uint64_t(N * K), [src, K](uint64_t off, uint8_t* dst, size_t n) {
     const int64_t r0 = int64_t(off) / K, r1 = (int64_t(off + n) + K - 1) / K;
     std::vector<int8_t> rows(size_t((r1 - r0) * K));
     src->rows(r0, r1, rows.data(), nullptr);
     std::memcpy(dst, rows.data() + (int64_t(off) - r0 * K), n);
   });
-  auto scale = generated(DType::F32, uint64_t(N), [src](uint64_t off, uint8_t* dst, size_t n) {
+  auto scale = Storage::generated(DType::F32, uint64_t(N), [src](uint64_t off, uint8_t* dst, size_t n) {
     const int64_t r0 = int64_t(off / 4), r1 = int64_t((off + n + 3) / 4);
     std::vector<float> s(size_t(r1 - r0));
     src->rows(r0, r1, nullptr, s.data());

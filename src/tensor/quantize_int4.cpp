@@ -97,14 +97,6 @@ struct LazyInt4 {
   }
 };
 
-std::shared_ptr<Storage> generated(DType dt, uint64_t numel, std::function<void(uint64_t, uint8_t*, size_t)> gen) {
-  auto s = std::make_shared<Storage>();
-  s->dtype = dt;
-  s->nbytes = numel * dtype_size(dt);
-  s->generate = std::move(gen);
-  return s;
-}
-
 }  // namespace
 
 QuantizedTensors quantize_int4_lazy(const Tensor& w, const std::string& where, const std::string& name) {
@@ -124,8 +116,8 @@ QuantizedTensors quantize_int4_lazy(const Tensor& w, const std::string& where, c
       std::memcpy(dst, from + (int64_t(off) - r0 * row_bytes), n);
     };
   };
-  auto q = generated(DType::U8, uint64_t(N * B), gen(false));
-  auto scale = generated(DType::F16, uint64_t(N * G), gen(true));
+  auto q = Storage::generated(DType::U8, uint64_t(N * B), gen(false));
+  auto scale = Storage::generated(DType::F16, uint64_t(N * G), gen(true));
   return {Tensor::view_of(q, {N, B}), Tensor::view_of(scale, {N, G})};
 }
 

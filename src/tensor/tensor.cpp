@@ -9,6 +9,15 @@
 
 namespace optforge {
 
+std::shared_ptr<Storage> Storage::generated(DType dtype, uint64_t numel,
+                                            std::function<void(uint64_t, uint8_t*, size_t)> gen) {
+  auto s = std::make_shared<Storage>();
+  s->dtype = dtype;
+  s->nbytes = numel * dtype_size(dtype);
+  s->generate = std::move(gen);
+  return s;
+}
+
 std::shared_ptr<Storage> Storage::allocate(DType dtype, uint64_t numel) {
   auto s = std::make_shared<Storage>();
   s->dtype = dtype;

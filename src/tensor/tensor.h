@@ -33,6 +33,9 @@ struct Storage {
 
   uint64_t numel() const { return nbytes / dtype_size(dtype); }
   static std::shared_ptr<Storage> allocate(DType dtype, uint64_t numel);
+  // A generated storage of `numel` elements whose bytes `gen` writes on demand (see `generate`).
+  static std::shared_ptr<Storage> generated(DType dtype, uint64_t numel,
+                                            std::function<void(uint64_t, uint8_t*, size_t)> gen);
   // Writable access to a storage we allocated ourselves.
   uint8_t* mutable_data() { return const_cast<uint8_t*>(data); }
 };
