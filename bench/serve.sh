@@ -42,7 +42,7 @@ model=$dir/opt-$shape.pt
 "$bin" demo-model --shape "$shape" -o "$model" >/dev/null
 context=2048  # every published OPT shape (demo-model --shape) has a 2048-token context
 start_server() {  # extra serve options; sets server_pid and url
-  "$bin" serve "$model" --port 0 --threads "$threads" --max-batch 64 --max-connections-per-client 128 "$@" >"$dir/url" 2>"$dir/log" &
+  "$bin" serve "$model" --port 0 --threads "$threads" --max-batch 64 --max-connections 256 --max-connections-per-client 256 "$@" >"$dir/url" 2>"$dir/log" &
   server_pid=$!
   for _ in $(seq 300); do grep -q http "$dir/url" 2>/dev/null && break; sleep 0.1; done
   url=$(grep -o 'http://[^/ ]*' "$dir/url")
