@@ -51,10 +51,11 @@ TEST_P(CacheDtype, PerQueryAndBlockedMatchDirectSoftmax) {
   for (int64_t t = 0; t < t0 + 2; ++t) mask[size_t(t)] = 0;  // left padding up to slot t0 + 1
   for (int64_t t = 50; t < T; t += 7) mask[size_t(t)] = 0;
   std::vector<float> per_query(size_t(s * hd), 7.0f), blocked(size_t(s * hd), 7.0f), scratch(static_cast<size_t>(T));
-  cpu::attend_head(q.data(), hd, s, k.bytes.data(), v.bytes.data(), dt, mask.data(), t0, hd, per_query.data(), hd,
+  cpu::attend_head(q.data(), hd, s, cpu::contiguous_rows(k.bytes.data(), dt, hd),
+                   cpu::contiguous_rows(v.bytes.data(), dt, hd), dt, mask.data(), t0, hd, per_query.data(), hd,
                    scratch.data());
-  cpu::attend_head_blocked(q.data(), hd, s, k.bytes.data(), v.bytes.data(), dt, mask.data(), t0, hd, blocked.data(),
-                           hd);
+  cpu::attend_head_blocked(q.data(), hd, s, cpu::contiguous_rows(k.bytes.data(), dt, hd),
+                           cpu::contiguous_rows(v.bytes.data(), dt, hd), dt, mask.data(), t0, hd, blocked.data(), hd);
   for (int64_t i = 0; i < s; ++i) {
     const auto want = reference(q, k, v, mask, t0, hd, i);
     for (int64_t j = 0; j < hd; ++j) {
@@ -80,8 +81,8 @@ TEST_P(CacheDtype, BlockedReadsAndWritesStridedRows) {
   std::vector<float> wide_q(size_t(s * ldq), 1e6f), out(size_t(s * ldo), 7.0f);
   for (int64_t i = 0; i < s; ++i)
     for (int64_t j = 0; j < hd; ++j) wide_q[size_t(i * ldq + hd + j)] = q[size_t(i * hd + j)];
-  cpu::attend_head_blocked(wide_q.data() + hd, ldq, s, k.bytes.data(), v.bytes.data(), dt, mask.data(), t0, hd,
-                           out.data() + 1, ldo);
+  cpu::attend_head_blocked(wide_q.data() + hd, ldq, s, cpu::contiguous_rows(k.bytes.data(), dt, hd),
+                           cpu::contiguous_rows(v.bytes.data(), dt, hd), dt, mask.data(), t0, hd, out.data() + 1, ldo);
   for (int64_t i = 0; i < s; ++i) {
     const auto want = reference(q, k, v, mask, t0, hd, i);
     for (int64_t j = 0; j < hd; ++j) EXPECT_NEAR(out[size_t(i * ldo + 1 + j)], want[size_t(j)], 1e-5) << i << "," << j;

@@ -60,12 +60,14 @@ TEST_P(PagedDtype, BlockTableReadsEqualContiguousReads) {
     for (int64_t t = 3; t < T; t += 7) mask[size_t(t)] = 0;
     const Paged pk = scatter(k, T, row_bytes, 11), pv = scatter(v, T, row_bytes, 12);
     std::vector<float> want(size_t(s * hd)), got(size_t(s * hd)), scratch(static_cast<size_t>(T));
-    cpu::attend_head(q.data(), hd, s, k.bytes.data(), v.bytes.data(), dt, mask.data(), t0, hd, want.data(), hd,
+    cpu::attend_head(q.data(), hd, s, cpu::contiguous_rows(k.bytes.data(), dt, hd),
+                     cpu::contiguous_rows(v.bytes.data(), dt, hd), dt, mask.data(), t0, hd, want.data(), hd,
                      scratch.data());
     cpu::attend_head(q.data(), hd, s, pk.rows(row_bytes), pv.rows(row_bytes), dt, mask.data(), t0, hd, got.data(), hd,
                      scratch.data());
     EXPECT_EQ(got, want) << "per query, t0 " << t0;
-    cpu::attend_head_blocked(q.data(), hd, s, k.bytes.data(), v.bytes.data(), dt, mask.data(), t0, hd, want.data(), hd);
+    cpu::attend_head_blocked(q.data(), hd, s, cpu::contiguous_rows(k.bytes.data(), dt, hd),
+                             cpu::contiguous_rows(v.bytes.data(), dt, hd), dt, mask.data(), t0, hd, want.data(), hd);
     cpu::attend_head_blocked(q.data(), hd, s, pk.rows(row_bytes), pv.rows(row_bytes), dt, mask.data(), t0, hd,
                              got.data(), hd);
     EXPECT_EQ(got, want) << "blocked, t0 " << t0;

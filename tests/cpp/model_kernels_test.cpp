@@ -95,7 +95,8 @@ TEST(Attention, CausalMaskedSoftmaxMatchesReference) {
              v = random_floats(size_t(T * hd), 11);
   const std::vector<uint8_t> mask = {0, 0, 1, 1, 0, 1, 1, 1, 1};  // slots 0, 1 and 4 are padding
   std::vector<float> out(static_cast<size_t>(s * hd)), scratch(static_cast<size_t>(T));
-  cpu::attend_head(q.data(), hd, s, k.data(), v.data(), DType::F32, mask.data(), t0, hd, out.data(), hd,
+  cpu::attend_head(q.data(), hd, s, cpu::contiguous_rows(k.data(), DType::F32, hd),
+                   cpu::contiguous_rows(v.data(), DType::F32, hd), DType::F32, mask.data(), t0, hd, out.data(), hd,
                    scratch.data());
   for (int64_t i = 0; i < s; ++i) {
     std::vector<double> w(size_t(T), 0.0);
@@ -123,7 +124,9 @@ TEST(Attention, AQueryThatSeesOnlyPaddingGetsZerosNotNaN) {
   const auto q = random_floats(8, 12), k = random_floats(8, 13), v = random_floats(8, 14);
   const std::vector<uint8_t> mask = {0, 1};
   std::vector<float> out(8, 7.0f), scratch(2);
-  cpu::attend_head(q.data(), hd, 2, k.data(), v.data(), DType::F32, mask.data(), 0, hd, out.data(), hd, scratch.data());
+  cpu::attend_head(q.data(), hd, 2, cpu::contiguous_rows(k.data(), DType::F32, hd),
+                   cpu::contiguous_rows(v.data(), DType::F32, hd), DType::F32, mask.data(), 0, hd, out.data(), hd,
+                   scratch.data());
   for (int j = 0; j < hd; ++j) {
     EXPECT_EQ(out[size_t(j)], 0.0f);                            // query 0 sees only slot 0 (padding)
     EXPECT_NEAR(out[size_t(hd + j)], v[size_t(hd + j)], 1e-6);  // query 1 sees only slot 1

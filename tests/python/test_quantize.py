@@ -215,15 +215,23 @@ def test_inspect_shows_int8_tensors_and_scales(models, tmp_path):
     assert "int8-per-channel-symmetric" in folder and "decoder.layers.0.fc1.weight_scale  f32  [100]" in folder
 
 
-def rewrite(src_file, dst_file, edit):
-    """A copy of a safetensors file with edit(tensors, metadata) applied (dicts, edited in place)."""
+def assert_damaged_copy_refused(folder, dst, edit, mention):
+    """A copy of the quantized HF `folder` at `dst` whose model.safetensors has edit(tensors,
+    metadata) applied (dicts, edited in place); `score` on it must be refused cleanly, naming
+    the folder and `mention`."""
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
-    with safe_open(str(src_file), "np") as f:
+    dst.mkdir()
+    for f in folder.iterdir():
+        if f.name != "model.safetensors":
+            (dst / f.name).write_bytes(f.read_bytes())
+    with safe_open(str(folder / "model.safetensors"), "np") as f:
         md = f.metadata()
-    d = load_file(src_file)
+    d = load_file(folder / "model.safetensors")
     edit(d, md)
-    save_file(d, str(dst_file), metadata=md)
+    save_file(d, str(dst / "model.safetensors"), metadata=md)
+    proc = run_optforge("score", dst, "-", "--ids", input="[2, 5, 6]\n", check=False)
+    assert_clean_error(proc, str(dst), mention)
 
 
 @pytest.mark.parametrize("case,mention", [
@@ -238,10 +246,6 @@ def rewrite(src_file, dst_file, edit):
 def test_bad_scales_are_refused_naming_file_and_tensor(models, case, mention, tmp_path):
     _, path = models["pre_ln"]
     out = convert_int8(path, tmp_path / "q8")
-    (tmp_path / "bad").mkdir()
-    for f in out.iterdir():
-        if f.name != "model.safetensors":
-            (tmp_path / "bad" / f.name).write_bytes(f.read_bytes())
     name = "model.decoder.layers.1.fc2.weight"
 
     def edit(d, md):
@@ -257,9 +261,7 @@ def test_bad_scales_are_refused_naming_file_and_tensor(models, case, mention, tm
             d[name + "_scale"][7] = np.nan if case == "nan" else -d[name + "_scale"][7]
         else:  # a float weight with a scale beside it
             d[name] = (d[name].astype(np.float32) * d[name + "_scale"][:, None]).astype(np.float32)
-    rewrite(out / "model.safetensors", tmp_path / "bad" / "model.safetensors", edit)
-    proc = run_optforge("score", tmp_path / "bad", "-", "--ids", input="[2, 5, 6]\n", check=False)
-    assert_clean_error(proc, str(tmp_path / "bad"), mention)
+    assert_damaged_copy_refused(out, tmp_path / "bad", edit, mention)
 
 
 def test_int8_output_other_than_safetensors_is_refused(models, tmp_path):

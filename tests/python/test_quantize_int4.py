@@ -26,7 +26,7 @@ import torch
 from conftest import assert_clean_error, assert_usage_error, run_optforge
 from hf_reference import check_greedy_prompts, hf_logits, max_diff, our_logits, random_opt
 from quant_reference import dequantized_model, is_matmul, quantize_int4
-from test_quantize import ARCHS, N_SEQ, SEQ_LEN, VOCAB, kl_and_top1, rewrite, sequences
+from test_quantize import ARCHS, N_SEQ, SEQ_LEN, VOCAB, assert_damaged_copy_refused, kl_and_top1, sequences
 
 TOL = 1e-4
 KL_BOUND = 3e-2
@@ -149,10 +149,6 @@ def test_inspect_shows_int4_tensors_and_scales(models, tmp_path):
 def test_bad_int4_files_are_refused_naming_file_and_tensor(models, case, mention, tmp_path):
     _, path = models["pre_ln"]
     out = convert_int4(path, tmp_path / "q4")
-    (tmp_path / "bad").mkdir()
-    for f in out.iterdir():
-        if f.name != "model.safetensors":
-            (tmp_path / "bad" / f.name).write_bytes(f.read_bytes())
     name = "model.decoder.layers.1.fc2.weight"
 
     def edit(d, md):
@@ -168,9 +164,7 @@ def test_bad_int4_files_are_refused_naming_file_and_tensor(models, case, mention
             d[name + "_scale"][3, 1] = np.inf
         else:  # one packed column short
             d[name] = d[name][:, :-1].copy()
-    rewrite(out / "model.safetensors", tmp_path / "bad" / "model.safetensors", edit)
-    proc = run_optforge("score", tmp_path / "bad", "-", "--ids", input="[2, 5, 6]\n", check=False)
-    assert_clean_error(proc, str(tmp_path / "bad"), mention)
+    assert_damaged_copy_refused(out, tmp_path / "bad", edit, mention)
 
 
 def test_int4_usage_and_refusals(models, tmp_path):

@@ -9,12 +9,6 @@
 
 namespace optforge::cpu {
 
-void attend_head(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values, DType kv_dtype,
-                 const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo, float* scratch) {
-  attend_head(q, ldq, s, contiguous_rows(keys, kv_dtype, hd), contiguous_rows(values, kv_dtype, hd), kv_dtype, key_mask,
-              t0, hd, out, ldo, scratch);
-}
-
 // The loops walk the slots a block at a time (a run of contiguous rows), so the paged layout
 // costs one table lookup per block, not per row.
 void attend_head(const float* q, int64_t ldq, int64_t s, const KvRows& keys, const KvRows& values, DType kv_dtype,

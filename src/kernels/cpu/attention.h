@@ -24,7 +24,8 @@ struct KvRows {
   int64_t run(int64_t t) const { return block_size - t % block_size; }
 };
 
-// Contiguous rows (one block holding every slot): what the pointer overloads below read.
+// Contiguous rows (one block holding every slot): a whole-context buffer as KvRows (the tests'
+// references and any caller without a block table).
 inline KvRows contiguous_rows(const void* rows, DType dtype, int64_t hd) {
   static constexpr int32_t kBlock0 = 0;
   return {static_cast<const uint8_t*>(rows), &kBlock0, std::numeric_limits<int64_t>::max() / 2, 0,
@@ -32,7 +33,7 @@ inline KvRows contiguous_rows(const void* rows, DType dtype, int64_t hd) {
 }
 
 // q: s query rows (row stride ldq), already scaled by head_dim^-0.5 as OPT does.
-// keys, values: [t0 + s, hd] rows (stride hd), slots 0 .. t0+s-1 of the cache, stored as kv_dtype
+// keys, values: slots 0 .. t0+s-1 of the cache, hd values each, stored as kv_dtype
 // (F32, F16 or BF16: the KV cache's dtype) and converted to f32 in registers.
 // key_mask[t]: 0 for a padding slot, which no query sees.
 // Query i sits at slot t0 + i and attends to the unmasked slots <= t0 + i; scores, softmax and
@@ -41,18 +42,14 @@ inline KvRows contiguous_rows(const void* rows, DType dtype, int64_t hd) {
 // out: s rows (stride ldo) of hd. scratch: t0 + s floats.
 // The backend calls this with one query (a decode step); prompts take attend_head_blocked. The
 // loop over several queries stays as the plain reference the tests hold the blocked path to.
-void attend_head(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values, DType kv_dtype,
-                 const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo, float* scratch);
-// The same over paged keys and values.
+// Paged keys and values read through their block table (KvRows; contiguous_rows for one buffer).
 void attend_head(const float* q, int64_t ldq, int64_t s, const KvRows& keys, const KvRows& values, DType kv_dtype,
                  const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo, float* scratch);
 
 // The same result computed in blocks with an online softmax (flash-attention's order: the output
 // is normalised once at the end, so it differs from attend_head by rounding only). Faster when s,
 // the number of queries, is large (prompts); needs no scratch.
-void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values, DType kv_dtype,
-                         const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo);
-// The same over paged keys and values (a key block of the kernel spans several cache blocks).
+// A key block of the kernel may span several cache blocks.
 void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const KvRows& keys, const KvRows& values,
                          DType kv_dtype, const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo);
 

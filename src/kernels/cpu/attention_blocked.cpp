@@ -60,12 +60,6 @@ void softmax_step(QueryBlock& b, const uint8_t* key_mask, int64_t j0, int64_t n,
 
 }  // namespace
 
-void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const void* keys, const void* values, DType kv_dtype,
-                         const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo) {
-  attend_head_blocked(q, ldq, s, contiguous_rows(keys, kv_dtype, hd), contiguous_rows(values, kv_dtype, hd), kv_dtype,
-                      key_mask, t0, hd, out, ldo);
-}
-
 void attend_head_blocked(const float* q, int64_t ldq, int64_t s, const KvRows& keys, const KvRows& values,
                          DType kv_dtype, const uint8_t* key_mask, int64_t t0, int64_t hd, float* out, int64_t ldo) {
   QueryBlock b;
